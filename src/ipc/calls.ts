@@ -1,0 +1,70 @@
+/**
+ * The M3-IPC contract as one interface: the in-process kernel's `Process` implements it, and so will
+ * the client library that reaches a node daemon, so server code runs unchanged in either shape.
+ */
+import type { Endpoint } from './endpoint.js';
+import type { Message, OutgoingMessage } from './message.js';
+
+/** Every blocking call takes a timeout and an AbortSignal. */
+export interface CallOptions {
+  /** Milliseconds; -1 or absent waits forever, 0 fails at once with EDVSTIMEDOUT if the call would block. */
+  readonly timeoutMs?: number;
+  /** Aborting fails the call with EDVSINTR (unless it already completed: delivery wins). */
+  readonly signal?: AbortSignal;
+}
+
+/** What became of a notify: delivered to a waiting receiver, left pending, coalesced into a pending one, or handed to the link. */
+export type NotifyOutcome = 'delivered' | 'pending' | 'overrun' | 'sent';
+
+export interface NotifyOptions {
+  /** Bits OR-ed into the pending notification's `arg` (the original's update-pending word). */
+  readonly arg?: number;
+}
+
+export type GrantAccess = 'read' | 'write' | 'readwrite';
+
+export interface GrantOptions {
+  /** Who may copy: one endpoint, or ANY. */
+  readonly grantee: Endpoint;
+  readonly access: GrantAccess;
+  /** Window of the buffer exposed by the grant; defaults to the whole buffer. */
+  readonly offset?: number;
+  readonly length?: number;
+  /**
+   * When true (default, the original's rule), copies succeed only while the owner is blocked in IPC
+   * with the requester, e.g. inside its sendrec to it; otherwise EDVSPROCSTS.
+   */
+  readonly whileWaiting?: boolean;
+}
+
+/** A place inside someone's grant. `owner` may be SELF. */
+export interface GrantRef {
+  readonly owner: Endpoint;
+  readonly grant: number;
+  /** Offset inside the grant's window. */
+  readonly offset?: number;
+}
+
+export interface CopyFromOptions extends CallOptions {
+  readonly intoOffset?: number;
+  /** Bytes to copy; defaults to the room left in `into`. */
+  readonly length?: number;
+}
+
+/** The calls a bound process makes. */
+export interface M3Ipc {
+  readonly dcid: number;
+  readonly endpoint: Endpoint;
+  send(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<void>;
+  receive(src: Endpoint, opts?: CallOptions): Promise<Message>;
+  sendrec(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message>;
+  receiveRequest(opts?: CallOptions): Promise<Message>;
+  reply(dst: Endpoint, msg: OutgoingMessage): Promise<void>;
+  notify(dst: Endpoint, opts?: NotifyOptions): Promise<NotifyOutcome>;
+  grant(buffer: Uint8Array, opts: GrantOptions): number;
+  revoke(grant: number): void;
+  copyFrom(src: GrantRef, into: Uint8Array, opts?: CopyFromOptions): Promise<number>;
+  copyTo(dst: GrantRef, data: Uint8Array, opts?: CallOptions): Promise<number>;
+  copy(src: GrantRef, dst: GrantRef, length: number, opts?: CallOptions): Promise<number>;
+  unbind(): Promise<void>;
+}

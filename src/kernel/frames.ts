@@ -1,0 +1,136 @@
+/**
+ * Kernel-to-kernel protocol: what one node's kernel says to another's about endpoints they own.
+ * Frames are plain objects; the transport layer encodes them and guarantees per-link FIFO delivery
+ * without loss or duplication until it declares the peer node down. See docs/kernel-protocol.md.
+ */
+import type { Endpoint } from '../ipc/endpoint.js';
+import type { Payload } from '../ipc/payload.js';
+
+/** A message for `dst`, owned by the receiving node. Answered by send-ack when `dst` takes it. */
+export interface SendFrame {
+  readonly k: 'send';
+  readonly dc: number;
+  readonly id: number;
+  readonly src: Endpoint;
+  readonly dst: Endpoint;
+  readonly type: number;
+  readonly payload: Payload;
+  /** Part of a sendrec: after taking it, `dst` may reply to `src`. */
+  readonly rec: boolean;
+}
+
+/** Result of a send: rc 0 once taken; an errno otherwise; EDVSNONODE with `node` when `dst` lives elsewhere. */
+export interface SendAckFrame {
+  readonly k: 'send-ack';
+  readonly dc: number;
+  readonly id: number;
+  readonly rc: number;
+  readonly node?: number;
+}
+
+/** The sender gave up (timeout or abort): withdraw the queued send if not yet taken. */
+export interface CancelFrame {
+  readonly k: 'cancel';
+  readonly dc: number;
+  readonly id: number;
+}
+
+/** Answer to cancel, sent only when the send was still queued and is now withdrawn. */
+export interface CancelAckFrame {
+  readonly k: 'cancel-ack';
+  readonly dc: number;
+  readonly id: number;
+}
+
+/** A server's reply to a client blocked in sendrec with it. Fire-and-forget. */
+export interface ReplyFrame {
+  readonly k: 'reply';
+  readonly dc: number;
+  readonly src: Endpoint;
+  readonly dst: Endpoint;
+  readonly type: number;
+  readonly payload: Payload;
+}
+
+/** A sendrec client stopped waiting for `server`'s reply (timeout, abort): reply now gets EDVSPROCSTS. */
+export interface ReplyCancelFrame {
+  readonly k: 'reply-cancel';
+  readonly dc: number;
+  readonly client: Endpoint;
+  readonly server: Endpoint;
+}
+
+export interface NotifyFrame {
+  readonly k: 'notify';
+  readonly dc: number;
+  readonly src: Endpoint;
+  readonly dst: Endpoint;
+  readonly arg: number;
+}
+
+/** `ep` was unbound on the sending node: fail whoever waits on it. */
+export interface UnboundFrame {
+  readonly k: 'unbound';
+  readonly dc: number;
+  readonly ep: Endpoint;
+}
+
+/** Read `length` bytes at `offset` of grant `grant` owned by `owner`. Answered by copy-data. */
+export interface CopyReadFrame {
+  readonly k: 'copy-read';
+  readonly dc: number;
+  readonly id: number;
+  readonly requester: Endpoint;
+  readonly owner: Endpoint;
+  readonly grant: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface CopyDataFrame {
+  readonly k: 'copy-data';
+  readonly dc: number;
+  readonly id: number;
+  readonly rc: number;
+  readonly data?: Uint8Array;
+}
+
+/** Write `data` at `offset` of a grant owned by `owner`. Answered by copy-ack. */
+export interface CopyWriteFrame {
+  readonly k: 'copy-write';
+  readonly dc: number;
+  readonly id: number;
+  readonly requester: Endpoint;
+  readonly owner: Endpoint;
+  readonly grant: number;
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+export interface CopyAckFrame {
+  readonly k: 'copy-ack';
+  readonly dc: number;
+  readonly id: number;
+  readonly rc: number;
+}
+
+export type KernelFrame =
+  | SendFrame
+  | SendAckFrame
+  | CancelFrame
+  | CancelAckFrame
+  | ReplyFrame
+  | ReplyCancelFrame
+  | NotifyFrame
+  | UnboundFrame
+  | CopyReadFrame
+  | CopyDataFrame
+  | CopyWriteFrame
+  | CopyAckFrame;
+
+export type FrameKind = KernelFrame['k'];
+
+/** Where a kernel hands frames for other nodes. Reliable and FIFO per node until `nodeDown`. */
+export interface KernelTransport {
+  send(node: number, frame: KernelFrame): void;
+}

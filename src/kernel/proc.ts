@@ -1,0 +1,154 @@
+/** Per-endpoint state held by the kernel that owns it, and the descriptors of remote endpoints. */
+import type { Endpoint } from '../ipc/endpoint.js';
+import type { Message } from '../ipc/message.js';
+import type { Payload } from '../ipc/payload.js';
+import type { PrivLevel } from '../ipc/privileges.js';
+import type { Waiter } from './waiter.js';
+
+/** What a blocked receive-side call accepts. */
+export const RecvMode = {
+  /** receive(src|ANY): notifications and messages. */
+  Receive: 0,
+  /** receiveRequest: messages only. */
+  Request: 1,
+  /** sendrec whose request is not yet taken: accepts nothing. */
+  SendrecSending: 2,
+  /** sendrec whose request was taken: accepts the reply (reply or send) from the destination only. */
+  SendrecReply: 3,
+} as const;
+export type RecvMode = (typeof RecvMode)[keyof typeof RecvMode];
+
+export interface RecvWait {
+  mode: RecvMode;
+  /** ANY, or the only endpoint accepted. For sendrec, the destination. */
+  from: Endpoint;
+  waiter: Waiter<Message>;
+}
+
+/** A message waiting in its destination's queue for a receive to take it. */
+export interface QueuedSend {
+  readonly src: Endpoint;
+  readonly type: number;
+  readonly payload: Payload;
+  readonly sendrec: boolean;
+  /** Local sender (same kernel) and its blocked call; undefined for a remote sender. */
+  readonly sender: LocalProc | undefined;
+  readonly waiter: Waiter<void> | undefined;
+  /** Remote sender: its node and the frame id to acknowledge. */
+  readonly node: number;
+  readonly id: number;
+  prev: QueuedSend | undefined;
+  next: QueuedSend | undefined;
+  queuedOn: LocalProc | undefined;
+}
+
+export interface Grant {
+  readonly id: number;
+  readonly buffer: Uint8Array;
+  readonly offset: number;
+  readonly length: number;
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly grantee: Endpoint;
+  readonly whileWaiting: boolean;
+}
+
+export interface PendingNotify {
+  readonly src: Endpoint;
+  arg: number;
+}
+
+export interface ProcCounters {
+  lclSent: number;
+  rmtSent: number;
+  lclCopies: number;
+  rmtCopies: number;
+  received: number;
+}
+
+/** An endpoint bound in this kernel. */
+export class LocalProc {
+  readonly kind = 'local' as const;
+  readonly dcid: number;
+  readonly slot: number;
+  readonly endpoint: Endpoint;
+  readonly privId: number;
+  readonly isSystem: boolean;
+  name: string;
+  level: PrivLevel;
+  callMask: number;
+  /** System slots this process may send to; null = all. */
+  ipcTo: ReadonlySet<number> | null;
+  alive = true;
+
+  queueHead: QueuedSend | undefined;
+  queueTail: QueuedSend | undefined;
+  queueLength = 0;
+  recv: RecvWait | undefined;
+  /** Pending notifications by the source's privId. */
+  notifies: Map<number, PendingNotify> | undefined;
+  wokenUp = false;
+  /** Blocked sends of this process not yet taken (local or remote). */
+  sending = 0;
+  /** Destination of the latest blocking send (the original's `sendto`). */
+  sendto: Endpoint;
+  /** Remote clients whose sendrec request this process took and has not replied to: client → node. */
+  replyTo: Map<Endpoint, number> | undefined;
+  grants: Map<number, Grant> | undefined;
+  nextGrant = 1;
+  copying = false;
+  readonly counters: ProcCounters = { lclSent: 0, rmtSent: 0, lclCopies: 0, rmtCopies: 0, received: 0 };
+
+  constructor(dcid: number, slot: number, endpoint: Endpoint, privId: number, isSystem: boolean, name: string, level: PrivLevel, callMask: number, none: Endpoint) {
+    this.dcid = dcid;
+    this.slot = slot;
+    this.endpoint = endpoint;
+    this.privId = privId;
+    this.isSystem = isSystem;
+    this.name = name;
+    this.level = level;
+    this.callMask = callMask;
+    this.ipcTo = null;
+    this.sendto = none;
+  }
+
+  enqueue(rec: QueuedSend): void {
+    rec.queuedOn = this;
+    rec.prev = this.queueTail;
+    rec.next = undefined;
+    if (this.queueTail === undefined) this.queueHead = rec;
+    else this.queueTail.next = rec;
+    this.queueTail = rec;
+    this.queueLength++;
+  }
+
+  dequeue(rec: QueuedSend): void {
+    if (rec.queuedOn !== this) return;
+    if (rec.prev === undefined) this.queueHead = rec.next;
+    else rec.prev.next = rec.next;
+    if (rec.next === undefined) this.queueTail = rec.prev;
+    else rec.next.prev = rec.prev;
+    rec.prev = rec.next = undefined;
+    rec.queuedOn = undefined;
+    this.queueLength--;
+  }
+
+  /** First queued send acceptable to receive(src). */
+  findQueued(src: Endpoint, any: Endpoint): QueuedSend | undefined {
+    for (let r = this.queueHead; r !== undefined; r = r.next) {
+      if (src === any || r.src === src) return r;
+    }
+    return undefined;
+  }
+}
+
+/** The descriptor of an endpoint owned by another node (the directory cache). */
+export interface RemoteProc {
+  readonly kind: 'remote';
+  readonly endpoint: Endpoint;
+  readonly slot: number;
+  node: number;
+  name: string;
+}
+
+export type ProcEntry = LocalProc | RemoteProc;
