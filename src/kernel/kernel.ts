@@ -612,9 +612,8 @@ export class Kernel {
     if (dst === proc.endpoint || dst === SELF || dst === HARDWARE) fail('EDVSBADDEST', `cannot send to ${dc.space.format(dst)}`);
     checkMessageType(msg.type);
     checkPayload(msg.payload, this.limits.maxPayloadBytes);
-    const slot = dc.space.checkEndpoint(dst);
-    this.checkIpcTo(proc, dc, slot);
     const entry = dc.lookup(dst);
+    this.checkIpcTo(proc, dc, entry.slot);
     if (entry.kind === 'remote') this.checkRoute(dc, entry);
     return entry;
   }
@@ -1271,7 +1270,6 @@ export class Kernel {
     const owner = this.localProc(dc, frame.owner);
     const data = this.readLocal(owner, frame.requester, frame.grant, frame.offset, frame.length).slice();
     const reply: CopyDataFrame = { k: 'copy-data', dc: dc.dcid, id: frame.id, rc: 0, data };
-    owner.counters.rmtCopies++;
     this.emit(from, reply);
   }
 
@@ -1280,7 +1278,6 @@ export class Kernel {
     if (!(frame.data instanceof Uint8Array)) fail('EDVSBADVALUE', 'copy-write without bytes');
     this.writeLocal(owner, frame.requester, frame.grant, frame.offset, frame.data);
     const ack: CopyAckFrame = { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: 0 };
-    owner.counters.rmtCopies++;
     this.emit(from, ack);
   }
 
