@@ -28,6 +28,12 @@ export interface KernelLimits {
 /** Fixed task slots besides the SYSTASKs: KERNEL/HARDWARE, SLOTS, CLOCK, IDLE/PROXY. */
 export const NR_FIXED_TASKS = 4;
 
+/** Most slots (tasks + procs) one DC may have. */
+export const MAX_SLOTS = 0x1000;
+
+/** Server slots a DC gets by default on top of its task slots. */
+export const DEFAULT_SERVER_SLOTS = 28;
+
 export const DEFAULT_DC_LIMITS: DcLimits = Object.freeze({
   nrNodes: 32,
   nrTasks: 32 + NR_FIXED_TASKS,
@@ -49,11 +55,15 @@ function positiveInt(name: string, value: unknown, max: number): number {
 
 /** Fills defaults and checks that the endpoint space is consistent; throws EDVSBADVALUE otherwise. */
 export function resolveDcLimits(partial: Partial<DcLimits> = {}): DcLimits {
-  const nrNodes = positiveInt('nrNodes', partial.nrNodes ?? DEFAULT_DC_LIMITS.nrNodes, 4096);
-  const nrTasks = positiveInt('nrTasks', partial.nrTasks ?? nrNodes + NR_FIXED_TASKS, 8192);
+  const nrNodes = positiveInt('nrNodes', partial.nrNodes ?? DEFAULT_DC_LIMITS.nrNodes, MAX_SLOTS - NR_FIXED_TASKS - 1);
+  const nrTasks = positiveInt('nrTasks', partial.nrTasks ?? nrNodes + NR_FIXED_TASKS, MAX_SLOTS - 1);
   // Generation-0 endpoints equal their slot, so user slots must stay below the reserved magic values.
   const nrProcs = positiveInt('nrProcs', partial.nrProcs ?? DEFAULT_DC_LIMITS.nrProcs, NONE);
-  const nrSysProcs = positiveInt('nrSysProcs', partial.nrSysProcs ?? Math.min(DEFAULT_DC_LIMITS.nrSysProcs, nrTasks + nrProcs), nrTasks + nrProcs);
+  if (nrTasks + nrProcs > MAX_SLOTS) {
+    throw new DvsError('EDVSBADVALUE', `nrTasks + nrProcs (${nrTasks + nrProcs}) must not exceed ${MAX_SLOTS}: notification types carry the source's privilege id in 12 bits`);
+  }
+  // By default, as many server slots as the original (NR_SERVERS + 1 = 28 beyond the tasks).
+  const nrSysProcs = positiveInt('nrSysProcs', partial.nrSysProcs ?? Math.min(nrTasks + DEFAULT_SERVER_SLOTS, nrTasks + nrProcs), nrTasks + nrProcs);
   if (nrTasks < nrNodes + NR_FIXED_TASKS) {
     throw new DvsError('EDVSBADVALUE', `nrTasks (${nrTasks}) must be at least nrNodes + ${NR_FIXED_TASKS} (${nrNodes + NR_FIXED_TASKS})`);
   }

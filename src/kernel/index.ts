@@ -2,5 +2,6 @@
 export { Kernel, type KernelOptions, type CreateDcOptions, type DcInfo, type BindOptions, type KernelStats } from './kernel.js';
 export { Process } from './process.js';
 export type { Clock, TimerHandle } from './clock.js';
-export type { KernelFrame, KernelTransport, FrameKind } from './frames.js';
+export type * from './frames.js';
+export type { GrantBackend } from './proc.js';
 export { formatProcTable, RTS, MISC, type ProcInfo } from './procfs.js';

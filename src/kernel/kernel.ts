@@ -9,11 +9,11 @@ import { DvsError, isDvsError, type DvsErrorCode } from '../ipc/errors.js';
 import { resolveDcLimits, resolveKernelLimits, type DcLimits, type KernelLimits } from '../ipc/limits.js';
 import { checkMessageType, NOTIFY_MESSAGE, type Message, type OutgoingMessage } from '../ipc/message.js';
 import { checkPayload, type Payload } from '../ipc/payload.js';
-import { CALL_BIT, callMask, callsOfMask, checkPrivileges, defaultPrivileges, type Privileges } from '../ipc/privileges.js';
+import { CALL_BIT, callMask, callsOfMask, checkPrivileges, defaultPrivileges, SYSTEM_ONLY_CALLS, type Privileges } from '../ipc/privileges.js';
 import type { Clock } from './clock.js';
 import { DcState, type BindWatch } from './dc.js';
 import type { CopyAckFrame, CopyDataFrame, CopyReadFrame, CopyWriteFrame, KernelFrame, KernelTransport, SendAckFrame, SendFrame } from './frames.js';
-import { LocalProc, RecvMode, type Grant, type ProcEntry, type QueuedSend, type RecvWait, type RemoteProc } from './proc.js';
+import { LocalProc, RecvMode, type Grant, type GrantBackend, type ProcEntry, type QueuedSend, type RecvWait, type RemoteProc } from './proc.js';
 import { Process } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
 import { checkNotAborted, checkTimeout, Waiter, type ExpireReason } from './waiter.js';
@@ -66,6 +66,7 @@ export interface KernelStats {
 }
 
 const NAME_MAX = 32;
+const SYSTEM_ONLY_MASK = callMask(SYSTEM_ONLY_CALLS);
 const DEFAULT_MAX_REDIRECTS = 4;
 const DEFAULT_COPY_WINDOW = 8;
 
@@ -469,7 +470,6 @@ export class Kernel {
   receiveRequest(dc: DcState, proc: LocalProc, opts: CallOptions | undefined): Promise<Message> {
     try {
       this.checkCaller(proc, CALL_BIT.receiveRequest);
-      if (!proc.isSystem) fail('EDVSTRAPDENIED', 'receiveRequest is reserved for system processes');
       return this.receiveCommon(dc, proc, ANY, RecvMode.Request, opts);
     } catch (err) {
       return Promise.reject(err as Error);
@@ -507,7 +507,6 @@ export class Kernel {
   reply(dc: DcState, proc: LocalProc, dst: Endpoint, msg: OutgoingMessage): Promise<void> {
     try {
       this.checkCaller(proc, CALL_BIT.reply);
-      if (!proc.isSystem) fail('EDVSTRAPDENIED', 'reply is reserved for system processes');
       checkMessageType(msg.type);
       checkPayload(msg.payload, this.limits.maxPayloadBytes);
       if (dst === proc.endpoint || dst === SELF) fail('EDVSBADDEST', 'a process cannot reply to itself');
@@ -536,7 +535,6 @@ export class Kernel {
   notify(dc: DcState, proc: LocalProc, dst: Endpoint, opts: NotifyOptions | undefined): Promise<NotifyOutcome> {
     try {
       this.checkCaller(proc, CALL_BIT.notify);
-      if (!proc.isSystem) fail('EDVSTRAPDENIED', 'notify is reserved for system processes');
       const arg = opts?.arg ?? 0;
       if (!Number.isInteger(arg) || arg < 0 || arg > 0xffffffff) fail('EDVSBADVALUE', 'notify arg must be a 32-bit unsigned integer');
       if (dst === proc.endpoint || dst === SELF) fail('EDVSBADDEST', 'a process cannot notify itself');
@@ -593,7 +591,10 @@ export class Kernel {
   // ---------------------------------------------------------------- send machinery
 
   private checkCaller(proc: LocalProc, bit: number): void {
+    this.checkRunning();
     if (!proc.alive) fail('EDVSNOTBIND', 'the calling process is no longer bound');
+    // System-only calls (reference §2.2/2.3) fail with EDVSTRAPDENIED for users, whatever their allowedCalls say.
+    if (!proc.isSystem && (bit & SYSTEM_ONLY_MASK) !== 0) fail('EDVSTRAPDENIED', 'call reserved for system processes');
     if ((proc.callMask & bit) === 0) fail('EDVSBADCALL', 'call not allowed for this process');
   }
 
@@ -762,16 +763,39 @@ export class Kernel {
   // ---------------------------------------------------------------- grants and copies
 
   /** @internal */
-  grant(proc: LocalProc, dc: DcState, buffer: Uint8Array, opts: GrantOptions): number {
-    this.checkCaller(proc, CALL_BIT.grant);
+  grant(proc: LocalProc, dc: DcState, buffer: Uint8Array, opts: GrantOptions, id?: number): number {
     if (!(buffer instanceof Uint8Array)) fail('EDVSBADVALUE', 'a grant needs a Uint8Array');
     const offset = checkCount('grant offset', opts.offset, 0, buffer.byteLength);
     const length = checkCount('grant length', opts.length, buffer.byteLength - offset, buffer.byteLength - offset);
+    return this.addGrant(proc, dc, buffer, undefined, offset, length, opts, id);
+  }
+
+  /**
+   * Registers a grant whose bytes live elsewhere (a client OS process): `length` bytes reached
+   * through `backend`. `id`, when given, is the grant id the owner chose; it must be unused.
+   */
+  grantExternal(dcid: number, endpoint: Endpoint, backend: GrantBackend, length: number, opts: GrantOptions, id?: number): number {
+    const dc = this.dc(dcid);
+    const proc = this.localProc(dc, endpoint);
+    checkCount('grant length', length, 0, Number.MAX_SAFE_INTEGER);
+    return this.addGrant(proc, dc, undefined, backend, 0, length, opts, id);
+  }
+
+  private addGrant(proc: LocalProc, dc: DcState, buffer: Uint8Array | undefined, backend: GrantBackend | undefined, offset: number, length: number, opts: GrantOptions, requestedId: number | undefined): number {
+    this.checkCaller(proc, CALL_BIT.grant);
     const access = opts.access;
     if (access !== 'read' && access !== 'write' && access !== 'readwrite') fail('EDVSBADVALUE', `grant access must be read, write or readwrite, got ${String(access)}`);
     if (opts.grantee !== ANY) dc.space.checkEndpoint(opts.grantee);
-    const id = proc.nextGrant++;
-    const g: Grant = { id, buffer, offset, length, read: access !== 'write', write: access !== 'read', grantee: opts.grantee, whileWaiting: opts.whileWaiting ?? true };
+    let id: number;
+    if (requestedId === undefined) {
+      while (proc.grants?.has(proc.nextGrant) === true) proc.nextGrant++;
+      id = proc.nextGrant++;
+    } else {
+      if (!Number.isSafeInteger(requestedId) || requestedId <= 0) fail('EDVSBADVALUE', `grant id must be a positive integer, got ${String(requestedId)}`);
+      if (proc.grants?.has(requestedId) === true) fail('EDVSEXIST', `grant ${requestedId} already exists`);
+      id = requestedId;
+    }
+    const g: Grant = { id, buffer, backend, offset, length, read: access !== 'write', write: access !== 'read', grantee: opts.grantee, whileWaiting: opts.whileWaiting ?? true };
     (proc.grants ??= new Map()).set(id, g);
     return id;
   }
@@ -871,12 +895,13 @@ export class Kernel {
     if (dstEntry?.kind === 'local') this.grantFor(dstEntry, me, dst!.grant, dstBase, length, true);
     const chunk = this.limits.maxCopyChunk;
 
-    const local = (srcEntry === undefined || srcEntry.kind === 'local') && (dstEntry === undefined || dstEntry.kind === 'local');
-    if (local) {
+    const inMemory = (entry: ProcEntry | undefined, ref: GrantRef | undefined): boolean =>
+      entry === undefined || (entry.kind === 'local' && entry.grants?.get(ref!.grant)?.buffer !== undefined);
+    if (inMemory(srcEntry, src) && inMemory(dstEntry, dst)) {
       for (let at = 0; at < length; at += chunk) {
         const len = Math.min(chunk, length - at);
-        const data = srcEntry !== undefined ? this.readLocal(srcEntry as LocalProc, me, src!.grant, srcBase + at, len) : source!(at, len);
-        if (dstEntry !== undefined) this.writeLocal(dstEntry as LocalProc, me, dst!.grant, dstBase + at, data);
+        const data = srcEntry !== undefined ? (this.readLocal(srcEntry as LocalProc, me, src!.grant, srcBase + at, len) as Uint8Array) : source!(at, len);
+        if (dstEntry !== undefined) void this.writeLocal(dstEntry as LocalProc, me, dst!.grant, dstBase + at, data);
         else sink!(at, data);
       }
       proc.counters.lclCopies++;
@@ -929,14 +954,17 @@ export class Kernel {
     return waiter.promise;
   }
 
-  private readLocal(owner: LocalProc, requester: Endpoint, grant: number, offset: number, len: number): Uint8Array {
+  /** Bytes of a grant window: a view of in-process memory, or a promise of bytes from its backend. */
+  private readLocal(owner: LocalProc, requester: Endpoint, grant: number, offset: number, len: number): Uint8Array | Promise<Uint8Array> {
     const g = this.grantFor(owner, requester, grant, offset, len, false);
     const start = g.offset + offset;
+    if (g.buffer === undefined) return g.backend!.read(start, len);
     return g.buffer.subarray(start, start + len);
   }
 
-  private writeLocal(owner: LocalProc, requester: Endpoint, grant: number, offset: number, data: Uint8Array): void {
+  private writeLocal(owner: LocalProc, requester: Endpoint, grant: number, offset: number, data: Uint8Array): void | Promise<void> {
     const g = this.grantFor(owner, requester, grant, offset, data.byteLength, true);
+    if (g.buffer === undefined) return g.backend!.write(g.offset + offset, data);
     g.buffer.set(data, g.offset + offset);
   }
 
@@ -944,8 +972,9 @@ export class Kernel {
     if (entry === undefined) return Promise.resolve(source!(at, len));
     if (entry.kind === 'local') {
       try {
+        const data = this.readLocal(entry, proc.endpoint, ref!.grant, offset, len);
         // Copy out: the bytes may travel on after the owner's buffer changes.
-        return Promise.resolve(this.readLocal(entry, proc.endpoint, ref!.grant, offset, len).slice());
+        return data instanceof Uint8Array ? Promise.resolve(data.slice()) : data;
       } catch (err) {
         return Promise.reject(err as Error);
       }
@@ -963,8 +992,7 @@ export class Kernel {
     }
     if (entry.kind === 'local') {
       try {
-        this.writeLocal(entry, proc.endpoint, ref!.grant, offset, data);
-        return Promise.resolve();
+        return this.writeLocal(entry, proc.endpoint, ref!.grant, offset, data) ?? Promise.resolve();
       } catch (err) {
         return Promise.reject(err as Error);
       }
@@ -1268,17 +1296,29 @@ export class Kernel {
 
   private onCopyRead(dc: DcState, from: number, frame: CopyReadFrame): void {
     const owner = this.localProc(dc, frame.owner);
-    const data = this.readLocal(owner, frame.requester, frame.grant, frame.offset, frame.length).slice();
-    const reply: CopyDataFrame = { k: 'copy-data', dc: dc.dcid, id: frame.id, rc: 0, data };
-    this.emit(from, reply);
+    const data = this.readLocal(owner, frame.requester, frame.grant, frame.offset, frame.length);
+    if (data instanceof Uint8Array) {
+      this.emit(from, { k: 'copy-data', dc: dc.dcid, id: frame.id, rc: 0, data: data.slice() } satisfies CopyDataFrame);
+      return;
+    }
+    data.then(
+      (bytes) => this.emit(from, { k: 'copy-data', dc: dc.dcid, id: frame.id, rc: 0, data: bytes }),
+      (err: unknown) => this.emit(from, { k: 'copy-data', dc: dc.dcid, id: frame.id, rc: errnoOf(err) }),
+    );
   }
 
   private onCopyWrite(dc: DcState, from: number, frame: CopyWriteFrame): void {
     const owner = this.localProc(dc, frame.owner);
     if (!(frame.data instanceof Uint8Array)) fail('EDVSBADVALUE', 'copy-write without bytes');
-    this.writeLocal(owner, frame.requester, frame.grant, frame.offset, frame.data);
-    const ack: CopyAckFrame = { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: 0 };
-    this.emit(from, ack);
+    const done = this.writeLocal(owner, frame.requester, frame.grant, frame.offset, frame.data);
+    if (done === undefined) {
+      this.emit(from, { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: 0 } satisfies CopyAckFrame);
+      return;
+    }
+    done.then(
+      () => this.emit(from, { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: 0 }),
+      (err: unknown) => this.emit(from, { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: errnoOf(err) }),
+    );
   }
 
   // ---------------------------------------------------------------- helpers

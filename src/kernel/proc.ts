@@ -42,9 +42,20 @@ export interface QueuedSend {
   queuedOn: LocalProc | undefined;
 }
 
+/**
+ * Grant memory that lives outside this kernel's process, such as in a client OS process served by a
+ * node daemon: copies reach it asynchronously. Offsets are relative to the granted window.
+ */
+export interface GrantBackend {
+  read(offset: number, length: number): Promise<Uint8Array>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+}
+
 export interface Grant {
   readonly id: number;
-  readonly buffer: Uint8Array;
+  /** In-process memory; undefined when `backend` holds the bytes. */
+  readonly buffer: Uint8Array | undefined;
+  readonly backend: GrantBackend | undefined;
   readonly offset: number;
   readonly length: number;
   readonly read: boolean;

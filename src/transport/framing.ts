@@ -1,0 +1,122 @@
+/**
+ * Length-prefixed, versioned frames, shared by node links, the process socket and the embedded
+ * store: `length:u32be | version:u8 | flags:u8 | body`, where `length` counts version, flags and
+ * body, and the body is one msgpack value (LZ4-compressed when flags bit 0 is set). See
+ * docs/link-protocol.md.
+ */
+import { DvsError } from '../ipc/errors.js';
+import { decodeValue, encodeValue } from './codec.js';
+import { compress, decompress } from './compress.js';
+
+export const WIRE_VERSION = 1;
+export const FLAG_LZ4 = 0x01;
+const KNOWN_FLAGS = FLAG_LZ4;
+export const FRAME_HEADER_BYTES = 6;
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+export interface FramingOptions {
+  /** Largest body (after decompression) accepted or produced. */
+  readonly maxFrameBytes?: number;
+  /** Compress bodies of at least this many bytes when that makes them smaller; undefined = never. */
+  readonly compressMinBytes?: number;
+}
+
+/** Encodes one value as a complete frame. EDVSMSGSIZE above maxFrameBytes. */
+export function encodeFrame(value: unknown, opts: FramingOptions = {}): Buffer {
+  return frameFromBody(encodeValue(value), opts);
+}
+
+/**
+ * Wraps an already msgpack-encoded body (e.g. one assembled from pre-encoded parts) in a frame,
+ * compressing it as `encodeFrame` would. EDVSMSGSIZE above maxFrameBytes.
+ */
+export function frameFromBody(body: Buffer, opts: FramingOptions = {}): Buffer {
+  const max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (body.byteLength > max) throw new DvsError('EDVSMSGSIZE', `frame body of ${body.byteLength} bytes exceeds ${max}`);
+  let flags = 0;
+  if (opts.compressMinBytes !== undefined && body.byteLength >= opts.compressMinBytes) {
+    const packed = compress(body);
+    if (packed.byteLength < body.byteLength) {
+      body = packed;
+      flags |= FLAG_LZ4;
+    }
+  }
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.byteLength);
+  frame.writeUInt32BE(body.byteLength + 2, 0);
+  frame[4] = WIRE_VERSION;
+  frame[5] = flags;
+  body.copy(frame, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Incremental decoder for a byte stream. `push` returns the values of every complete frame; it
+ * throws a DvsError on a protocol violation (bad version or flags, oversized or malformed frame),
+ * after which the stream must be closed.
+ */
+export class FrameDecoder {
+  private readonly max: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private broken = false;
+
+  constructor(opts: FramingOptions = {}) {
+    this.max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  /** Bytes received but not yet part of a complete frame. */
+  get buffered(): number {
+    return this.pendingBytes;
+  }
+
+  push(chunk: Buffer): unknown[] {
+    if (this.broken) throw new DvsError('EDVSBADREQUEST', 'stream already violated the protocol');
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.byteLength;
+    const out: unknown[] = [];
+    try {
+      while (this.pendingBytes >= 4) {
+        const head = this.peek(4);
+        const length = head.readUInt32BE(0);
+        if (length < 2) throw new DvsError('EDVSBADREQUEST', `frame length ${length} below the header size`);
+        // A compressed body may be larger than its bound only by LZ4's worst case; refuse early.
+        if (length - 2 > this.max + (this.max >>> 6) + 64) throw new DvsError('EDVSPACKSIZE', `frame of ${length} bytes exceeds the limit of ${this.max}`);
+        if (this.pendingBytes < 4 + length) break;
+        const frame = this.take(4 + length);
+        const version = frame[4]!;
+        const flags = frame[5]!;
+        if (version !== WIRE_VERSION) throw new DvsError('EDVSBADREQUEST', `unsupported wire version ${version}`);
+        if ((flags & ~KNOWN_FLAGS) !== 0) throw new DvsError('EDVSBADREQUEST', `unknown frame flags 0x${flags.toString(16)}`);
+        let body = frame.subarray(FRAME_HEADER_BYTES);
+        if (flags & FLAG_LZ4) body = decompress(body, this.max);
+        else if (body.byteLength > this.max) throw new DvsError('EDVSPACKSIZE', `frame body of ${body.byteLength} bytes exceeds ${this.max}`);
+        out.push(decodeValue(body));
+      }
+    } catch (err) {
+      this.broken = true;
+      this.pending = [];
+      this.pendingBytes = 0;
+      throw err;
+    }
+    return out;
+  }
+
+  private peek(n: number): Buffer {
+    const first = this.pending[0]!;
+    if (first.byteLength >= n) return first;
+    return Buffer.concat(this.pending, this.pendingBytes).subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    let first = this.pending[0]!;
+    if (first.byteLength < n) {
+      first = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [first];
+    }
+    const frame = first.subarray(0, n);
+    if (first.byteLength === n) this.pending.shift();
+    else this.pending[0] = first.subarray(n);
+    this.pendingBytes -= n;
+    return frame;
+  }
+}
