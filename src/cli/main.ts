@@ -1,12 +1,35 @@
 #!/usr/bin/env node
 /** `dvs`: the command line of DVS. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { isDvsError } from '../ipc/errors.js';
+import { formatProcTable } from '../kernel/index.js';
+import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode } from './admin.js';
+import { clusterDown, clusterUp } from './cluster.js';
+import { defaultClusterDir } from './cluster-files.js';
 import { runDemo } from './demo.js';
+import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
 
 function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  const n = int(value);
+  if (n === 0) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+function intList(value: string): number[] {
+  return value.split(',').map((v) => int(v.trim()));
+}
+
+const dirOption = (): Option => new Option('--dir <path>', 'local cluster directory').default(defaultClusterDir(), '$DVS_CLUSTER_DIR or ~/.dvs/local');
+const jsonOption = (): Option => new Option('--json', 'machine-readable output');
+
+function out(json: boolean | undefined, value: unknown, text: () => string): void {
+  console.log(json === true ? JSON.stringify(value, null, 2) : text());
 }
 
 const program = new Command().name('dvs').description('DVS: a Distributed Virtualization System').version('0.1.0');
@@ -20,4 +43,124 @@ program
     await runDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log: (line) => console.log(line) });
   });
 
-await program.parseAsync();
+const node = program.command('node').description('node daemon');
+node
+  .command('start')
+  .description('run a node daemon (dvsd) in the foreground until SIGTERM')
+  .option('--config <file>', 'JSON configuration (see docs/deploy.md); other flags are ignored when given')
+  .option('--node-id <n>', 'node id')
+  .option('--listen <host:port>', 'link listener', '127.0.0.1:0')
+  .option('--data-dir <path>', 'data directory (socket, token, runtime info)')
+  .option('--cluster-key-file <path>', 'file holding the cluster key in hex')
+  .option('--store <host:port>', 'embedded store address (served here with --serve-store)')
+  .option('--serve-store', 'this node serves the embedded store')
+  .option('--log-level <level>', 'pino log level', 'info')
+  .action(async (flags: NodeStartFlags) => {
+    await runNode(configFromFlags(flags));
+  });
+
+const cluster = program.command('cluster').description('a local cluster of daemon processes');
+cluster
+  .command('up')
+  .description('start N daemons on loopback, node 0 serving the embedded store')
+  .requiredOption('--nodes <n>', 'number of nodes', positiveInt)
+  .addOption(dirOption())
+  .option('--dead-ms <ms>', 'failure-detection grace', positiveInt, 3000)
+  .option('--log-level <level>', 'daemon log level', 'info')
+  .addOption(jsonOption())
+  .action(async (opts: { nodes: number; dir: string; deadMs: number; logLevel: string; json?: boolean }) => {
+    const c = await clusterUp({ nodes: opts.nodes, dir: opts.dir, deadMs: opts.deadMs, logLevel: opts.logLevel, log: opts.json === true ? undefined : (l) => console.log(l) });
+    out(opts.json, c, () => `cluster of ${c.nodes.length} nodes up in ${c.dir}`);
+  });
+cluster
+  .command('down')
+  .description('stop every daemon of the local cluster')
+  .addOption(dirOption())
+  .action(async (opts: { dir: string }) => {
+    const n = await clusterDown(opts.dir, (l) => console.log(l));
+    console.log(`${n} node(s) stopped`);
+  });
+
+const dc = program.command('dc').description('distributed containers');
+dc.command('create <dcid>')
+  .description('create a DC on a subset of nodes')
+  .requiredOption('--nodes <list>', 'member node ids, comma-separated', intList)
+  .option('--name <name>', 'DC name')
+  .option('--nr-procs <n>', 'non-task slots', positiveInt)
+  .option('--nr-sys-procs <n>', 'system slots', positiveInt)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .action(async (dcidArg: string, opts: { nodes: number[]; name?: string; nrProcs?: number; nrSysProcs?: number; dir: string; json?: boolean }) => {
+    const limits = { ...(opts.nrProcs === undefined ? {} : { nrProcs: opts.nrProcs }), ...(opts.nrSysProcs === undefined ? {} : { nrSysProcs: opts.nrSysProcs }) };
+    const r = await createDc(opts.dir, { dcid: int(dcidArg), nodes: opts.nodes, ...(opts.name === undefined ? {} : { name: opts.name }), limits });
+    out(opts.json, r, () => `DC ${r.dcid} (${r.name}) on nodes ${r.nodes.join(',')}`);
+  });
+dc.command('ls')
+  .description('list DCs')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .action(async (opts: { dir: string; json?: boolean }) => {
+    const all = await listDcs(opts.dir);
+    out(opts.json, all, () => ['DC  name              nodes        procs  sysprocs', ...all.map((d) => `${String(d.dcid).padEnd(3)} ${d.name.padEnd(17)} ${d.nodes.join(',').padEnd(12)} ${String(d.limits.nrProcs).padStart(5)}  ${String(d.limits.nrSysProcs).padStart(8)}`)].join('\n'));
+  });
+dc.command('rm <dcid>')
+  .description('destroy a DC on every node')
+  .addOption(dirOption())
+  .action(async (dcidArg: string, opts: { dir: string }) => {
+    await removeDc(opts.dir, int(dcidArg));
+    console.log(`DC ${dcidArg} removed`);
+  });
+dc.command('add-node <dcid> <node>')
+  .description('add a node to a DC')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .action(async (dcidArg: string, nodeArg: string, opts: { dir: string; json?: boolean }) => {
+    const r = await addNode(opts.dir, int(dcidArg), int(nodeArg));
+    out(opts.json, r, () => `DC ${r.dcid} on nodes ${r.nodes.join(',')}`);
+  });
+dc.command('rm-node <dcid> <node>')
+  .description('remove a node from a DC')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .action(async (dcidArg: string, nodeArg: string, opts: { dir: string; json?: boolean }) => {
+    const r = await removeNode(opts.dir, int(dcidArg), int(nodeArg));
+    out(opts.json, r, () => `DC ${r.dcid} on nodes ${r.nodes.join(',')}`);
+  });
+
+program
+  .command('ps')
+  .description('the process table across the cluster')
+  .option('--dc <dcid>', 'only this DC', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .action(async (opts: { dc?: number; dir: string; json?: boolean }) => {
+    const rows = await clusterPs(opts.dir, opts.dc);
+    out(opts.json, rows, () => formatProcTable(rows).trimEnd());
+  });
+
+program
+  .command('status')
+  .description('nodes, their liveness and DCs')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .action(async (opts: { dir: string; json?: boolean }) => {
+    const s = await clusterStatus(opts.dir);
+    out(opts.json, s, () =>
+      [
+        `store ${s.store}`,
+        'node  pid      alive  registered  incarnation     link             dcs',
+        ...s.nodes.map((n) => `${String(n.nodeId).padEnd(5)} ${String(n.pid).padEnd(8)} ${String(n.alive).padEnd(6)} ${String(n.registered).padEnd(11)} ${String(n.incarnation ?? '-').padEnd(15)} ${(n.link ?? '-').padEnd(16)} ${n.dcs.join(',')}`),
+      ].join('\n'),
+    );
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (isDvsError(err)) {
+    console.error(`dvs: ${err.message}`);
+    process.exitCode = 1;
+  } else {
+    throw err;
+  }
+}

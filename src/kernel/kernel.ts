@@ -28,6 +28,13 @@ export interface KernelOptions {
   readonly maxRedirects?: number;
   /** Chunks of one remote copy in flight at once. */
   readonly copyWindow?: number;
+  /** Told after a local bind and after a local unbind, e.g. to publish the endpoint in the directory. */
+  readonly observer?: KernelObserver;
+}
+
+export interface KernelObserver {
+  bound?(dcid: number, endpoint: Endpoint, name: string): void;
+  unbound?(dcid: number, endpoint: Endpoint): void;
 }
 
 export interface CreateDcOptions {
@@ -146,6 +153,7 @@ export class Kernel {
   /** Sends from other nodes queued here, by node then frame id, so a cancel can withdraw them. */
   private readonly remoteQueued = new Map<number, Map<number, QueuedSend>>();
   private readonly downNodes = new Set<number>();
+  private readonly observer: KernelObserver | undefined;
   private nextId = 1;
   private running = true;
 
@@ -157,6 +165,7 @@ export class Kernel {
     this.limits = resolveKernelLimits(opts.limits);
     this.maxRedirects = opts.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
     this.copyWindow = opts.copyWindow ?? DEFAULT_COPY_WINDOW;
+    this.observer = opts.observer;
   }
 
   // ---------------------------------------------------------------- DC management
@@ -248,6 +257,7 @@ export class Kernel {
     proc.ipcTo = priv.ipcTo === 'all' ? null : new Set(priv.ipcTo);
     dc.set(slot, proc);
     this.fireWatches(dc, slot);
+    this.observer?.bound?.(dcid, endpoint, proc.name);
     return new Process(this, dc, proc);
   }
 
@@ -458,7 +468,10 @@ export class Kernel {
       this.checkCaller(proc, CALL_BIT.receive);
       if (src !== ANY) {
         if (src === proc.endpoint || src === SELF) fail('EDVSBADSRCDST', 'a process cannot receive from itself');
-        dc.lookup(src, 'EDVSSRCDIED');
+        const from = dc.lookup(src, 'EDVSSRCDIED');
+        // Reference §2.2: receiving from a remote endpoint needs its node connected; a node already
+        // declared down would never send, and no later nodeDown would wake this receive.
+        if (from.kind === 'remote' && this.downNodes.has(from.node)) fail('EDVSNOTCONN', `node ${from.node} is down`, { node: from.node });
       }
       return this.receiveCommon(dc, proc, src, RecvMode.Receive, opts);
     } catch (err) {
@@ -706,6 +719,7 @@ export class Kernel {
       const w = proc.recv;
       if (w === undefined || w.mode !== RecvMode.SendrecSending) return;
       w.mode = RecvMode.SendrecReply;
+      w.node = op.node;
       if (op.cancelling) {
         // The request was delivered, but the caller gave up waiting: stop the reply wait truthfully.
         proc.recv = undefined;
@@ -717,6 +731,12 @@ export class Kernel {
     const err = DvsError.fromErrno(frame.rc, undefined, { details: { endpoint: op.dst, node: op.node } });
     if (err.code === 'EDVSNONODE' && frame.node !== undefined && !op.cancelling && op.redirects < this.maxRedirects) {
       if (this.redirect(op, frame.node)) return;
+    }
+    if (op.cancelling && err.code === 'EDVSNONODE') {
+      // Delivered nowhere and the caller gave up meanwhile: report its timeout or abort.
+      const reason = (op.waiter?.expired ?? op.proc.recv?.waiter.expired) ?? 'EDVSTIMEDOUT';
+      this.settleSendOp(op, new DvsError(reason, undefined, { details: { endpoint: op.dst } }));
+      return;
     }
     this.settleSendOp(op, err);
   }
@@ -974,7 +994,11 @@ export class Kernel {
       try {
         const data = this.readLocal(entry, proc.endpoint, ref!.grant, offset, len);
         // Copy out: the bytes may travel on after the owner's buffer changes.
-        return data instanceof Uint8Array ? Promise.resolve(data.slice()) : data;
+        if (data instanceof Uint8Array) return Promise.resolve(data.slice());
+        return data.then((bytes) => {
+          if (!(bytes instanceof Uint8Array) || bytes.byteLength !== len) throw new DvsError('EDVSPACKSIZE', `grant backend returned ${bytes instanceof Uint8Array ? bytes.byteLength : 'no'} bytes where ${len} were asked`);
+          return bytes;
+        });
       } catch (err) {
         return Promise.reject(err as Error);
       }
@@ -1071,6 +1095,7 @@ export class Kernel {
       for (const node of dc.nodes) if (node !== this.nodeId && !this.downNodes.has(node)) this.emit(node, { k: 'unbound', dc: dc.dcid, ep });
     }
     this.fireWatches(dc, proc.slot);
+    this.observer?.unbound?.(dc.dcid, ep);
   }
 
   private dropRemote(dc: DcState, entry: RemoteProc, _reason: DvsErrorCode): void {
@@ -1127,7 +1152,8 @@ export class Kernel {
         const w = p.recv;
         if (w !== undefined && w.from !== ANY && (w.mode === RecvMode.Receive || w.mode === RecvMode.SendrecReply)) {
           const e = dc.entryAt(dc.space.slotOf(w.from));
-          if (e?.kind === 'remote' && e.node === node) {
+          // By the reply's node too: the directory may have dropped the server's descriptor already.
+          if ((e?.kind === 'remote' && e.node === node) || w.node === node) {
             p.recv = undefined;
             w.waiter.reject(new DvsError(code, undefined, { details: { endpoint: w.from, node } }));
           }
@@ -1206,7 +1232,9 @@ export class Kernel {
           const slot = dc.space.checkEndpoint(frame.ep);
           const entry = dc.entryAt(slot);
           if (entry?.kind === 'remote' && entry.endpoint === frame.ep) this.dropRemote(dc, entry, 'EDVSDSTDIED');
-          else if (entry?.kind !== 'local') this.failWaitersOn(dc, frame.ep);
+          // Even when the slot now holds a newer incarnation (here or elsewhere): someone may still
+          // wait on the dead one, e.g. a sendrec whose ack landed after the directory moved the slot.
+          else if (entry?.endpoint !== frame.ep) this.failWaitersOn(dc, frame.ep);
           break;
         }
         case 'copy-read':
@@ -1252,6 +1280,11 @@ export class Kernel {
     checkMessageType(frame.type);
     checkPayload(frame.payload, this.limits.maxPayloadBytes);
     this.autobind(dc, frame.src, srcEntry, from);
+    // A sender older than the incarnation this node knows for its slot is dead: refuse its message.
+    if (dc.entryAt(srcSlot)?.endpoint !== frame.src) {
+      this.refuse(from, frame, 'EDVSENDPOINT');
+      return;
+    }
     let entry: ProcEntry;
     try {
       entry = dc.lookup(frame.dst);

@@ -23,6 +23,8 @@ export interface RecvWait {
   /** ANY, or the only endpoint accepted. For sendrec, the destination. */
   from: Endpoint;
   waiter: Waiter<Message>;
+  /** Remote sendrec past its send phase: the node that took the request, whence the reply must come. */
+  node?: number;
 }
 
 /** A message waiting in its destination's queue for a receive to take it. */

@@ -92,10 +92,13 @@ export function checkNotAborted(opts: CallOptions | undefined): void {
   if (opts?.signal?.aborted === true) throw new DvsError('EDVSINTR');
 }
 
+/** Longest finite timeout: what a Node timer can hold (about 24.8 days); use -1 for longer. */
+export const MAX_TIMEOUT_MS = 0x7fffffff;
+
 /** Validates a timeout option. */
 export function checkTimeout(opts: CallOptions | undefined): void {
   const t = opts?.timeoutMs;
-  if (t !== undefined && (typeof t !== 'number' || Number.isNaN(t) || (t < 0 && t !== -1))) {
-    throw new DvsError('EDVSBADVALUE', `timeoutMs must be -1 or >= 0, got ${String(t)}`);
+  if (t !== undefined && (typeof t !== 'number' || Number.isNaN(t) || (t < 0 && t !== -1) || t > MAX_TIMEOUT_MS)) {
+    throw new DvsError('EDVSBADVALUE', `timeoutMs must be -1 or in 0..${MAX_TIMEOUT_MS}, got ${String(t)}`);
   }
 }

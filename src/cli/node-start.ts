@@ -1,0 +1,41 @@
+/** `dvs node start`: runs one node daemon in this process until SIGTERM or SIGINT. */
+import { Daemon } from '../node/daemon.js';
+import { loadNodeConfig, parseNodeConfig, type NodeConfig } from '../node/config.js';
+
+export interface NodeStartFlags {
+  readonly config?: string;
+  readonly nodeId?: string;
+  readonly listen?: string;
+  readonly dataDir?: string;
+  readonly clusterKeyFile?: string;
+  readonly store?: string;
+  readonly serveStore?: boolean;
+  readonly logLevel?: string;
+}
+
+export function configFromFlags(flags: NodeStartFlags): NodeConfig {
+  if (flags.config !== undefined) return loadNodeConfig(flags.config);
+  return parseNodeConfig({
+    nodeId: flags.nodeId === undefined ? undefined : Number(flags.nodeId),
+    listen: flags.listen ?? '127.0.0.1:0',
+    dataDir: flags.dataDir,
+    clusterKeyFile: flags.clusterKeyFile,
+    store: { backend: 'embedded', serve: flags.serveStore === true, address: flags.store ?? '127.0.0.1:0' },
+    logLevel: flags.logLevel ?? 'info',
+  });
+}
+
+export async function runNode(config: NodeConfig): Promise<void> {
+  const daemon = await Daemon.start(config);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      daemon.log.info({ signal }, 'signal received');
+      daemon.stop().then(resolve, (err: unknown) => {
+        daemon.log.error({ err }, 'stop failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

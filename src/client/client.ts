@@ -1,0 +1,400 @@
+/**
+ * The client library: an OS process's connection to its node daemon over the process socket
+ * (docs/protocol.md). `connect` authenticates; `bind` returns a `RemoteProcess`, the same M3-IPC
+ * API as the in-process `Process`. Calls are pipelined on one socket and complete out of order;
+ * the daemon fetches the bytes of this process's grants from it when someone copies.
+ */
+import { createConnection, type Socket } from 'node:net';
+import type { CallOptions } from '../ipc/calls.js';
+import type { Endpoint } from '../ipc/endpoint.js';
+import { DvsError } from '../ipc/errors.js';
+import type { ProcInfo } from '../kernel/procfs.js';
+import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../node/proc-protocol.js';
+import { checkToken, readTokenFile } from '../node/proc-token.js';
+import { encodeFrame, FrameDecoder } from '../transport/framing.js';
+import { RemoteProcess } from './remote-process.js';
+
+export interface ConnectOptions {
+  /** The daemon's process socket, e.g. `<dataDir>/dvsd.sock`. */
+  readonly socketPath: string;
+  /** The daemon's token, or `tokenPath`: the file holding it. */
+  readonly token?: string;
+  readonly tokenPath?: string;
+  /** A name for this connection in the daemon's logs (at most 64 characters). */
+  readonly name?: string;
+  /** Bound on connecting and authenticating (default 10 s). */
+  readonly connectTimeoutMs?: number;
+  /**
+   * How long past a call's own timeout, or past an abort, the client waits for the daemon's answer
+   * before failing the call locally (default 2 s). The daemon normally answers first, truthfully.
+   */
+  readonly localGraceMs?: number;
+  /** Announce and use LZ4 for large frames (default true). */
+  readonly compress?: boolean;
+  /** Failures of `grant`/`revoke`, which return before the daemon answers. */
+  readonly onAsyncError?: (err: DvsError) => void;
+}
+
+export interface ClientBindOptions {
+  readonly slot?: number;
+  readonly endpoint?: Endpoint;
+  readonly name?: string;
+}
+
+/** The daemon's view of its node (the `info` request). */
+export interface NodeInfo {
+  readonly nodeId: number;
+  readonly running: boolean;
+  readonly dcs: readonly { dcid: number; name: string; nodes: number[]; localProcs: number; remoteProcs: number }[];
+  readonly limits: { maxPayloadBytes: number; maxCopyChunk: number };
+  readonly downNodes: number[];
+  readonly connection: number;
+  readonly endpoints: readonly { dcid: number; endpoint: Endpoint; name: string }[];
+}
+
+interface PendingCall {
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: DvsError) => void;
+  cleanup: () => void;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_GRACE_MS = 2000;
+const CLIENT_DECODE_LIMIT = 256 * 1024 * 1024;
+const COMPRESS_MIN_BYTES = 16 * 1024;
+
+function procKey(dcid: number, endpoint: Endpoint): string {
+  return `${dcid}:${endpoint}`;
+}
+
+/** Validates a timeout option the way the kernel does (EDVSBADVALUE). */
+export function checkCallTimeout(opts: CallOptions | undefined): number | undefined {
+  const t = opts?.timeoutMs;
+  if (t === undefined) return undefined;
+  if (typeof t !== 'number' || Number.isNaN(t) || (t < 0 && t !== -1) || t > MAX_TIMEOUT_MS) {
+    throw new DvsError('EDVSBADVALUE', `timeoutMs must be -1 or in 0..${MAX_TIMEOUT_MS}, got ${String(t)}`);
+  }
+  return t;
+}
+
+export class DvsClient {
+  /** What the daemon said in hello: its node, protocol version and limits. */
+  info!: HelloResult;
+  private readonly socket: Socket;
+  private readonly decoder = new FrameDecoder({ maxFrameBytes: CLIENT_DECODE_LIMIT });
+  private readonly graceMs: number;
+  private readonly compress: boolean;
+  private readonly onAsyncError: ((err: DvsError) => void) | undefined;
+  private readonly pending = new Map<number, PendingCall>();
+  private readonly bound = new Map<string, RemoteProcess>();
+  private nextId = 1;
+  private maxFrameBytes = DEFAULT_PROC_MAX_FRAME_BYTES;
+  private closeError: DvsError | undefined;
+  private byeReason: DvsError | undefined;
+  private readonly closedPromise: Promise<void>;
+
+  /** @internal Use `connect`. */
+  constructor(socket: Socket, opts: ConnectOptions) {
+    this.socket = socket;
+    this.graceMs = opts.localGraceMs ?? DEFAULT_GRACE_MS;
+    this.compress = opts.compress ?? true;
+    this.onAsyncError = opts.onAsyncError;
+    this.closedPromise = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => {
+      this.byeReason ??= new DvsError('EDVSCONNRESET', err.message);
+    });
+    socket.on('close', () => this.onClose());
+  }
+
+  /** True once the connection to the daemon is gone. */
+  get closed(): boolean {
+    return this.closeError !== undefined;
+  }
+
+  /** Endpoints bound through this connection and not unbound. */
+  get processes(): RemoteProcess[] {
+    return [...this.bound.values()];
+  }
+
+  /** Largest copyFrom/copyTo piece the daemon takes in one request. */
+  get maxCopyBytes(): number {
+    return this.info.maxCopyBytes;
+  }
+
+  /** Binds an endpoint in `dcid` for this process (a free user slot unless `slot` or `endpoint` is given). */
+  async bind(dcid: number, opts: ClientBindOptions = {}): Promise<RemoteProcess> {
+    const r = await this.call('bind', { dcid, slot: opts.slot, endpoint: opts.endpoint, name: opts.name });
+    if (!isPlainMap(r)) throw new DvsError('EDVSBADREQUEST', 'malformed bind result');
+    const res = r as unknown as BindResult;
+    const p = new RemoteProcess(this, res);
+    this.bound.set(procKey(res.dcid, res.endpoint), p);
+    return p;
+  }
+
+  /** Resolves with the endpoint once `endpoint`'s slot is bound at its generation or later. */
+  waitForBind(dcid: number, endpoint: Endpoint, opts?: CallOptions): Promise<Endpoint> {
+    return this.call('waitForBind', { dcid, target: endpoint }, opts).then((r) => asInt(r) ?? endpoint);
+  }
+
+  /** Resolves once `endpoint` is no longer bound. */
+  waitForUnbind(dcid: number, endpoint: Endpoint, opts?: CallOptions): Promise<Endpoint> {
+    return this.call('waitForUnbind', { dcid, target: endpoint }, opts).then((r) => asInt(r) ?? endpoint);
+  }
+
+  /** Wakes `endpoint` out of receive/receiveRequest with EDVSWOKENUP (or flags its next receive(ANY)). */
+  wakeup(dcid: number, endpoint: Endpoint): Promise<void> {
+    return this.call('wakeup', { dcid, target: endpoint }).then(() => undefined);
+  }
+
+  /** The DC's process table as the daemon's kernel sees it. */
+  procs(dcid: number): Promise<ProcInfo[]> {
+    return this.call('procs', { dcid }) as Promise<ProcInfo[]>;
+  }
+
+  nodeInfo(): Promise<NodeInfo> {
+    return this.call('info', {}) as Promise<NodeInfo>;
+  }
+
+  ping(opts?: CallOptions): Promise<void> {
+    return this.call('ping', {}, opts).then(() => undefined);
+  }
+
+  /** Closes the connection; the daemon unbinds every endpoint bound through it. */
+  async close(): Promise<void> {
+    if (!this.socket.destroyed) {
+      this.socket.end();
+      const t = setTimeout(() => this.socket.destroy(), 1000);
+      t.unref();
+      await this.closedPromise;
+      clearTimeout(t);
+    }
+    await this.closedPromise;
+  }
+
+  // ---------------------------------------------------------------- internals used by RemoteProcess
+
+  /** @internal */
+  notConnected(): DvsError {
+    const why = this.closeError ?? this.byeReason;
+    return new DvsError('EDVSNOTCONN', why === undefined ? 'not connected to the daemon' : `connection to the daemon lost (${why.message})`, why === undefined ? {} : { details: { cause: why.code } });
+  }
+
+  /** @internal */
+  reportAsync(err: DvsError): void {
+    try {
+      this.onAsyncError?.(err);
+    } catch {
+      // A faulty handler must not break the connection.
+    }
+  }
+
+  /** @internal */
+  forget(p: RemoteProcess): void {
+    if (this.bound.get(procKey(p.dcid, p.endpoint)) === p) this.bound.delete(procKey(p.dcid, p.endpoint));
+  }
+
+  /**
+   * @internal Sends one request and resolves with its result. The frame is written before this
+   * returns, so requests reach the daemon in call order. `timeoutMs` travels to the daemon and is
+   * guarded locally too; aborting `signal` sends `cancel`.
+   */
+  call(op: string, fields: Fields, opts?: CallOptions): Promise<unknown> {
+    if (this.closeError !== undefined) return Promise.reject(this.notConnected());
+    let timeoutMs: number | undefined;
+    try {
+      timeoutMs = checkCallTimeout(opts);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const signal = opts?.signal;
+    if (signal?.aborted === true) return Promise.reject(new DvsError('EDVSINTR'));
+    const id = this.nextId++;
+    const frame: Fields = { id, op };
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) frame[k] = v;
+    if (timeoutMs !== undefined) frame.timeoutMs = timeoutMs;
+    let bytes: Buffer;
+    try {
+      bytes = this.encode(frame);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return new Promise<unknown>((resolve, reject) => {
+      let guard: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      const entry: PendingCall = {
+        resolve,
+        reject,
+        cleanup: () => {
+          if (guard !== undefined) clearTimeout(guard);
+          if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      this.pending.set(id, entry);
+      this.socket.write(bytes);
+      const failLocally = (err: DvsError): void => {
+        if (this.pending.get(id) !== entry) return;
+        this.pending.delete(id);
+        entry.cleanup();
+        this.cancel(id);
+        reject(err);
+      };
+      if (timeoutMs !== undefined && timeoutMs >= 0) {
+        guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.graceMs);
+        guard.unref();
+      }
+      if (signal !== undefined) {
+        onAbort = () => {
+          if (this.pending.get(id) !== entry) return;
+          this.cancel(id);
+          if (guard !== undefined) clearTimeout(guard);
+          guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.graceMs);
+          guard.unref();
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Asks the daemon to abort request `target` (it then answers EDVSINTR, or success if it completed first). */
+  private cancel(target: number): void {
+    if (this.closeError !== undefined) return;
+    this.call('cancel', { target }).catch(() => undefined);
+  }
+
+  private encode(frame: Fields): Buffer {
+    return encodeFrame(frame, { maxFrameBytes: this.maxFrameBytes, ...(this.compress ? { compressMinBytes: COMPRESS_MIN_BYTES } : {}) });
+  }
+
+  private write(frame: Fields): void {
+    if (this.closeError !== undefined || this.socket.destroyed) return;
+    this.socket.write(this.encode(frame));
+  }
+
+  /** @internal Runs the hello exchange. */
+  async hello(token: string, name: string | undefined, timeoutMs: number): Promise<void> {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.socket.destroy();
+    }, timeoutMs);
+    try {
+      const r = await this.call('hello', { version: PROC_PROTOCOL_VERSION, token, pid: process.pid, name, lz4: this.compress });
+      if (!isPlainMap(r) || asInt(r.version) !== PROC_PROTOCOL_VERSION || asInt(r.maxFrameBytes) === undefined || asInt(r.maxCopyBytes) === undefined) {
+        throw new DvsError('EDVSPROTONOSUPPORT', 'the daemon answered hello with an unexpected result');
+      }
+      this.info = r as unknown as HelloResult;
+      this.maxFrameBytes = this.info.maxFrameBytes;
+    } catch (err) {
+      this.socket.destroy();
+      if (timedOut) throw new DvsError('EDVSTIMEDOUT', `the daemon did not accept the connection within ${timeoutMs} ms`);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: unknown[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.byeReason ??= err instanceof DvsError ? err : new DvsError('EDVSBADREQUEST', 'undecodable frame from the daemon');
+      this.socket.destroy();
+      return;
+    }
+    for (const f of frames) {
+      if (!isPlainMap(f)) {
+        this.byeReason ??= new DvsError('EDVSBADREQUEST', 'the daemon sent a frame that is not a map');
+        this.socket.destroy();
+        return;
+      }
+      if (f.sid !== undefined && typeof f.op === 'string') this.serveGrant(f);
+      else if (f.op === 'bye') this.byeReason = fromWireError(f.error);
+      else this.onResponse(f);
+    }
+  }
+
+  private onResponse(f: Fields): void {
+    const id = asInt(f.id);
+    if (id === undefined) return;
+    const entry = this.pending.get(id);
+    if (entry === undefined) return; // answered after a local timeout, or a cancel's answer
+    this.pending.delete(id);
+    entry.cleanup();
+    if (f.ok === true) entry.resolve(f.result);
+    else entry.reject(fromWireError(f.error));
+  }
+
+  /** A grant-read / grant-write from the daemon: served from this process's own buffers. */
+  private serveGrant(f: Fields): void {
+    const sid = f.sid;
+    let answer: Fields;
+    try {
+      const dcid = asInt(f.dcid);
+      const endpoint = asInt(f.endpoint);
+      const p = dcid === undefined || endpoint === undefined ? undefined : this.bound.get(procKey(dcid, endpoint));
+      if (p === undefined) throw new DvsError('EDVSNOTBIND', `endpoint ${String(f.endpoint)} is not bound in this process`);
+      const grant = asInt(f.grant);
+      const offset = asInt(f.offset);
+      if (grant === undefined || offset === undefined) throw new DvsError('EDVSBADREQUEST', 'grant request without grant or offset');
+      if (f.op === 'grant-read') {
+        const length = asInt(f.length);
+        if (length === undefined) throw new DvsError('EDVSBADREQUEST', 'grant-read without length');
+        answer = { sid, ok: true, data: p.readGrant(grant, offset, length) };
+      } else if (f.op === 'grant-write') {
+        if (!(f.data instanceof Uint8Array)) throw new DvsError('EDVSBADREQUEST', 'grant-write without data');
+        p.writeGrant(grant, offset, f.data);
+        answer = { sid, ok: true };
+      } else {
+        throw new DvsError('EDVSBADREQUEST', `unknown server request ${String(f.op)}`);
+      }
+    } catch (err) {
+      answer = { sid, ok: false, error: toWireError(err) };
+    }
+    try {
+      this.write(answer);
+    } catch (err) {
+      this.write({ sid, ok: false, error: toWireError(err) });
+    }
+  }
+
+  private onClose(): void {
+    if (this.closeError !== undefined) return;
+    this.closeError = this.byeReason ?? new DvsError('EDVSCONNRESET', 'connection closed');
+    const err = this.notConnected();
+    for (const entry of this.pending.values()) {
+      entry.cleanup();
+      entry.reject(err);
+    }
+    this.pending.clear();
+    for (const p of this.bound.values()) p.markGone();
+    this.bound.clear();
+  }
+}
+
+/** Connects to a node daemon's process socket and authenticates. */
+export async function connect(opts: ConnectOptions): Promise<DvsClient> {
+  const token = opts.token !== undefined ? checkToken(opts.token) : opts.tokenPath !== undefined ? await readTokenFile(opts.tokenPath) : undefined;
+  if (token === undefined) throw new DvsError('EDVSBADVALUE', 'connect needs a token or a tokenPath');
+  const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const socket = createConnection(opts.socketPath);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new DvsError('EDVSTIMEDOUT', `cannot connect to ${opts.socketPath} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve();
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new DvsError('EDVSCONNREFUSED', `cannot connect to ${opts.socketPath}: ${err.message}`, { details: { cause: err.code ?? 'unknown' } }));
+    });
+  });
+  const client = new DvsClient(socket, opts);
+  await client.hello(token, opts.name, timeoutMs);
+  return client;
+}

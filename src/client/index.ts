@@ -1,0 +1,15 @@
+/**
+ * The client library of DVS: what an OS process uses to reach its node daemon over the process
+ * socket (docs/protocol.md). `connect` → `DvsClient`; `client.bind` → `RemoteProcess`, which
+ * implements the same `M3Ipc` interface as the in-process `Process`.
+ */
+export { connect, DvsClient, type ConnectOptions, type ClientBindOptions, type NodeInfo } from './client.js';
+export { RemoteProcess } from './remote-process.js';
+export { readTokenFile } from '../node/proc-token.js';
+export { PROC_PROTOCOL_VERSION, type HelloResult, type BindResult } from '../node/proc-protocol.js';
+export { ANY, NONE, SELF, type Endpoint } from '../ipc/endpoint.js';
+export { DvsError, ERRNO, isDvsError, codeOfErrno, type DvsErrorCode } from '../ipc/errors.js';
+export { NOTIFY_MESSAGE, isNotification, type Message, type OutgoingMessage, type NotifyPayload } from '../ipc/message.js';
+export type { Payload } from '../ipc/payload.js';
+export type { M3Ipc, CallOptions, CopyFromOptions, GrantAccess, GrantOptions, GrantRef, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
+export type { ProcInfo } from '../kernel/procfs.js';

@@ -1,0 +1,274 @@
+/**
+ * RemoteProcess: an endpoint bound through the node daemon, with the same M3-IPC API as the
+ * in-process `Process`. Every call is one request on the client's socket; the rendezvous state lives
+ * in the daemon's kernel. Grants are the exception: their bytes stay here, and the daemon reads or
+ * writes them through grant-read / grant-write requests while someone copies.
+ */
+import type { CallOptions, CopyFromOptions, GrantOptions, GrantRef, M3Ipc, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
+import { ANY, type Endpoint } from '../ipc/endpoint.js';
+import { DvsError } from '../ipc/errors.js';
+import { checkMessageType, type Message, type OutgoingMessage } from '../ipc/message.js';
+import { checkPayload } from '../ipc/payload.js';
+import { asInt, isPlainMap, type BindResult, type Fields } from '../node/proc-protocol.js';
+import type { DvsClient } from './client.js';
+
+interface LocalGrant {
+  readonly buffer: Uint8Array;
+  readonly offset: number;
+  readonly length: number;
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+const NOTIFY_OUTCOMES: readonly string[] = ['delivered', 'pending', 'overrun', 'sent'];
+
+function rejectWith<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
+function checkEndpointArg(name: string, ep: unknown): Endpoint {
+  if (typeof ep !== 'number' || !Number.isSafeInteger(ep)) throw new DvsError('EDVSENDPOINT', `${name}: not a process endpoint: ${String(ep)}`);
+  return ep;
+}
+
+function count(name: string, value: number | undefined, fallback: number, max: number): number {
+  const v = value ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new DvsError('EDVSRANGE', `${name} ${String(v)} outside 0..${max}`);
+  return v;
+}
+
+function toMessage(r: unknown): Message {
+  if (!isPlainMap(r)) throw new DvsError('EDVSBADREQUEST', 'malformed message from the daemon');
+  const source = asInt(r.source);
+  const type = asInt(r.type);
+  if (source === undefined || type === undefined) throw new DvsError('EDVSBADREQUEST', 'malformed message from the daemon');
+  return { source, type, payload: r.payload as Message['payload'] };
+}
+
+export class RemoteProcess implements M3Ipc {
+  readonly dcid: number;
+  readonly endpoint: Endpoint;
+  readonly name: string;
+  readonly slot: number;
+  readonly generation: number;
+  /** A system process may receiveRequest, reply, notify and be notified. */
+  readonly system: boolean;
+  private readonly client: DvsClient;
+  private alive = true;
+  private readonly grants = new Map<number, LocalGrant>();
+  private nextGrant = 1;
+
+  /** @internal Created by DvsClient.bind. */
+  constructor(client: DvsClient, r: BindResult) {
+    this.client = client;
+    this.dcid = r.dcid;
+    this.endpoint = r.endpoint;
+    this.name = r.name;
+    this.slot = r.slot;
+    this.generation = r.generation;
+    this.system = r.system;
+  }
+
+  /** False after unbind or once the daemon connection is gone. */
+  get bound(): boolean {
+    return this.alive && !this.client.closed;
+  }
+
+  send(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<void> {
+    return rejectWith(() => this.call('send', { dst: checkEndpointArg('dst', dst), ...this.message(msg) }, opts)).then(() => undefined);
+  }
+
+  receive(src: Endpoint, opts?: CallOptions): Promise<Message> {
+    return rejectWith(() => this.call('receive', { src: checkEndpointArg('src', src) }, opts)).then(toMessage);
+  }
+
+  sendrec(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message> {
+    return rejectWith(() => this.call('sendrec', { dst: checkEndpointArg('dst', dst), ...this.message(msg) }, opts)).then(toMessage);
+  }
+
+  receiveRequest(opts?: CallOptions): Promise<Message> {
+    return rejectWith(() => this.call('receiveRequest', {}, opts)).then(toMessage);
+  }
+
+  reply(dst: Endpoint, msg: OutgoingMessage): Promise<void> {
+    return rejectWith(() => this.call('reply', { dst: checkEndpointArg('dst', dst), ...this.message(msg) })).then(() => undefined);
+  }
+
+  notify(dst: Endpoint, opts?: NotifyOptions): Promise<NotifyOutcome> {
+    return rejectWith(() => {
+      const arg = opts?.arg;
+      if (arg !== undefined && (typeof arg !== 'number' || !Number.isInteger(arg) || arg < 0 || arg > 0xffffffff)) throw new DvsError('EDVSBADVALUE', 'notify arg must be a 32-bit unsigned integer');
+      return this.call('notify', { dst: checkEndpointArg('dst', dst), arg });
+    }).then((r) => {
+      if (typeof r !== 'string' || !NOTIFY_OUTCOMES.includes(r)) throw new DvsError('EDVSBADREQUEST', 'malformed notify result from the daemon');
+      return r as NotifyOutcome;
+    });
+  }
+
+  /**
+   * Exposes a window of `buffer`. Synchronous like the in-process call: the id is chosen here and
+   * the registration is sent at once, so the daemon has it before any later request of this client.
+   * A refusal by the daemon (e.g. EDVSBADCALL) goes to `onAsyncError` and drops the grant.
+   */
+  grant(buffer: Uint8Array, opts: GrantOptions): number {
+    this.checkUsable();
+    if (!(buffer instanceof Uint8Array)) throw new DvsError('EDVSBADVALUE', 'a grant needs a Uint8Array');
+    const offset = count('grant offset', opts.offset, 0, buffer.byteLength);
+    const length = count('grant length', opts.length, buffer.byteLength - offset, buffer.byteLength - offset);
+    const access = opts.access;
+    if (access !== 'read' && access !== 'write' && access !== 'readwrite') throw new DvsError('EDVSBADVALUE', `grant access must be read, write or readwrite, got ${String(access)}`);
+    const grantee = opts.grantee;
+    if (grantee !== ANY) checkEndpointArg('grantee', grantee);
+    const id = this.nextGrant++;
+    const g: LocalGrant = { buffer, offset, length, read: access !== 'write', write: access !== 'read' };
+    this.grants.set(id, g);
+    this.call('grant', { grant: id, length, access, grantee, whileWaiting: opts.whileWaiting ?? true }).catch((err: unknown) => {
+      if (this.grants.get(id) === g) this.grants.delete(id);
+      if (err instanceof DvsError && err.code !== 'EDVSNOTCONN') this.client.reportAsync(err);
+    });
+    return id;
+  }
+
+  revoke(grant: number): void {
+    this.checkUsable();
+    if (!this.grants.delete(grant)) throw new DvsError('EDVSBADVALUE', `no grant ${String(grant)}`);
+    this.call('revoke', { grant }).catch((err: unknown) => {
+      if (err instanceof DvsError && err.code !== 'EDVSNOTCONN') this.client.reportAsync(err);
+    });
+  }
+
+  /** Copies from someone's grant into `into`; pieces above the daemon's per-request limit go as several requests. */
+  copyFrom(src: GrantRef, into: Uint8Array, opts?: CopyFromOptions): Promise<number> {
+    return rejectWith(async () => {
+      if (!(into instanceof Uint8Array)) throw new DvsError('EDVSBADVALUE', 'copyFrom needs a Uint8Array to copy into');
+      const intoOffset = count('intoOffset', opts?.intoOffset, 0, into.byteLength);
+      const length = count('length', opts?.length, into.byteLength - intoOffset, into.byteLength - intoOffset);
+      const ref = this.ref(src);
+      const piece = this.client.maxCopyBytes;
+      const deadline = this.deadline(opts);
+      let done = 0;
+      do {
+        const n = Math.min(piece, length - done);
+        const data = await this.call('copyFrom', { owner: ref.owner, grant: ref.grant, offset: ref.offset + done, length: n }, this.remaining(opts, deadline));
+        if (!(data instanceof Uint8Array) || data.byteLength !== n) throw new DvsError('EDVSPACKSIZE', 'copyFrom answered with the wrong number of bytes');
+        into.set(data, intoOffset + done);
+        done += n;
+      } while (done < length);
+      return length;
+    });
+  }
+
+  /** Copies `data` into someone's grant, in pieces of at most the daemon's per-request limit. */
+  copyTo(dst: GrantRef, data: Uint8Array, opts?: CallOptions): Promise<number> {
+    return rejectWith(async () => {
+      if (!(data instanceof Uint8Array)) throw new DvsError('EDVSBADVALUE', 'copyTo needs a Uint8Array of data');
+      const ref = this.ref(dst);
+      const piece = this.client.maxCopyBytes;
+      const deadline = this.deadline(opts);
+      let done = 0;
+      do {
+        const n = Math.min(piece, data.byteLength - done);
+        await this.call('copyTo', { owner: ref.owner, grant: ref.grant, offset: ref.offset + done, data: data.subarray(done, done + n) }, this.remaining(opts, deadline));
+        done += n;
+      } while (done < data.byteLength);
+      return data.byteLength;
+    });
+  }
+
+  /** Third-party copy between two grants, done by the daemon's kernel in one request. */
+  copy(src: GrantRef, dst: GrantRef, length: number, opts?: CallOptions): Promise<number> {
+    return rejectWith(() => {
+      const s = this.ref(src);
+      const d = this.ref(dst);
+      count('length', length, 0, Number.MAX_SAFE_INTEGER);
+      return this.call('copy', { src: s, dst: d, length }, opts);
+    }).then((n) => asInt(n) ?? length);
+  }
+
+  unbind(): Promise<void> {
+    if (!this.alive) return Promise.resolve();
+    this.alive = false;
+    this.grants.clear();
+    this.client.forget(this);
+    if (this.client.closed) return Promise.resolve();
+    return this.client.call('unbind', { dcid: this.dcid, endpoint: this.endpoint }).then(
+      () => undefined,
+      (err: unknown) => {
+        // Gone already (connection lost, or unbound by the kernel): the outcome unbind asked for.
+        if (err instanceof DvsError && (err.code === 'EDVSNOTCONN' || err.code === 'EDVSNOTBIND')) return;
+        throw err;
+      },
+    );
+  }
+
+  // ---------------------------------------------------------------- served to the daemon
+
+  /** @internal Bytes of grant `id` for a grant-read: a view, encoded into the answer at once. */
+  readGrant(id: number, offset: number, length: number): Uint8Array {
+    const g = this.window(id, offset, length);
+    if (!g.read) throw new DvsError('EDVSACCES', `grant ${id} does not allow reading`, { details: { grant: id } });
+    return g.buffer.subarray(g.offset + offset, g.offset + offset + length);
+  }
+
+  /** @internal Stores the bytes of a grant-write. */
+  writeGrant(id: number, offset: number, data: Uint8Array): void {
+    const g = this.window(id, offset, data.byteLength);
+    if (!g.write) throw new DvsError('EDVSACCES', `grant ${id} does not allow writing`, { details: { grant: id } });
+    g.buffer.set(data, g.offset + offset);
+  }
+
+  /** @internal The connection is gone: the daemon unbound this endpoint. */
+  markGone(): void {
+    this.alive = false;
+    this.grants.clear();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private window(id: number, offset: number, length: number): LocalGrant {
+    const g = this.grants.get(id);
+    if (g === undefined) throw new DvsError('EDVSBADVALUE', `endpoint ${this.endpoint} has no grant ${id}`, { details: { grant: id } });
+    if (offset < 0 || length < 0 || offset + length > g.length) throw new DvsError('EDVSRANGE', `bytes ${offset}..${offset + length} outside grant ${id} of ${g.length} bytes`, { details: { grant: id } });
+    return g;
+  }
+
+  private checkUsable(): void {
+    if (this.client.closed) throw this.client.notConnected();
+    if (!this.alive) throw new DvsError('EDVSNOTBIND', 'the calling process is no longer bound');
+  }
+
+  private call(op: string, fields: Fields, opts?: CallOptions): Promise<unknown> {
+    if (!this.alive && !this.client.closed) return Promise.reject(new DvsError('EDVSNOTBIND', 'the calling process is no longer bound'));
+    return this.client.call(op, { dcid: this.dcid, endpoint: this.endpoint, ...fields }, opts);
+  }
+
+  /** The message fields of a request; checked here as the kernel would, so oversized payloads never leave. */
+  private message(msg: OutgoingMessage): Fields {
+    if (msg === null || typeof msg !== 'object') throw new DvsError('EDVSBADVALUE', 'a message must be an object { type, payload? }');
+    checkMessageType(msg.type);
+    checkPayload(msg.payload, this.client.info.maxPayloadBytes);
+    return msg.payload === undefined ? { type: msg.type } : { type: msg.type, payload: msg.payload };
+  }
+
+  private ref(r: GrantRef): { owner: Endpoint; grant: number; offset: number } {
+    if (r === null || typeof r !== 'object') throw new DvsError('EDVSBADVALUE', 'a grant reference must be { owner, grant, offset? }');
+    const owner = checkEndpointArg('owner', r.owner);
+    if (typeof r.grant !== 'number' || !Number.isSafeInteger(r.grant) || r.grant < 0) throw new DvsError('EDVSBADVALUE', `no grant ${String(r.grant)}`);
+    return { owner, grant: r.grant, offset: count('grant offset', r.offset, 0, Number.MAX_SAFE_INTEGER) };
+  }
+
+  private deadline(opts: CallOptions | undefined): number | undefined {
+    const t = opts?.timeoutMs;
+    return t === undefined || t < 0 ? undefined : Date.now() + t;
+  }
+
+  /** The caller's options for the next piece of a split copy: what is left of its timeout. */
+  private remaining(opts: CallOptions | undefined, deadline: number | undefined): CallOptions | undefined {
+    if (opts === undefined || deadline === undefined) return opts;
+    return { ...opts, timeoutMs: Math.max(0, deadline - Date.now()) };
+  }
+}

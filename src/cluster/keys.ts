@@ -1,0 +1,85 @@
+/**
+ * The directory's key layout in the coordination store (docs/coordination.md, "Key layout"). Ids
+ * and slots are written in decimal; slots of tasks are negative.
+ *
+ *   <root>/nodes/<node>                 {nodeId, host, port, incarnation, meta?}   under the node's lease
+ *   <root>/incarnations/<node>          last incarnation number of the node         persistent
+ *   <root>/dcs/<dcid>                   {dcid, name, nodes, limits}                 persistent
+ *   <root>/dcs/<dcid>/eps/<slot>        {endpoint, generation, node, name}          under the node's lease
+ *   <root>/dcs/<dcid>/gen/<slot>        last generation handed out for the slot     persistent
+ *   <root>/dcs/<dcid>/resv/<slot>       {node, generation}: a free user slot        under the node's lease
+ *                                       reserved by a node's range, with the
+ *                                       generation it will bind
+ */
+
+export type ParsedKey =
+  | { readonly kind: 'node'; readonly nodeId: number }
+  | { readonly kind: 'incarnation'; readonly nodeId: number }
+  | { readonly kind: 'dc'; readonly dcid: number }
+  | { readonly kind: 'ep' | 'gen' | 'resv'; readonly dcid: number; readonly slot: number };
+
+const INT = /^(0|-?[1-9][0-9]{0,8})$/;
+
+function int(s: string | undefined): number | undefined {
+  return s !== undefined && INT.test(s) ? Number(s) : undefined;
+}
+
+export class DirectoryKeys {
+  /** Every directory key starts with this (root + '/'). */
+  readonly prefix: string;
+
+  constructor(readonly root = '/dvs') {
+    this.prefix = `${root}/`;
+  }
+
+  node(nodeId: number): string {
+    return `${this.root}/nodes/${nodeId}`;
+  }
+
+  incarnation(nodeId: number): string {
+    return `${this.root}/incarnations/${nodeId}`;
+  }
+
+  dc(dcid: number): string {
+    return `${this.root}/dcs/${dcid}`;
+  }
+
+  /** Prefix of everything that belongs to a DC besides its record. */
+  dcTree(dcid: number): string {
+    return `${this.root}/dcs/${dcid}/`;
+  }
+
+  endpoint(dcid: number, slot: number): string {
+    return `${this.root}/dcs/${dcid}/eps/${slot}`;
+  }
+
+  generation(dcid: number, slot: number): string {
+    return `${this.root}/dcs/${dcid}/gen/${slot}`;
+  }
+
+  reservation(dcid: number, slot: number): string {
+    return `${this.root}/dcs/${dcid}/resv/${slot}`;
+  }
+
+  /** What a key names, or undefined for keys outside the layout (ignored by the directory). */
+  parse(key: string): ParsedKey | undefined {
+    if (!key.startsWith(this.prefix)) return undefined;
+    const parts = key.slice(this.prefix.length).split('/');
+    const [top, a, sub, b] = parts;
+    if (parts.length === 2 && (top === 'nodes' || top === 'incarnations')) {
+      const nodeId = int(a);
+      if (nodeId === undefined || nodeId < 0) return undefined;
+      return { kind: top === 'nodes' ? 'node' : 'incarnation', nodeId };
+    }
+    if (top !== 'dcs') return undefined;
+    const dcid = int(a);
+    if (dcid === undefined || dcid < 0) return undefined;
+    if (parts.length === 2) return { kind: 'dc', dcid };
+    if (parts.length !== 4) return undefined;
+    const slot = int(b);
+    if (slot === undefined) return undefined;
+    if (sub === 'eps') return { kind: 'ep', dcid, slot };
+    if (sub === 'gen' || sub === 'resv') return { kind: sub, dcid, slot };
+    return undefined;
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * dvsd: one node of a DVS cluster. Hosts a kernel, links it to its peers, keeps it in step with the
+ * cluster directory (DCs, remote endpoints, peers) and serves local processes on a Unix socket.
+ * Subsystems start in order (store, links, directory, process server) and stop in reverse.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { pino, type Logger } from 'pino';
+import { Directory, MemoryStore, StoreClient, StoreServer, type CoordinationStore, type DcRecord, type EndpointRecord } from '../cluster/index.js';
+import { DvsError, isDvsError } from '../ipc/errors.js';
+import { Kernel, type Process } from '../kernel/index.js';
+import { systemClock } from '../runtime/system-clock.js';
+import { LinkManager } from '../transport/link-manager.js';
+import { nodePaths, type NodeConfig } from './config.js';
+import { ProcServer } from './proc-server.js';
+import { createTokenFile, readTokenFile } from './proc-token.js';
+
+/** What a running daemon publishes in `<dataDir>/node.json` for tools and tests. */
+export interface NodeRuntimeInfo {
+  readonly nodeId: number;
+  readonly pid: number;
+  readonly incarnation: number;
+  readonly link: { readonly host: string; readonly port: number };
+  readonly store: { readonly host: string; readonly port: number; readonly served: boolean };
+  readonly socket: string;
+  readonly token: string;
+  readonly startedAt: string;
+}
+
+export interface DaemonOptions {
+  readonly logger?: Logger;
+}
+
+async function readClusterKey(file: string): Promise<Buffer> {
+  let text: string;
+  try {
+    text = (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    throw new DvsError('EDVSBADFILE', `cannot read cluster key ${file}: ${(err as Error).message}`);
+  }
+  if (!/^[0-9a-fA-F]{32,}$/.test(text) || text.length % 2 !== 0) throw new DvsError('EDVSBADVALUE', `cluster key in ${file} must be at least 16 bytes of hex`);
+  return Buffer.from(text, 'hex');
+}
+
+export class Daemon {
+  readonly config: NodeConfig;
+  readonly kernel: Kernel;
+  readonly log: Logger;
+  readonly incarnation: number;
+  private readonly links: LinkManager;
+  private store!: CoordinationStore;
+  private storeServer: StoreServer | undefined;
+  private directory!: Directory;
+  private procServer!: ProcServer;
+  private runtime!: NodeRuntimeInfo;
+  private linkAddress!: { host: string; port: number };
+  private stopping: Promise<void> | undefined;
+  private readonly unsubscribe: (() => void)[] = [];
+
+  private constructor(config: NodeConfig, clusterKey: Buffer, opts: DaemonOptions) {
+    this.config = config;
+    this.log = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId } });
+    this.incarnation = Date.now();
+    this.links = new LinkManager({
+      nodeId: config.nodeId,
+      incarnation: this.incarnation,
+      clusterKey,
+      listen: config.listen,
+      timing: config.timing,
+      ...(config.compressMinBytes === undefined ? {} : { compressMinBytes: config.compressMinBytes }),
+      logger: this.log.child({ sub: 'link' }),
+      onFrame: (from, frame) => this.kernel.receiveFrame(from, frame),
+      onPeerState: (node, state, incarnation) => this.onPeerState(node, state, incarnation),
+    });
+    this.kernel = new Kernel({
+      nodeId: config.nodeId,
+      clock: systemClock,
+      transport: this.links,
+      observer: {
+        unbound: (dcid, endpoint) => {
+          this.directory.releaseEndpoint(dcid, endpoint).catch((err: unknown) => this.log.warn({ err, dcid, endpoint }, 'could not release endpoint'));
+        },
+      },
+    });
+  }
+
+  /** Starts every subsystem; resolves once the node is registered and serving. */
+  static async start(config: NodeConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+    const key = await readClusterKey(config.clusterKeyFile);
+    const d = new Daemon(config, key, opts);
+    try {
+      await d.startSubsystems(key);
+    } catch (err) {
+      await d.stop().catch(() => undefined);
+      throw err;
+    }
+    return d;
+  }
+
+  get info(): NodeRuntimeInfo {
+    return this.runtime;
+  }
+
+  private async startSubsystems(key: Buffer): Promise<void> {
+    const { config, log } = this;
+    const paths = nodePaths(config.dataDir);
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+
+    // 1. The coordination store: served here, or reached over TCP.
+    let storeAddress = config.store.address;
+    if (config.store.serve) {
+      const memory = new MemoryStore();
+      this.storeServer = new StoreServer({ clusterKey: key, store: memory, host: storeAddress.host, port: storeAddress.port });
+      storeAddress = await this.storeServer.listen();
+      this.store = memory;
+      log.info({ store: storeAddress }, 'serving the embedded store');
+    } else {
+      this.store = await StoreClient.connect({ host: storeAddress.host, port: storeAddress.port, clusterKey: key });
+    }
+
+    // 2. Links to peers.
+    const link = await this.links.start();
+
+    // 3. The directory, and the kernel kept in step with it.
+    this.directory = new Directory(this.store);
+    // Listeners first: start() announces what already exists as events.
+    this.unsubscribe.push(
+      this.directory.on('node', () => this.syncPeers()),
+      this.directory.on('dc', (e) => this.syncDc(e.dc.dcid)),
+      this.directory.on('endpoint', (e) => this.onEndpoint(e.type, e.endpoint, e.previous)),
+      this.directory.on('leaseLost', (e) => this.onLeaseLost(e.error)),
+      this.directory.on('error', (err) => log.warn({ err }, 'directory error')),
+    );
+    await this.directory.start();
+
+    // 4. The process socket.
+    let token: string;
+    try {
+      token = await readTokenFile(paths.token, true);
+    } catch {
+      token = await createTokenFile(paths.token);
+    }
+    this.procServer = new ProcServer({
+      kernel: this.kernel,
+      socketPath: paths.socket,
+      token,
+      logger: log.child({ sub: 'proc' }),
+      bind: (dcid, opts) => this.bindLocal(dcid, opts),
+    });
+    await this.procServer.start();
+
+    this.linkAddress = link;
+    await this.register();
+    this.syncPeers();
+    for (const dc of this.directory.dcs()) this.syncDc(dc.dcid);
+
+    this.runtime = {
+      nodeId: config.nodeId,
+      pid: process.pid,
+      incarnation: this.incarnation,
+      link,
+      store: { ...storeAddress, served: this.storeServer !== undefined },
+      socket: paths.socket,
+      token: paths.token,
+      startedAt: new Date().toISOString(),
+    };
+    await writeFile(paths.runtime, JSON.stringify(this.runtime, null, 2) + '\n', { mode: 0o600 });
+    log.info({ link, socket: paths.socket, incarnation: this.incarnation }, 'node started');
+  }
+
+  private register(): Promise<unknown> {
+    const paths = nodePaths(this.config.dataDir);
+    return this.directory.registerNode(
+      { nodeId: this.config.nodeId, host: this.linkAddress.host, port: this.linkAddress.port, meta: { socket: paths.socket, pid: process.pid } },
+      Math.max(this.config.timing.deadMs, 1000),
+      { replace: true },
+    );
+  }
+
+  /**
+   * The store dropped our lease (a long pause, a store restart): the cluster already considers this
+   * node's endpoints gone. Register again so peers reach the node; endpoints bound from now on are
+   * published again. Keeping existing endpoints across a lease loss is the coordination issue's work.
+   */
+  private onLeaseLost(error: DvsError): void {
+    if (this.stopping !== undefined) return;
+    this.log.error({ err: error }, 'node lease lost; registering again');
+    this.register().catch((err: unknown) => this.log.error({ err }, 'could not register again'));
+  }
+
+  /** A local bind claims its endpoint in the directory first, so two nodes never hold one slot. */
+  private async bindLocal(dcid: number, opts: { slot?: number; name?: string }): Promise<Process> {
+    if (this.directory.dc(dcid)?.nodes.includes(this.config.nodeId) !== true) {
+      throw new DvsError('EDVSBADDCID', `DC ${dcid} does not include node ${this.config.nodeId}`);
+    }
+    const endpoint = await this.directory.claimEndpoint(dcid, this.config.nodeId, { ...(opts.slot === undefined ? {} : { slot: opts.slot }), ...(opts.name === undefined ? {} : { name: opts.name }) });
+    try {
+      return this.kernel.bind(dcid, { endpoint, ...(opts.name === undefined ? {} : { name: opts.name }) });
+    } catch (err) {
+      await this.directory.releaseEndpoint(dcid, endpoint).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private syncPeers(): void {
+    const peers = this.directory.nodes().filter((n) => n.nodeId !== this.config.nodeId);
+    this.links.setPeers(peers.map((n) => ({ nodeId: n.nodeId, host: n.host, port: n.port })));
+  }
+
+  private onPeerState(node: number, state: 'up' | 'suspect' | 'down', incarnation?: number): void {
+    this.log.info({ peer: node, state, incarnation }, 'peer state');
+    if (state === 'down') this.kernel.nodeDown(node);
+    else if (state === 'up') this.kernel.nodeUp(node);
+  }
+
+  /** Makes the kernel's view of one DC match the directory: create, membership, destroy, descriptors. */
+  private syncDc(dcid: number): void {
+    const me = this.config.nodeId;
+    const record: DcRecord | undefined = this.directory.dc(dcid);
+    const running = this.kernel.listDcs().find((d) => d.dcid === dcid);
+    try {
+      if (record === undefined || !record.nodes.includes(me)) {
+        if (running !== undefined) {
+          this.kernel.destroyDc(dcid);
+          this.log.info({ dcid }, 'left DC');
+        }
+        return;
+      }
+      if (running === undefined) {
+        this.kernel.createDc({ dcid, name: record.name, nodes: [...record.nodes], limits: record.limits });
+        this.log.info({ dcid, nodes: record.nodes }, 'joined DC');
+      } else {
+        for (const n of record.nodes) if (!running.nodes.includes(n)) this.kernel.addNode(dcid, n);
+        for (const n of running.nodes) if (!record.nodes.includes(n)) this.kernel.removeNode(dcid, n);
+      }
+      for (const ep of this.directory.endpoints(dcid)) this.onEndpoint('bound', ep, undefined);
+    } catch (err) {
+      this.log.error({ err, dcid }, 'could not apply DC change');
+    }
+  }
+
+  /** Keeps remote descriptors in step with the directory (the directory cache of the kernel). */
+  private onEndpoint(type: 'bound' | 'unbound', ep: EndpointRecord, previous: EndpointRecord | undefined): void {
+    if (ep.node === this.config.nodeId || !this.kernel.listDcs().some((d) => d.dcid === ep.dcid)) return;
+    try {
+      if (type === 'bound') {
+        if (previous !== undefined && previous.endpoint !== ep.endpoint && previous.node !== this.config.nodeId) this.dropRemote(previous);
+        this.kernel.bindRemote(ep.dcid, ep.endpoint, ep.node, ep.name);
+      } else {
+        this.dropRemote(ep);
+      }
+    } catch (err) {
+      if (!isDvsError(err, 'EDVSSLOTUSED') && !isDvsError(err, 'EDVSNODCNODE')) this.log.warn({ err, endpoint: ep }, 'could not apply endpoint change');
+    }
+  }
+
+  private dropRemote(ep: EndpointRecord): void {
+    const row = this.kernel.procs(ep.dcid).find((p) => p.slot === ep.slot);
+    if (row?.kind === 'remote' && row.endpoint === ep.endpoint) this.kernel.unbind(ep.dcid, ep.endpoint);
+  }
+
+  /** Drains and stops: no new clients, local endpoints unbound (peers told), node deregistered, links closed. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopSubsystems();
+    return this.stopping;
+  }
+
+  private async stopSubsystems(): Promise<void> {
+    const { log } = this;
+    log.info('stopping');
+    await this.procServer?.close().catch((err: unknown) => log.warn({ err }, 'process server close'));
+    for (const dc of this.kernel.listDcs()) {
+      for (const p of this.kernel.procs(dc.dcid)) {
+        if (p.kind === 'local') {
+          try {
+            this.kernel.unbind(dc.dcid, p.endpoint);
+          } catch {
+            // already gone
+          }
+        }
+      }
+    }
+    if (this.directory !== undefined) {
+      await this.directory.flush().catch(() => undefined);
+      await this.directory.unregisterNode(this.config.nodeId).catch(() => undefined);
+      for (const off of this.unsubscribe) off();
+      await this.directory.close().catch(() => undefined);
+    }
+    this.kernel.shutdown();
+    await this.links.close().catch(() => undefined);
+    if (this.store !== undefined && this.storeServer === undefined) await this.store.close().catch(() => undefined);
+    await this.storeServer?.close().catch(() => undefined);
+    await rm(nodePaths(this.config.dataDir).runtime, { force: true });
+    log.info('stopped');
+  }
+}

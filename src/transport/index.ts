@@ -1,0 +1,44 @@
+/** Layer 3: codec, framing and node links. See docs/link-protocol.md. */
+export { decodeValue, encodeValue } from './codec.js';
+export { compress, decompress } from './compress.js';
+export { DEFAULT_MAX_FRAME_BYTES, encodeFrame, frameFromBody, FLAG_LZ4, FRAME_HEADER_BYTES, FrameDecoder, WIRE_VERSION, type FramingOptions } from './framing.js';
+export {
+  handshakeMac,
+  handshakeMacInput,
+  LINK_PROTOCOL_VERSION,
+  MAC_BYTES,
+  MAX_NODE_ID,
+  newNonce,
+  NONCE_BYTES,
+  ROLE_ACCEPTOR,
+  ROLE_DIALER,
+  verifyHandshakeMac,
+  type HandshakeParams,
+} from './auth.js';
+export {
+  parseKernelFrame,
+  parseLinkFrame,
+  type AckFrame,
+  type AuthFrame,
+  type DataFrame,
+  type HandshakeFrame,
+  type HelloFrame,
+  type LinkFrame,
+  type PingFrame,
+  type ReadyFrame,
+  type SessionToken,
+  type WelcomeFrame,
+} from './frame-schema.js';
+export { encodeDataFrame, encodeKernelFrame, encodeLinkFrame } from './link-wire.js';
+export type { PeerLinkStats, PeerState } from './link.js';
+export {
+  DEFAULT_LINK_TIMING,
+  LinkManager,
+  type LinkLogger,
+  type LinkManagerOptions,
+  type LinkManagerStats,
+  type LinkTiming,
+  type LinkTlsOptions,
+  type PeerAddress,
+  type PeerReport,
+} from './link-manager.js';

@@ -1,0 +1,387 @@
+/**
+ * The reliable link to one peer node, across however many TCP connections it takes: sequence
+ * numbers, cumulative acknowledgements, the resend queue, batching, the session with the peer's
+ * incarnation and the up/suspect/down state. Connections are made and authenticated by the
+ * LinkManager and handed over here once established. See docs/link-protocol.md.
+ */
+import { DvsError } from '../ipc/errors.js';
+import type { KernelFrame } from '../kernel/frames.js';
+import type { FramingOptions } from './framing.js';
+import type { ConnEnd, LinkConn } from './link-conn.js';
+import { DATA_FRAME_OVERHEAD, encodeDataFrame, encodeKernelFrame, encodeLinkFrame } from './link-wire.js';
+import type { AckFrame, DataFrame, SessionToken } from './frame-schema.js';
+
+/** What the link reports about a peer: 'connecting' until the first session (reported as nothing). */
+export type PeerState = 'connecting' | 'up' | 'suspect' | 'down';
+
+export interface PeerLinkStats {
+  readonly node: number;
+  readonly state: PeerState;
+  /** The peer's incarnation in the current (or last) session. */
+  readonly incarnation: number | undefined;
+  readonly connected: boolean;
+  /** Kernel frames sent (first transmissions) and delivered. */
+  readonly framesOut: number;
+  readonly framesIn: number;
+  /** Data frames (batches) sent for the first time and accepted. */
+  readonly batchesOut: number;
+  readonly batchesIn: number;
+  readonly bytesOut: number;
+  readonly bytesIn: number;
+  /** Data frames sent again after a reconnect. */
+  readonly resent: number;
+  /** Kernel frames received again (sequence already delivered) and discarded. */
+  readonly duplicatesDropped: number;
+  /** Kernel frames discarded because the peer was or went down. */
+  readonly dropped: number;
+  /** Connections established after the first one. */
+  readonly reconnects: number;
+  /** Authenticated connections closed for breaking the protocol. */
+  readonly protocolErrors: number;
+  /** Handshakes with this peer that failed authentication (dialing side). */
+  readonly authFailures: number;
+  /** Kernel frames waiting to be sent, and sent but not yet acknowledged (in batches). */
+  readonly queued: number;
+  readonly queuedBytes: number;
+  readonly unacked: number;
+  readonly lastSeqSent: number;
+  readonly lastSeqReceived: number;
+}
+
+/** What a PeerLink needs from its manager. */
+export interface PeerLinkHost {
+  readonly framing: FramingOptions;
+  readonly maxFrameBytes: number;
+  readonly batchMaxBytes: number;
+  readonly windowFrames: number;
+  readonly windowBytes: number;
+  readonly isClosed: () => boolean;
+  readonly deliver: (from: number, frame: KernelFrame) => void;
+  readonly report: (node: number, state: 'up' | 'suspect' | 'down', incarnation: number | undefined) => void;
+  readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Unacked {
+  readonly seq: number;
+  readonly buf: Buffer;
+}
+
+/** Protocol errors in a row (without a data frame accepted in between) before the peer is dropped. */
+const MAX_CONSECUTIVE_ERRORS = 3;
+
+export class PeerLink {
+  readonly node: number;
+  host: string | undefined;
+  port: number | undefined;
+  state: PeerState = 'connecting';
+  /** The established connection, if any. */
+  conn: LinkConn | undefined;
+  /** A connection being dialled or authenticated for this peer (dialing side only). */
+  pending: LinkConn | undefined;
+  /** The peer's session token (incarnation, epoch) of the current session; undefined before the first. */
+  peer: SessionToken | undefined;
+  /** Our epoch towards this peer: bumped whenever we drop the session (peer declared down). */
+  epoch = 0;
+  lastSeqSent = 0;
+  lastSeqReceived = 0;
+  /** Highest sequence the peer acknowledged. */
+  private acked = 0;
+  private readonly unacked: Unacked[] = [];
+  private unackedHead = 0;
+  private inFlightBytes = 0;
+  private outbox: Buffer[] = [];
+  private outboxBytes = 0;
+  private ackDirty = false;
+  private flushHandle: NodeJS.Immediate | undefined;
+  lastHeard: number;
+  lastSent = 0;
+  private consecutiveErrors = 0;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  reconnectAttempts = 0;
+  private established = 0;
+
+  readonly counters = {
+    framesOut: 0,
+    framesIn: 0,
+    batchesOut: 0,
+    batchesIn: 0,
+    bytesOut: 0,
+    bytesIn: 0,
+    resent: 0,
+    duplicatesDropped: 0,
+    dropped: 0,
+    reconnects: 0,
+    protocolErrors: 0,
+    authFailures: 0,
+  };
+
+  constructor(
+    node: number,
+    private readonly hostApi: PeerLinkHost,
+    now: number,
+  ) {
+    this.node = node;
+    this.lastHeard = now;
+  }
+
+  // ---- sending -------------------------------------------------------------------------------
+
+  /** Queues a kernel frame; it leaves with the other frames of this event-loop turn. */
+  send(frame: KernelFrame): void {
+    if (this.state === 'down') {
+      this.counters.dropped++;
+      return;
+    }
+    const buf = encodeKernelFrame(frame);
+    if (buf.byteLength + DATA_FRAME_OVERHEAD > this.hostApi.maxFrameBytes) {
+      throw new DvsError('EDVSMSGSIZE', `kernel frame of ${buf.byteLength} bytes exceeds the link frame limit`, { details: { node: this.node, limit: this.hostApi.maxFrameBytes } });
+    }
+    this.outbox.push(buf);
+    this.outboxBytes += buf.byteLength;
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushHandle !== undefined || this.conn === undefined) return;
+    this.flushHandle = setImmediate(() => {
+      this.flushHandle = undefined;
+      try {
+        this.flush();
+      } catch (err) {
+        // Not reachable with frames checked at send(); never let it escape into the event loop.
+        this.hostApi.log('error', 'link flush failed', { peer: this.node, err: err instanceof Error ? err.message : String(err) });
+        this.conn?.end('protocol', err);
+      }
+    });
+  }
+
+  /** Sends what the window allows, in batches of up to batchMaxBytes, then any pending ack. */
+  flush(): void {
+    const conn = this.conn;
+    if (conn === undefined || !conn.open || this.hostApi.isClosed()) return;
+    const h = this.hostApi;
+    let i = 0;
+    while (i < this.outbox.length && this.unacked.length - this.unackedHead < h.windowFrames && this.inFlightBytes < h.windowBytes) {
+      const parts: Buffer[] = [];
+      let bytes = 0;
+      while (i < this.outbox.length) {
+        const b = this.outbox[i]!;
+        if (parts.length > 0 && bytes + b.byteLength > h.batchMaxBytes) break;
+        parts.push(b);
+        bytes += b.byteLength;
+        i++;
+      }
+      const seq = ++this.lastSeqSent;
+      const buf = encodeDataFrame(seq, this.lastSeqReceived, parts, bytes, h.framing);
+      this.unacked.push({ seq, buf });
+      this.inFlightBytes += buf.byteLength;
+      this.outboxBytes -= bytes;
+      this.counters.framesOut += parts.length;
+      this.counters.batchesOut++;
+      this.ackDirty = false;
+      this.writeNow(conn, buf);
+    }
+    if (i > 0) this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
+    if (this.ackDirty) {
+      this.ackDirty = false;
+      this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
+    }
+  }
+
+  private writeNow(conn: LinkConn, buf: Buffer): void {
+    conn.write(buf);
+    this.lastSent = Date.now();
+  }
+
+  /** A heartbeat when nothing was sent for a while. */
+  ping(now: number): void {
+    if (this.conn === undefined) return;
+    this.conn.write(encodeLinkFrame({ t: 'ping' }, this.hostApi.framing));
+    this.lastSent = now;
+  }
+
+  // ---- receiving -----------------------------------------------------------------------------
+
+  /** A data frame from the established connection `conn` (already validated). */
+  onData(f: DataFrame): void {
+    this.lastHeard = Date.now();
+    if (f.s <= this.lastSeqReceived) {
+      this.counters.duplicatesDropped += f.f.length;
+      this.onAck(f.a);
+      return;
+    }
+    if (f.s !== this.lastSeqReceived + 1) {
+      throw new DvsError('EDVSBADREQUEST', `sequence gap: got ${f.s}, expected ${this.lastSeqReceived + 1}`);
+    }
+    this.onAck(f.a);
+    this.lastSeqReceived = f.s;
+    this.consecutiveErrors = 0;
+    this.counters.framesIn += f.f.length;
+    this.counters.batchesIn++;
+    this.ackDirty = true;
+    this.scheduleFlush();
+    for (const k of f.f) {
+      if (this.hostApi.isClosed()) return;
+      this.hostApi.deliver(this.node, k);
+    }
+  }
+
+  onAck(a: number | AckFrame): void {
+    const ack = typeof a === 'number' ? a : a.a;
+    if (ack > this.lastSeqSent) throw new DvsError('EDVSBADREQUEST', `ack ${ack} beyond the last sequence sent (${this.lastSeqSent})`);
+    if (ack <= this.acked) return;
+    this.acked = ack;
+    while (this.unackedHead < this.unacked.length && this.unacked[this.unackedHead]!.seq <= ack) {
+      this.inFlightBytes -= this.unacked[this.unackedHead]!.buf.byteLength;
+      this.unackedHead++;
+    }
+    if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
+      this.unacked.splice(0, this.unackedHead);
+      this.unackedHead = 0;
+    }
+    if (this.outbox.length > 0) this.scheduleFlush();
+  }
+
+  heard(now: number): void {
+    this.lastHeard = now;
+  }
+
+  // ---- sessions and connections --------------------------------------------------------------
+
+  /**
+   * Both sides decide the same way whether the previous session goes on: only when each side's
+   * view of the other equals the other's current token. See docs/link-protocol.md ("Sessions").
+   */
+  static resumes(myToken: SessionToken, myViewOfPeer: SessionToken | null, peerToken: SessionToken, peerViewOfMe: SessionToken | null): boolean {
+    return sameToken(myViewOfPeer, peerToken) && sameToken(peerViewOfMe, myToken);
+  }
+
+  /** Our view of the peer's token, as sent in the handshake. */
+  view(): SessionToken | null {
+    return this.peer ?? null;
+  }
+
+  /**
+   * Takes over an authenticated connection. `resume` is the handshake's verdict; `peerAck` the
+   * last sequence the peer says it received (meaningful only when resuming).
+   */
+  establish(conn: LinkConn, peerToken: SessionToken, resume: boolean, peerAck: number, now: number): void {
+    if (resume && peerAck > this.lastSeqSent) throw new DvsError('EDVSBADREQUEST', `handshake ack ${peerAck} beyond the last sequence sent (${this.lastSeqSent})`);
+    const old = this.conn;
+    this.conn = undefined;
+    if (old !== undefined && old !== conn) old.end('replaced');
+    const before = this.state;
+    if (resume) {
+      this.onAck(peerAck);
+    } else {
+      const hadSession = this.peer !== undefined;
+      // Frames queued before a first session are for it; frames of an ended session die with it.
+      this.resetSession(hadSession);
+      if (hadSession && (before === 'up' || before === 'suspect')) {
+        this.state = 'down'; // frames the kernel sends from inside the report are dropped
+        this.hostApi.report(this.node, 'down', this.peer?.inc);
+      }
+    }
+    this.peer = peerToken;
+    this.conn = conn;
+    conn.counters = this.counters;
+    this.lastHeard = now;
+    this.reconnectAttempts = 0;
+    if (this.established++ > 0) this.counters.reconnects++;
+    this.state = 'up';
+    // Resend, in order and with their original sequence numbers, the frames the peer has not seen.
+    for (let i = this.unackedHead; i < this.unacked.length; i++) {
+      this.counters.resent++;
+      this.writeNow(conn, this.unacked[i]!.buf);
+    }
+    if (resume && before === 'up') this.hostApi.log('debug', 'link resumed', { node: this.node });
+    else this.hostApi.report(this.node, 'up', peerToken.inc);
+    this.flush();
+    if (this.flushHandle === undefined && this.outbox.length > 0) this.scheduleFlush();
+  }
+
+  /** The established connection ended. The session lives on until the peer is declared down. */
+  detach(conn: LinkConn, why: ConnEnd): void {
+    if (this.conn === conn) this.conn = undefined;
+    if (why === 'protocol') {
+      this.counters.protocolErrors++;
+      if (++this.consecutiveErrors >= MAX_CONSECUTIVE_ERRORS) this.goDown('repeated protocol errors');
+    }
+  }
+
+  private resetSession(dropOutbox: boolean): void {
+    this.counters.dropped += this.unacked.length - this.unackedHead;
+    this.unacked.length = 0;
+    this.unackedHead = 0;
+    this.inFlightBytes = 0;
+    this.lastSeqSent = 0;
+    this.lastSeqReceived = 0;
+    this.acked = 0;
+    this.ackDirty = false;
+    if (dropOutbox) {
+      this.counters.dropped += this.outbox.length;
+      this.outbox = [];
+      this.outboxBytes = 0;
+    }
+  }
+
+  /** Liveness: suspect, then down, after silence. Returns true when the peer just went down. */
+  check(now: number, suspectMs: number, deadMs: number): boolean {
+    if (this.state === 'down') return false;
+    const silent = now - this.lastHeard;
+    if (silent >= deadMs) {
+      this.goDown(`nothing heard for ${silent} ms`);
+      return true;
+    }
+    if (silent >= suspectMs && this.state === 'up') {
+      this.state = 'suspect';
+      this.hostApi.report(this.node, 'suspect', this.peer?.inc);
+      this.conn?.end('suspect');
+    }
+    return false;
+  }
+
+  /** Declares the peer down: its session, resend queue and outbox are dropped. */
+  goDown(reason: string): void {
+    if (this.state === 'down') return;
+    this.hostApi.log('warn', 'peer down', { node: this.node, reason });
+    this.state = 'down';
+    this.epoch++;
+    this.resetSession(true);
+    this.conn?.end('down');
+    this.conn = undefined;
+    this.hostApi.report(this.node, 'down', this.peer?.inc);
+  }
+
+  /** Stops everything this peer holds (timers, sockets); no report. */
+  shutdown(): void {
+    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle);
+    this.flushHandle = undefined;
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.conn?.end('shutdown');
+    this.conn = undefined;
+    this.pending?.end('shutdown');
+    this.pending = undefined;
+  }
+
+  stats(): PeerLinkStats {
+    return {
+      node: this.node,
+      state: this.state,
+      incarnation: this.peer?.inc,
+      connected: this.conn !== undefined,
+      ...this.counters,
+      queued: this.outbox.length,
+      queuedBytes: this.outboxBytes,
+      unacked: this.unacked.length - this.unackedHead,
+      lastSeqSent: this.lastSeqSent,
+      lastSeqReceived: this.lastSeqReceived,
+    };
+  }
+}
+
+function sameToken(a: SessionToken | null, b: SessionToken | null): boolean {
+  if (a === null || b === null) return false;
+  return a.inc === b.inc && a.epoch === b.epoch;
+}

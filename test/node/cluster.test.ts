@@ -1,0 +1,184 @@
+/**
+ * Three real daemon processes on loopback, clients as separate OS processes: scenarios A10–A13 and
+ * B3 of reference §4, a SIGKILLed daemon, and DC isolation.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode } from '../../src/cli/admin.js';
+import { spawnNode } from '../../src/cli/cluster.js';
+import { connect } from '../../src/client/index.js';
+import { eventually, killActors, startActor, startCluster, type TestCluster } from './helpers.js';
+
+let tc: TestCluster;
+
+beforeAll(async () => {
+  tc = await startCluster(3);
+  await createDc(tc.dir, { dcid: 1, name: 'main', nodes: [0, 1, 2] });
+}, 60_000);
+
+afterAll(async () => {
+  await tc?.stop();
+}, 30_000);
+
+async function withClient<T>(node: number, fn: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
+  const r = tc.runtime(node);
+  const c = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'test' });
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Waits until every node's kernel runs `dcid` (the directory change reached them). */
+async function dcEverywhere(dcid: number, nodes: number[]): Promise<void> {
+  for (const n of nodes) {
+    await eventually(() => withClient(n, async (c) => ((await c.procs(dcid).then(() => true, () => false)) ? true : undefined)));
+  }
+}
+
+describe('A10: node and DC administration', () => {
+  it('reports every node registered and alive', async () => {
+    const s = await clusterStatus(tc.dir);
+    expect(s.nodes.map((n) => [n.nodeId, n.alive, n.registered])).toEqual([
+      [0, true, true],
+      [1, true, true],
+      [2, true, true],
+    ]);
+    expect(s.dcs.map((d) => d.dcid)).toContain(1);
+  });
+
+  it('creates, grows, shrinks and removes a DC, and every daemon follows', async () => {
+    await createDc(tc.dir, { dcid: 2, nodes: [0, 1] });
+    await expect(createDc(tc.dir, { dcid: 2, nodes: [0] })).rejects.toMatchObject({ code: 'EDVSDCRUN' });
+    await dcEverywhere(2, [0, 1]);
+    // Node 2 is not a member: it refuses binds in DC 2.
+    await withClient(2, async (c) => {
+      await expect(c.bind(2, { name: 'intruder' })).rejects.toMatchObject({ code: 'EDVSBADDCID' });
+    });
+    await addNode(tc.dir, 2, 2);
+    await expect(addNode(tc.dir, 2, 2)).rejects.toMatchObject({ code: 'EDVSDCNODE' });
+    await dcEverywhere(2, [2]);
+    await withClient(2, async (c) => {
+      const p = await c.bind(2, { name: 'member' });
+      expect(p.endpoint).toBeGreaterThanOrEqual(0);
+    });
+    await removeNode(tc.dir, 2, 1);
+    await expect(removeNode(tc.dir, 2, 1)).rejects.toMatchObject({ code: 'EDVSNODCNODE' });
+    await eventually(() => withClient(1, async (c) => ((await c.procs(2).then(() => false, () => true)) ? true : undefined)));
+    expect((await listDcs(tc.dir)).find((d) => d.dcid === 2)?.nodes).toEqual([0, 2]);
+    await removeDc(tc.dir, 2);
+    expect((await listDcs(tc.dir)).some((d) => d.dcid === 2)).toBe(false);
+  });
+});
+
+describe('A11 + B3: remote request/reply with many concurrent client processes', () => {
+  it('serves 12 client processes on two other nodes, every reply correct', async () => {
+    const server = startActor(tc.runtime(1), 'echo-server', { dcid: 1, slot: 5 });
+    const { endpoint } = await server.ready;
+    expect(endpoint).toBe(5);
+    const clients = Array.from({ length: 12 }, (_, i) => startActor(tc.runtime(i % 2 === 0 ? 0 : 2), 'loop-client', { dcid: 1, dst: endpoint, loops: 200 }));
+    const results = await Promise.all(clients.map((c) => c.result));
+    for (const r of results) {
+      expect(r.errors).toEqual([]);
+      expect(r.ok).toBe(200);
+    }
+    // The process table across the cluster shows the server and its traffic.
+    const rows = await clusterPs(tc.dir, 1);
+    const srv = rows.find((r) => r.endpoint === endpoint);
+    expect(srv?.node).toBe(1);
+    expect(srv?.counters.rmtSent).toBeGreaterThanOrEqual(12 * 200);
+    const stop = startActor(tc.runtime(0), 'stop', { dcid: 1, dst: endpoint });
+    expect((await stop.result).r).toMatchObject({ type: 0 });
+    await server.result;
+  }, 120_000);
+});
+
+describe('A12: remote bulk copy across chunk boundaries', () => {
+  it('pulls from and pushes into a client grant on another node byte-exact', async () => {
+    const server = startActor(tc.runtime(2), 'copy-server', { dcid: 1, slot: 6 });
+    const { endpoint } = await server.ready;
+    const client = startActor(tc.runtime(0), 'copy-client', { dcid: 1, dst: endpoint, length: 3 * 64 * 1024 + 4321 });
+    const r = await client.result;
+    expect(r.pullMatches).toBe(true);
+    expect(r.pushMatches).toBe(true);
+    server.kill();
+  }, 60_000);
+});
+
+describe('A13: an M3FTP-like transfer over grants', () => {
+  it('GETs and PUTs a file whose SHA-256 equals the original', async () => {
+    const root = path.join(tc.dir, 'ftp-root');
+    await mkdir(root, { recursive: true });
+    const original = randomBytes(2 * 1024 * 1024 + 777);
+    await writeFile(path.join(root, 'data.bin'), original);
+    const server = startActor(tc.runtime(1), 'ftp-server', { dcid: 1, slot: 7, root });
+    const { endpoint } = await server.ready;
+    const local = path.join(tc.dir, 'got.bin');
+    const get = await startActor(tc.runtime(2), 'ftp-client', { dcid: 1, dst: endpoint, op: 'get', remote: 'data.bin', local }).result;
+    const digest = createHash('sha256').update(original).digest('hex');
+    expect(get.bytes).toBe(original.length);
+    expect(get.sha).toBe(digest);
+    const put = await startActor(tc.runtime(0), 'ftp-client', { dcid: 1, dst: endpoint, op: 'put', local, remote: 'copy.bin' }).result;
+    expect(put.bytes).toBe(original.length);
+    expect(createHash('sha256').update(await readFile(path.join(root, 'copy.bin'))).digest('hex')).toBe(digest);
+    server.kill();
+  }, 60_000);
+});
+
+describe('DC isolation', () => {
+  it('never lets a message cross DCs that share nodes', async () => {
+    await createDc(tc.dir, { dcid: 3, nodes: [0, 1] });
+    await dcEverywhere(3, [0, 1]);
+    const server = startActor(tc.runtime(1), 'echo-server', { dcid: 1, slot: 8 });
+    const { endpoint } = await server.ready;
+    await withClient(0, async (c) => {
+      const other = await c.bind(3, { name: 'other-dc' });
+      // Slot 8 of DC 3 is not bound anywhere: the DC-1 server is invisible from DC 3.
+      await expect(other.sendrec(endpoint, { type: 1 }, { timeoutMs: 2000 })).rejects.toMatchObject({ code: 'EDVSNOTBIND' });
+    });
+    server.kill();
+    await removeDc(tc.dir, 3);
+  }, 30_000);
+});
+
+describe('a daemon killed with SIGKILL', () => {
+  it('fails callers waiting on it, keeps other traffic going, and serves again once restarted', async () => {
+    const victim = tc.cluster.nodes.find((n) => n.nodeId === 2)!;
+    // A server on node 2 that never answers: its client is blocked in sendrec when node 2 dies.
+    const server = startActor(tc.runtime(2), 'echo-server', { dcid: 1, slot: 9 });
+    await server.ready;
+    const survivor = startActor(tc.runtime(1), 'echo-server', { dcid: 1, slot: 10 });
+    await survivor.ready;
+    const stuck = startActor(tc.runtime(0), 'loop-client', { dcid: 1, dst: 9, loops: 100_000, pauseMs: 5, stopOnError: true, timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    const killedAt = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    server.kill();
+    const r = await stuck.result;
+    const errors = r.errors as { code: string }[];
+    expect(errors.length).toBe(1);
+    expect(['EDVSNOTCONN', 'EDVSDSTDIED', 'EDVSDEADSRCDST']).toContain(errors[0]!.code);
+    // Detected within the configured grace (1.5 s) plus scheduling slack, not the call's 20 s timeout.
+    expect(Date.now() - killedAt).toBeLessThan(10_000);
+    // Other traffic continues.
+    const other = await startActor(tc.runtime(0), 'loop-client', { dcid: 1, dst: 10, loops: 50 }).result;
+    expect(other.ok).toBe(50);
+    // Restart node 2 with the same configuration: it rejoins and serves again.
+    await spawnNode(JSON.parse(await readFile(victim.configFile, 'utf8')) as Parameters<typeof spawnNode>[0]);
+    await dcEverywhere(1, [2]);
+    const reborn = startActor(tc.runtime(2), 'echo-server', { dcid: 1, slot: 9 });
+    const { endpoint } = await reborn.ready;
+    expect(endpoint).not.toBe(9); // a new generation of slot 9
+    const again = await eventually(async () => {
+      const res = await startActor(tc.runtime(0), 'loop-client', { dcid: 1, dst: endpoint, loops: 20 }).result;
+      return res.ok === 20 ? res : undefined;
+    }, 15_000, 200);
+    expect(again.ok).toBe(20);
+    reborn.kill();
+    survivor.kill();
+    killActors();
+  }, 90_000);
+});

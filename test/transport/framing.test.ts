@@ -1,0 +1,215 @@
+/**
+ * Framing (length | version | flags | msgpack body, optional LZ4), the pre-encoded data frame and
+ * the structural schema of link and kernel frames.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { DvsError } from '../../src/ipc/errors.js';
+import type { KernelFrame } from '../../src/kernel/frames.js';
+import {
+  decodeValue,
+  encodeDataFrame,
+  encodeFrame,
+  encodeKernelFrame,
+  encodeValue,
+  FLAG_LZ4,
+  FrameDecoder,
+  parseKernelFrame,
+  parseLinkFrame,
+  WIRE_VERSION,
+} from '../../src/transport/index.js';
+
+const SAMPLES: unknown[] = [
+  null,
+  true,
+  0,
+  -1,
+  2 ** 40,
+  1.5,
+  'héllo',
+  new Uint8Array([1, 2, 3]),
+  [1, [2, [3]]],
+  { a: 1, b: { c: 'x' }, d: new Uint8Array(0) },
+  { big: 'z'.repeat(100_000) },
+];
+
+/** Decoded binaries are Buffers; compare them as plain Uint8Arrays. */
+function plain(v: unknown): unknown {
+  if (v instanceof Uint8Array) return new Uint8Array(v);
+  if (Array.isArray(v)) return v.map(plain);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof DvsError ? err.code : `not a DvsError: ${String(err)}`;
+  }
+  return undefined;
+}
+
+const ALL_KINDS: KernelFrame[] = [
+  { k: 'send', dc: 1, id: 7, src: -3, dst: 2 ** 40, type: 9, payload: { x: [1, 'a'] }, rec: true },
+  { k: 'send-ack', dc: 1, id: 7, rc: 0 },
+  { k: 'send-ack', dc: 1, id: 7, rc: -316, node: 4 },
+  { k: 'cancel', dc: 2, id: 8 },
+  { k: 'cancel-ack', dc: 2, id: 8 },
+  { k: 'reply', dc: 1, src: 5, dst: -3, type: 1, payload: null },
+  { k: 'reply-cancel', dc: 1, client: 40, server: 5 },
+  { k: 'notify', dc: 1, src: -2, dst: 3, arg: 0x80000000 },
+  { k: 'unbound', dc: 1, ep: 31_000_123 },
+  { k: 'copy-read', dc: 1, id: 1, requester: 4, owner: 5, grant: 2, offset: 0, length: 65536 },
+  { k: 'copy-data', dc: 1, id: 1, rc: 0, data: new Uint8Array([9, 8]) },
+  { k: 'copy-data', dc: 1, id: 1, rc: -5 },
+  { k: 'copy-write', dc: 1, id: 2, requester: 4, owner: 5, grant: 2, offset: 10, data: new Uint8Array(3) },
+  { k: 'copy-ack', dc: 1, id: 2, rc: 0 },
+];
+
+describe('framing', () => {
+  it('round-trips values, one frame at a time and all at once', () => {
+    const dec = new FrameDecoder();
+    const frames = SAMPLES.map((v) => encodeFrame(v));
+    for (const [i, f] of frames.entries()) {
+      expect(f.readUInt32BE(0)).toBe(f.byteLength - 4);
+      expect(f[4]).toBe(WIRE_VERSION);
+      expect(plain(dec.push(f))).toEqual([SAMPLES[i]]);
+    }
+    expect(plain(new FrameDecoder().push(Buffer.concat(frames)))).toEqual(SAMPLES);
+  });
+
+  it('decodes a stream split at every byte boundary', () => {
+    const stream = Buffer.concat(SAMPLES.slice(0, 10).map((v) => encodeFrame(v)));
+    for (let cut = 0; cut <= stream.byteLength; cut++) {
+      const dec = new FrameDecoder();
+      const got = [...dec.push(stream.subarray(0, cut)), ...dec.push(stream.subarray(cut))];
+      expect(plain(got)).toEqual(SAMPLES.slice(0, 10));
+      expect(dec.buffered).toBe(0);
+    }
+    // And byte by byte.
+    const dec = new FrameDecoder();
+    const got: unknown[] = [];
+    for (let i = 0; i < stream.byteLength; i++) got.push(...dec.push(stream.subarray(i, i + 1)));
+    expect(plain(got)).toEqual(SAMPLES.slice(0, 10));
+  });
+
+  it('compresses bodies above compressMinBytes when that helps', () => {
+    const value = { text: 'abc'.repeat(10_000) };
+    const plain = encodeFrame(value);
+    const packed = encodeFrame(value, { compressMinBytes: 100 });
+    expect(plain[5]).toBe(0);
+    expect(packed[5]).toBe(FLAG_LZ4);
+    expect(packed.byteLength).toBeLessThan(plain.byteLength / 10);
+    expect(new FrameDecoder().push(packed)).toEqual([value]);
+    // Incompressible: sent plain.
+    const noise = randomBytes(2000);
+    expect(encodeFrame(noise, { compressMinBytes: 100 })[5]).toBe(0);
+  });
+
+  it('refuses bad versions, flags, lengths, bodies and sizes with typed errors', () => {
+    const good = encodeFrame({ a: 1 });
+    const mutate = (at: number, v: number): Buffer => {
+      const b = Buffer.from(good);
+      b[at] = v;
+      return b;
+    };
+    expect(codeOf(() => new FrameDecoder().push(mutate(4, 2)))).toBe('EDVSBADREQUEST'); // version
+    expect(codeOf(() => new FrameDecoder().push(mutate(5, 0x80)))).toBe('EDVSBADREQUEST'); // unknown flag
+    expect(codeOf(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 1, 1])))).toBe('EDVSBADREQUEST'); // length < 2
+    expect(codeOf(() => new FrameDecoder({ maxFrameBytes: 1024 }).push(Buffer.from([0, 0x10, 0, 0])))).toBe('EDVSPACKSIZE');
+    expect(codeOf(() => new FrameDecoder({ maxFrameBytes: 8 }).push(encodeFrame('x'.repeat(20))))).toBe('EDVSPACKSIZE');
+    expect(codeOf(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 4, 1, 0, 0x92, 0x01])))).toBe('EDVSBADREQUEST'); // truncated msgpack
+    expect(codeOf(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 4, 1, 0, 0x01, 0x02])))).toBe('EDVSBADREQUEST'); // trailing bytes
+    expect(codeOf(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 5, 1, 1, 0xff, 0xff, 0xff])))).toBe('EDVSBADREQUEST'); // LZ4 shorter than its prefix
+    expect(codeOf(() => new FrameDecoder({ maxFrameBytes: 64 }).push(encodeFrame('y'.repeat(1000), { compressMinBytes: 1 })))).toBe('EDVSPACKSIZE'); // expands too far
+    expect(codeOf(() => encodeFrame('z'.repeat(100), { maxFrameBytes: 50 }))).toBe('EDVSMSGSIZE');
+    // A broken stream stays broken.
+    const dec = new FrameDecoder();
+    expect(codeOf(() => dec.push(mutate(4, 9)))).toBe('EDVSBADREQUEST');
+    expect(codeOf(() => dec.push(good))).toBe('EDVSBADREQUEST');
+  });
+});
+
+describe('data frames', () => {
+  it('are the plain msgpack map {t, s, a, f}, for every integer width', () => {
+    const frames = ALL_KINDS.map((k) => encodeKernelFrame(k));
+    const bytes = frames.reduce((n, b) => n + b.byteLength, 0);
+    for (const [s, a] of [
+      [1, 0],
+      [200, 127],
+      [70_000, 300],
+      [2 ** 33, 2 ** 32 + 7],
+    ] as const) {
+      const wire = encodeDataFrame(s, a, frames, bytes, {});
+      const [value] = new FrameDecoder().push(wire);
+      expect(plain(value)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
+      expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
+    }
+    // 16+ and 65536+ entries use the array16 and array32 headers.
+    for (const n of [16, 70_000]) {
+      const many = Array.from({ length: n }, () => frames[3]!);
+      const [value] = new FrameDecoder().push(encodeDataFrame(1, 0, many, many.length * frames[3]!.byteLength, {}));
+      expect((value as { f: unknown[] }).f.length).toBe(n);
+    }
+  });
+
+  it('compress like any other frame', () => {
+    const frames = Array.from({ length: 100 }, () => encodeKernelFrame(ALL_KINDS[0]));
+    const wire = encodeDataFrame(5, 4, frames, frames.length * frames[0]!.byteLength, { compressMinBytes: 512 });
+    expect(wire[5]).toBe(FLAG_LZ4);
+    expect((new FrameDecoder().push(wire)[0] as { f: unknown[] }).f).toHaveLength(100);
+  });
+});
+
+describe('frame schema', () => {
+  it('accepts every kernel frame kind and keeps only known fields', () => {
+    for (const k of ALL_KINDS) expect(parseKernelFrame(decodeValue(encodeValue(k)))).toEqual(k);
+    expect(parseKernelFrame({ ...ALL_KINDS[3], extra: 1 })).toEqual(ALL_KINDS[3]);
+    // 64-bit integers from other implementations arrive as bigint: accepted within the safe range.
+    expect(parseKernelFrame({ k: 'cancel', dc: 1n, id: 5n })).toEqual({ k: 'cancel', dc: 1, id: 5 });
+  });
+
+  it('rejects wrong field types with EDVSBADREQUEST', () => {
+    const bad: unknown[] = [
+      null,
+      [],
+      'send',
+      new Uint8Array(3),
+      { k: 'nope', dc: 1 },
+      { k: 'cancel', dc: 1 },
+      { k: 'cancel', dc: -1, id: 1 },
+      { k: 'cancel', dc: 1, id: 1.5 },
+      { k: 'cancel', dc: 1, id: '1' },
+      { k: 'cancel', dc: 1, id: 2 ** 53 },
+      { k: 'cancel', dc: 1, id: 2n ** 60n },
+      { ...ALL_KINDS[0], rec: 1 },
+      { ...ALL_KINDS[0], src: NaN },
+      { ...ALL_KINDS[0], dst: Infinity },
+      { ...ALL_KINDS[2], node: -1 },
+      { ...ALL_KINDS[10], data: 'bytes' },
+      { ...ALL_KINDS[12], data: undefined },
+      { ...ALL_KINDS[9], offset: -1 },
+    ];
+    for (const v of bad) expect(codeOf(() => parseKernelFrame(v)), JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x))).toBe('EDVSBADREQUEST');
+  });
+
+  it('rejects malformed link frames', () => {
+    const bad: unknown[] = [
+      { t: 'data', s: 0, a: 0, f: [ALL_KINDS[3]] },
+      { t: 'data', s: 1, a: 0, f: [] },
+      { t: 'data', s: 1, a: 0, f: {} },
+      { t: 'data', s: 1, a: -1, f: [ALL_KINDS[3]] },
+      { t: 'data', s: 1, a: 0, f: [ALL_KINDS[3], { k: 'cancel' }] },
+      { t: 'ack' },
+      { t: 'hello', v: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(31) },
+      { t: 'hello', v: 1, from: 2 ** 32, to: 2, inc: 3, nonce: new Uint8Array(32) },
+      { t: 'welcome', v: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32), mac: new Uint8Array(5) },
+      { t: 'auth', mac: new Uint8Array(32), epoch: 0, view: { inc: 1 }, ack: 0 },
+      { t: 'ready', epoch: 0, view: 'x', ack: 0 },
+      { t: 'bye' },
+      { t: 1 },
+    ];
+    for (const v of bad) expect(codeOf(() => parseLinkFrame(v, 32, 32)), JSON.stringify(v)).toBe('EDVSBADREQUEST');
+  });
+});

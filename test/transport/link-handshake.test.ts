@@ -1,0 +1,206 @@
+/**
+ * Authentication of node links: the cluster-key handshake (good key, wrong key either way,
+ * reflection, refusals, timeout), mutual TLS (good chain, rogue chain), and the exact HMAC input.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { handshakeMac, handshakeMacInput, LINK_PROTOCOL_VERSION, ROLE_ACCEPTOR, ROLE_DIALER, type LinkTlsOptions } from '../../src/transport/index.js';
+import { Harness, KEY, link, notify, sleep, waitFor, waitUp } from './helpers.js';
+import { RawPeer } from './raw-peer.js';
+
+const h = new Harness();
+afterEach(() => h.closeAll());
+
+const tlsDir = new URL('./fixtures/tls/', import.meta.url);
+const pem = (name: string): Buffer => readFileSync(new URL(name, tlsDir));
+const ca = pem('ca.pem');
+const tlsA: LinkTlsOptions = { key: pem('node-a-key.pem'), cert: pem('node-a.pem'), ca };
+const tlsB: LinkTlsOptions = { key: pem('node-b-key.pem'), cert: pem('node-b.pem'), ca };
+const tlsRogue: LinkTlsOptions = { key: pem('rogue-key.pem'), cert: pem('rogue.pem'), ca: pem('rogue-ca.pem') };
+/** A rogue certificate that trusts the cluster CA (so only the other side can refuse it). */
+const tlsRogueTrusting: LinkTlsOptions = { ...tlsRogue, ca };
+
+describe('cluster-key handshake', () => {
+  it('authenticates both sides and reports each peer up with its incarnation', async () => {
+    const [a, b] = await h.pair(1, 2);
+    expect(a.reports).toEqual([expect.objectContaining({ node: 2, state: 'up', inc: b.incarnation })]);
+    expect(b.reports).toEqual([expect.objectContaining({ node: 1, state: 'up', inc: a.incarnation })]);
+    a.lm.send(2, notify(1));
+    b.lm.send(1, notify(2));
+    await waitFor(() => a.frames.length === 1 && b.frames.length === 1, 'a frame each way');
+    expect(b.frames[0]).toEqual({ from: 1, frame: notify(1) });
+    expect(a.frames[0]).toEqual({ from: 2, frame: notify(2) });
+    expect(a.lm.stats()).toMatchObject({ authFailures: 0, handshakeFailures: 0 });
+  });
+
+  it('a peer with the wrong key gets nothing and is counted', async () => {
+    const a = await h.node(1);
+    const b = await h.node(2, { clusterKey: randomBytes(32) });
+    link(a, b);
+    a.lm.send(2, notify(1));
+    b.lm.send(1, notify(2));
+    await waitFor(() => a.lm.peerState(2)!.authFailures >= 2, 'repeated auth failures');
+    await sleep(50);
+    expect(a.frames).toEqual([]);
+    expect(b.frames).toEqual([]);
+    expect(a.reports.some((r) => r.state === 'up')).toBe(false);
+    expect(b.reports.some((r) => r.state === 'up')).toBe(false);
+    expect(a.lm.stats().authFailures).toBeGreaterThanOrEqual(2);
+    expect(b.lm.stats().handshakeFailures).toBeGreaterThanOrEqual(2);
+    expect(b.lm.peerState(1)!.framesIn).toBe(0);
+    expect(a.lm.peerState(2)!.framesOut).toBe(0);
+  });
+
+  it('a dialer with the wrong key is closed after its auth frame, before any kernel frame', async () => {
+    const b = await h.node(5);
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: 1 }]);
+    b.lm.send(1, notify(9));
+    const raw = await RawPeer.connect(h, b.port);
+    // A peer with the wrong key cannot compute a valid proof: it sends whatever it has.
+    raw.send({ t: 'hello', v: LINK_PROTOCOL_VERSION, from: 1, to: 5, inc: 77, nonce: randomBytes(32) });
+    const welcome = (await raw.next()) as { t: string };
+    expect(welcome.t).toBe('welcome');
+    raw.send({ t: 'auth', mac: randomBytes(32), epoch: 0, view: null, ack: 0 });
+    raw.send({ t: 'data', s: 1, a: 0, f: [notify(1)] });
+    expect(await raw.waitClosed()).toBe(true);
+    expect(raw.values).toEqual([]); // no ready, no data
+    expect(b.frames).toEqual([]);
+    expect(b.lm.stats()).toMatchObject({ authFailures: 1, handshakeFailures: 1 });
+    expect(b.reports.some((r) => r.state === 'up')).toBe(false);
+  });
+
+  it('a reflected proof (the acceptor role) does not authenticate the dialer', async () => {
+    const b = await h.node(5);
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: 1 }]);
+    const raw = await RawPeer.connect(h, b.port);
+    const nonce = randomBytes(32);
+    raw.send({ t: 'hello', v: LINK_PROTOCOL_VERSION, from: 1, to: 5, inc: 77, nonce });
+    const welcome = (await raw.next()) as { mac: Uint8Array };
+    raw.send({ t: 'auth', mac: welcome.mac, epoch: 0, view: null, ack: 0 });
+    expect(await raw.waitClosed()).toBe(true);
+    expect(b.lm.stats().authFailures).toBe(1);
+  });
+
+  it('the hand-written dialer of the protocol document is accepted and exchanges frames', async () => {
+    const b = await h.node(5);
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: 1 }]);
+    b.lm.send(1, notify(41));
+    const raw = await RawPeer.connect(h, b.port);
+    const { welcome, ready } = await raw.dial({ from: 1, to: 5, inc: 1234, key: KEY });
+    expect(welcome).toMatchObject({ t: 'welcome', v: 1, from: 5, to: 1, inc: b.incarnation });
+    expect(ready).toEqual({ t: 'ready', epoch: 0, view: null, ack: 0 });
+    // The frame queued before the link existed arrives as data frame 1.
+    expect(await raw.next()).toEqual({ t: 'data', s: 1, a: 0, f: [notify(41)] });
+    raw.send({ t: 'data', s: 1, a: 1, f: [notify(42), notify(43)] });
+    await waitFor(() => b.frames.length === 2, 'two frames');
+    expect(b.frames.map((f) => f.frame)).toEqual([notify(42), notify(43)]);
+    expect(b.reports).toEqual([expect.objectContaining({ node: 1, state: 'up', inc: 1234 })]);
+    expect(await raw.next()).toEqual({ t: 'ack', a: 1 });
+  });
+
+  it('refuses hellos from the wrong direction, for another node, from strangers or in another version', async () => {
+    const b = await h.node(5);
+    b.lm.setPeers([
+      { nodeId: 1, host: '127.0.0.1', port: 1 },
+      { nodeId: 7, host: '127.0.0.1', port: 1 },
+    ]);
+    const hellos = [
+      { from: 7, to: 5, v: 1 }, // 7 > 5: node 5 dials node 7, never the reverse
+      { from: 1, to: 6, v: 1 },
+      { from: 3, to: 5, v: 1 }, // not a peer
+      { from: 1, to: 5, v: 2 },
+    ];
+    for (const x of hellos) {
+      const raw = await RawPeer.connect(h, b.port);
+      raw.send({ t: 'hello', inc: 1, nonce: randomBytes(32), ...x });
+      expect(await raw.waitClosed()).toBe(true);
+      expect(raw.values).toEqual([]);
+    }
+    expect(b.lm.stats()).toMatchObject({ refused: 4, handshakeFailures: 4 });
+  });
+
+  it('closes a connection that never completes its handshake', async () => {
+    const b = await h.node(5, { timing: { heartbeatMs: 50, suspectMs: 250, deadMs: 800, handshakeMs: 150 } });
+    const raw = await RawPeer.connect(h, b.port);
+    const t0 = Date.now();
+    expect(await raw.waitClosed(5000)).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+    expect(b.lm.stats()).toMatchObject({ handshakeTimeouts: 1, handshakeFailures: 1 });
+  });
+
+  it('MACs exactly the documented 98 bytes', () => {
+    const p = {
+      version: 1,
+      dialerNonce: Buffer.alloc(32, 0xd1),
+      acceptorNonce: Buffer.alloc(32, 0xa2),
+      dialerNode: 3,
+      acceptorNode: 0x01020304,
+      dialerIncarnation: 2 ** 40 + 5,
+      acceptorIncarnation: 6,
+    };
+    const input = handshakeMacInput(ROLE_DIALER, p);
+    expect(input.byteLength).toBe(98);
+    expect(input.subarray(0, 8).toString('ascii')).toBe('dvs-link');
+    expect([input[8], input[9]]).toEqual([1, 0x44]);
+    expect(input.subarray(10, 42)).toEqual(Buffer.alloc(32, 0xd1));
+    expect(input.subarray(42, 74)).toEqual(Buffer.alloc(32, 0xa2));
+    expect(input.subarray(74, 82).toString('hex')).toBe('0000000301020304');
+    expect(input.subarray(82, 98).toString('hex')).toBe('0000010000000005' + '0000000000000006');
+    expect(handshakeMacInput(ROLE_ACCEPTOR, p)[9]).toBe(0x41);
+    const key = Buffer.from('0123456789abcdef0123456789abcdef');
+    // Independent reference: HMAC-SHA256 over the same bytes.
+    expect(handshakeMac(key, ROLE_DIALER, p).toString('hex')).toBe(createHmac('sha256', key).update(input).digest('hex'));
+  });
+});
+
+describe('mutual TLS', () => {
+  it('the certificate chain authenticates: frames flow without a cluster key', async () => {
+    const a = await h.node(1, { clusterKey: undefined, tls: tlsA });
+    const b = await h.node(2, { clusterKey: undefined, tls: tlsB });
+    link(a, b);
+    await waitUp(a, b);
+    a.lm.send(2, notify(1));
+    b.lm.send(1, notify(2));
+    await waitFor(() => a.frames.length === 1 && b.frames.length === 1, 'a frame each way');
+  });
+
+  it('with both TLS and a key, both are checked', async () => {
+    const a = await h.node(1, { tls: tlsA });
+    const b = await h.node(2, { tls: tlsB, clusterKey: randomBytes(32) });
+    link(a, b);
+    await waitFor(() => a.lm.peerState(2)!.authFailures >= 1, 'auth failure inside TLS');
+    expect(a.reports).toEqual([]);
+  });
+
+  it('a dialer with a certificate from another CA is refused by the acceptor', async () => {
+    const a = await h.node(1, { clusterKey: undefined, tls: tlsRogueTrusting });
+    const b = await h.node(2, { clusterKey: undefined, tls: tlsB });
+    link(a, b);
+    a.lm.send(2, notify(1));
+    await waitFor(() => b.lm.stats().authFailures >= 1, 'TLS client refused');
+    await sleep(50);
+    expect(b.frames).toEqual([]);
+    expect(b.reports).toEqual([]);
+    expect(a.reports.some((r) => r.state === 'up')).toBe(false);
+  });
+
+  it('an acceptor with a certificate from another CA is refused by the dialer', async () => {
+    const a = await h.node(1, { clusterKey: undefined, tls: tlsA });
+    const b = await h.node(2, { clusterKey: undefined, tls: tlsRogue });
+    link(a, b);
+    await waitFor(() => a.lm.stats().authFailures >= 1, 'TLS server refused');
+    expect(a.lm.peerState(2)!.authFailures).toBeGreaterThanOrEqual(1);
+    expect(a.reports.some((r) => r.state === 'up')).toBe(false);
+    expect(b.frames).toEqual([]);
+  });
+
+  it('a plain TCP client cannot talk to a TLS node', async () => {
+    const b = await h.node(5, { clusterKey: undefined, tls: tlsB });
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: 1 }]);
+    const raw = await RawPeer.connect(h, b.port);
+    raw.send({ t: 'hello', v: 1, from: 1, to: 5, inc: 1, nonce: randomBytes(32) });
+    expect(await raw.waitClosed()).toBe(true);
+    expect(b.frames).toEqual([]);
+  });
+});

@@ -1,0 +1,233 @@
+/**
+ * Reliability of node links: order, no loss, no duplicate across reconnects of the same
+ * incarnation; a restarted peer (new incarnation) is reported down then up; silence leads to
+ * suspect then down; batching; frames to down or unknown peers are dropped and counted.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { KernelFrame } from '../../src/kernel/frames.js';
+import { FAST, Harness, link, notify, sleep, waitFor, waitUp, type TestNode } from './helpers.js';
+
+const h = new Harness();
+afterEach(() => h.closeAll());
+
+function args(n: TestNode, from: number): number[] {
+  return n.frames.filter((f) => f.from === from && f.frame.k === 'notify').map((f) => (f.frame as Extract<KernelFrame, { k: 'notify' }>).arg);
+}
+
+function expectExactlyInOrder(got: number[], count: number): void {
+  expect(got.length).toBe(count);
+  for (let i = 0; i < count; i++) if (got[i] !== i) throw new Error(`frame ${i} is ${got[i]}`);
+}
+
+describe('node link reliability', () => {
+  it('carries 50k frames in order, without loss or duplicate, both ways', async () => {
+    const [a, b] = await h.pair(1, 2);
+    const N = 50_000;
+    // Send in slices across event-loop turns, like a busy kernel would.
+    for (let i = 0; i < N; i += 1000) {
+      for (let j = i; j < i + 1000; j++) {
+        a.lm.send(2, notify(j));
+        b.lm.send(1, notify(j));
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => b.frames.length >= N && a.frames.length >= N, '50k frames each way', 30_000);
+    expectExactlyInOrder(args(b, 1), N);
+    expectExactlyInOrder(args(a, 2), N);
+    const sa = a.lm.peerState(2)!;
+    expect(sa.framesOut).toBe(N);
+    expect(sa.framesIn).toBe(N);
+    expect(sa.duplicatesDropped).toBe(0);
+    // Batching: far fewer data frames than kernel frames.
+    expect(sa.batchesOut).toBeLessThan(N / 10);
+    await waitFor(() => a.lm.peerState(2)!.unacked === 0 && b.lm.peerState(1)!.unacked === 0, 'everything acknowledged');
+    expect(a.reports.filter((r) => r.state !== 'up')).toEqual([]);
+  });
+
+  it('frames sent in one event-loop turn go out as one data frame', async () => {
+    const [a, b] = await h.pair(1, 2);
+    for (let i = 0; i < 100; i++) a.lm.send(2, notify(i));
+    await waitFor(() => b.frames.length === 100, '100 frames');
+    expect(a.lm.peerState(2)!.batchesOut).toBe(1);
+    expectExactlyInOrder(args(b, 1), 100);
+  });
+
+  it('splits a turn into data frames of at most batchMaxBytes', async () => {
+    const [a, b] = await h.pair(1, 2, { batchMaxBytes: 1024 });
+    const payload = new Uint8Array(300);
+    for (let i = 0; i < 40; i++) a.lm.send(2, { k: 'send', dc: 1, id: i, src: 5, dst: 6, type: 1, payload, rec: false });
+    await waitFor(() => b.frames.length === 40, '40 frames');
+    const batches = a.lm.peerState(2)!.batchesOut;
+    expect(batches).toBeGreaterThanOrEqual(10);
+    expect(batches).toBeLessThanOrEqual(20);
+    expect(b.frames.map((f) => (f.frame as { id: number }).id)).toEqual([...Array(40).keys()]);
+  });
+
+  it('survives its TCP connection being destroyed mid-stream, again and again', async () => {
+    const a = await h.node(1);
+    const b = await h.node(2);
+    const proxy = await h.proxy(b.port);
+    link(a, b, proxy.port);
+    await waitUp(a, b);
+    // The next 6 connections die after relaying 150 kB, in the middle of a chunk.
+    proxy.cutAfterBytes = 150_000;
+    proxy.cutsLeft = 6;
+    proxy.cut();
+    const N = 20_000;
+    for (let i = 0; i < N; i++) {
+      a.lm.send(2, notify(i));
+      b.lm.send(1, notify(i));
+      if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => b.frames.length >= N && a.frames.length >= N, 'all frames after cuts', 30_000);
+    await sleep(50);
+    expectExactlyInOrder(args(b, 1), N);
+    expectExactlyInOrder(args(a, 2), N);
+    const sa = a.lm.peerState(2)!;
+    const sb = b.lm.peerState(1)!;
+    expect(proxy.cuts).toBeGreaterThanOrEqual(3);
+    expect(sa.reconnects).toBeGreaterThanOrEqual(proxy.cuts);
+    expect(sa.resent + sb.resent).toBeGreaterThan(0);
+    expect(sa.duplicatesDropped + sb.duplicatesDropped).toBe(0);
+    // Same incarnations: never reported down.
+    expect(a.reports.some((r) => r.state === 'down')).toBe(false);
+    expect(b.reports.some((r) => r.state === 'down')).toBe(false);
+  });
+
+  it('reports a restarted peer (new incarnation) down, then up with the new incarnation', async () => {
+    const [a, b] = await h.pair(1, 2);
+    a.lm.send(2, notify(0));
+    await waitFor(() => b.frames.length === 1, 'first frame');
+    await h.closeNode(b);
+    const b2 = await h.node(2);
+    expect(b2.incarnation).not.toBe(b.incarnation);
+    link(a, b2);
+    // (a's state alone is no sign: it was 'up' in the old session.)
+    await waitFor(() => a.reports.some((r) => r.state === 'up' && r.inc === b2.incarnation), 'up with the new incarnation');
+    const mine = a.reports.filter((r) => r.node === 2).map((r) => [r.state, r.inc]);
+    // Possibly 'suspect' in between if the restart took a while.
+    const downAt = mine.findIndex(([s]) => s === 'down');
+    expect(downAt).toBeGreaterThan(0);
+    expect(mine[0]).toEqual(['up', b.incarnation]);
+    expect(mine[downAt]).toEqual(['down', b.incarnation]);
+    expect(mine[mine.length - 1]).toEqual(['up', b2.incarnation]);
+    // The new session starts afresh.
+    a.lm.send(2, notify(1));
+    await waitFor(() => b2.frames.length === 1, 'frame to the new incarnation');
+    expect(a.lm.peerState(2)!.incarnation).toBe(b2.incarnation);
+  });
+
+  it('the accepting side sees a restarted dialer down, then up', async () => {
+    const [a, b] = await h.pair(1, 2);
+    await h.closeNode(a);
+    const a2 = await h.node(1);
+    link(a2, b);
+    await waitUp(a2, b);
+    const mine = b.reports.filter((r) => r.node === 1).map((r) => [r.state, r.inc]);
+    expect(mine[0]).toEqual(['up', a.incarnation]);
+    expect(mine).toContainEqual(['down', a.incarnation]);
+    expect(mine[mine.length - 1]).toEqual(['up', a2.incarnation]);
+    b.lm.send(1, notify(7));
+    await waitFor(() => a2.frames.length === 1, 'frame to the new dialer');
+  });
+
+  it('detects a peer that stops answering: suspect, then down within deadMs; then up again', async () => {
+    const a = await h.node(1);
+    const b = await h.node(2);
+    const proxy = await h.proxy(b.port);
+    link(a, b, proxy.port);
+    await waitUp(a, b);
+    proxy.blackhole = true;
+    const t0 = Date.now();
+    a.lm.send(2, notify(1)); // in flight when the peer goes silent: dropped at down
+    await waitFor(() => a.reports.some((r) => r.state === 'down'), 'down', 10_000);
+    const suspectAt = a.reports.find((r) => r.state === 'suspect')!.at - t0;
+    const downAt = a.reports.find((r) => r.state === 'down')!.at - t0;
+    expect(suspectAt).toBeLessThan(downAt);
+    expect(downAt).toBeGreaterThanOrEqual(FAST.suspectMs!);
+    expect(downAt).toBeLessThan(FAST.deadMs! + 2000);
+    await waitFor(() => b.reports.some((r) => r.state === 'down'), 'down on the other side', 10_000);
+    // Frames sent to a down peer are dropped and counted.
+    const dropped = a.lm.peerState(2)!.dropped;
+    expect(dropped).toBeGreaterThanOrEqual(1);
+    a.lm.send(2, notify(2));
+    expect(a.lm.peerState(2)!.dropped).toBe(dropped + 1);
+    // The peer answers again: same incarnations, new session, reported up.
+    proxy.blackhole = false;
+    proxy.cut();
+    await waitUp(a, b);
+    expect(a.reports[a.reports.length - 1]).toMatchObject({ state: 'up', inc: b.incarnation });
+    a.lm.send(2, notify(3));
+    await waitFor(() => b.frames.length === 1, 'frame after recovery');
+    expect(args(b, 1)).toEqual([3]);
+  });
+
+  it('a stall of our own event loop longer than deadMs does not take peers down', async () => {
+    const [a, b] = await h.pair(1, 2);
+    const until = Date.now() + FAST.deadMs! + 400;
+    while (Date.now() < until) {
+      // Busy: no timer, no I/O.
+    }
+    a.lm.send(2, notify(1));
+    await sleep(FAST.suspectMs! / 2);
+    await waitFor(() => b.frames.length === 1, 'frame after the stall');
+    expect(a.reports.filter((r) => r.state === 'down')).toEqual([]);
+    expect(b.reports.filter((r) => r.state === 'down')).toEqual([]);
+  });
+
+  it('queues frames sent before the first connection and delivers them', async () => {
+    const a = await h.node(1);
+    const b = await h.node(2);
+    a.lm.setPeers([{ nodeId: 2, host: '127.0.0.1', port: b.port }]);
+    for (let i = 0; i < 10; i++) a.lm.send(2, notify(i));
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: a.port }]);
+    await waitFor(() => b.frames.length === 10, 'queued frames');
+    expectExactlyInOrder(args(b, 1), 10);
+  });
+
+  it('reports a never-reachable peer down after deadMs and drops its frames', async () => {
+    const a = await h.node(1);
+    a.lm.setPeers([{ nodeId: 2, host: '127.0.0.1', port: 1 }]);
+    a.lm.send(2, notify(0));
+    await waitFor(() => a.reports.some((r) => r.node === 2 && r.state === 'down'), 'down', 10_000);
+    expect(a.lm.peerState(2)).toMatchObject({ state: 'down', dropped: 1 });
+  });
+
+  it('reports a send to a node that is not a peer as down, and counts it', async () => {
+    const a = await h.node(1);
+    a.lm.send(9, notify(0));
+    await waitFor(() => a.reports.length === 1, 'report');
+    expect(a.reports[0]).toMatchObject({ node: 9, state: 'down' });
+    expect(a.lm.stats().unknownPeerDrops).toBe(1);
+  });
+
+  it('reports a peer removed from the list as down', async () => {
+    const [a] = await h.pair(1, 2);
+    a.lm.setPeers([]);
+    expect(a.reports.filter((r) => r.node === 2).map((r) => r.state)).toEqual(['up', 'down']);
+    expect(a.lm.peerState(2)).toBeUndefined();
+  });
+
+  it('compresses large batches with LZ4 when configured', async () => {
+    const [a, b] = await h.pair(1, 2, { compressMinBytes: 256 });
+    const payload = 'x'.repeat(10_000);
+    for (let i = 0; i < 20; i++) a.lm.send(2, { k: 'reply', dc: 1, src: 5, dst: 6, type: i, payload });
+    await waitFor(() => b.frames.length === 20, '20 frames');
+    expect(b.frames.every((f) => f.frame.k === 'reply' && f.frame.payload === payload)).toBe(true);
+    expect(a.lm.peerState(2)!.bytesOut).toBeLessThan(20 * 10_000 / 4);
+  });
+
+  it('a throwing onFrame does not break the link', async () => {
+    let n = 0;
+    const [a, b] = await h.pair(1, 2, {
+      onFrame: () => {
+        n++;
+        throw new Error('kernel bug');
+      },
+    });
+    for (let i = 0; i < 5; i++) a.lm.send(2, notify(i));
+    await waitFor(() => n === 5, 'five deliveries');
+    expect(b.lm.stats().callbackErrors).toBe(5);
+    expect(b.lm.peerState(1)!.state).toBe('up');
+  });
+});
