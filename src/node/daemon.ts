@@ -9,8 +9,8 @@ import { Directory, MemoryStore, StoreClient, StoreServer, type CoordinationStor
 import { DvsError, isDvsError } from '../ipc/errors.js';
 import { Kernel, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
-import { LinkManager } from '../transport/link-manager.js';
-import { nodePaths, type NodeConfig } from './config.js';
+import { LinkManager, type LinkTlsOptions } from '../transport/link-manager.js';
+import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
 import { ProcServer } from './proc-server.js';
 import { createTokenFile, readTokenFile } from './proc-token.js';
 
@@ -41,6 +41,15 @@ async function readClusterKey(file: string): Promise<Buffer> {
   return Buffer.from(text, 'hex');
 }
 
+async function readTls(tls: TlsConfig): Promise<LinkTlsOptions> {
+  try {
+    const [key, cert, ca] = await Promise.all([readFile(tls.keyFile), readFile(tls.certFile), readFile(tls.caFile)]);
+    return { key, cert, ca };
+  } catch (err) {
+    throw new DvsError('EDVSBADFILE', `cannot read TLS material: ${(err as Error).message}`);
+  }
+}
+
 export class Daemon {
   readonly config: NodeConfig;
   readonly kernel: Kernel;
@@ -56,7 +65,7 @@ export class Daemon {
   private stopping: Promise<void> | undefined;
   private readonly unsubscribe: (() => void)[] = [];
 
-  private constructor(config: NodeConfig, clusterKey: Buffer, opts: DaemonOptions) {
+  private constructor(config: NodeConfig, clusterKey: Buffer, tls: LinkTlsOptions | undefined, opts: DaemonOptions) {
     this.config = config;
     this.log = opts.logger ?? pino({ level: config.logLevel, base: { node: config.nodeId } });
     this.incarnation = Date.now();
@@ -64,6 +73,7 @@ export class Daemon {
       nodeId: config.nodeId,
       incarnation: this.incarnation,
       clusterKey,
+      ...(tls === undefined ? {} : { tls }),
       listen: config.listen,
       timing: config.timing,
       ...(config.compressMinBytes === undefined ? {} : { compressMinBytes: config.compressMinBytes }),
@@ -86,7 +96,8 @@ export class Daemon {
   /** Starts every subsystem; resolves once the node is registered and serving. */
   static async start(config: NodeConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const key = await readClusterKey(config.clusterKeyFile);
-    const d = new Daemon(config, key, opts);
+    const tls = config.tls === undefined ? undefined : await readTls(config.tls);
+    const d = new Daemon(config, key, tls, opts);
     try {
       await d.startSubsystems(key);
     } catch (err) {
@@ -187,7 +198,28 @@ export class Daemon {
     this.register().catch((err: unknown) => this.log.error({ err }, 'could not register again'));
   }
 
-  /** A local bind claims its endpoint in the directory first, so two nodes never hold one slot. */
+  /**
+   * Binds a process hosted inside this daemon (a coroutine service), claiming its endpoint in the
+   * directory first, so two nodes never hold one slot. Client processes bind through the same path.
+   */
+  bind(dcid: number, opts: { slot?: number; name?: string } = {}): Promise<Process> {
+    return this.bindLocal(dcid, opts);
+  }
+
+  /** Resolves once this node's kernel runs `dcid` (the directory's DC definition reached it). */
+  async waitForDc(dcid: number, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.kernel.listDcs().some((d) => d.dcid === dcid)) {
+      if (Date.now() > deadline) throw new DvsError('EDVSTIMEDOUT', `DC ${dcid} did not reach node ${this.config.nodeId}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** The cluster directory this daemon follows (for DC management by hosted tools and tests). */
+  get clusterDirectory(): Directory {
+    return this.directory;
+  }
+
   private async bindLocal(dcid: number, opts: { slot?: number; name?: string }): Promise<Process> {
     if (this.directory.dc(dcid)?.nodes.includes(this.config.nodeId) !== true) {
       throw new DvsError('EDVSBADDCID', `DC ${dcid} does not include node ${this.config.nodeId}`);

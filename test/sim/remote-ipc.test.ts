@@ -563,6 +563,29 @@ describe('stale endpoints and redirects', () => {
     expect(leaked?.code).toBe('EDVSTIMEDOUT');
   });
 
+  it('a message from a sender incarnation the owner knows to be dead is refused, not delivered', async () => {
+    const sim = new Simulation({ seed: 84, nodes: 2, latency: FIXED });
+    const srv = sim.bind(1, { slot: 3, name: 'srv' });
+    const old = sim.bind(0, { name: 'c' });
+    let sent: Outcome<void> | undefined;
+    let got: Outcome<Message> | undefined;
+    sim.spawn('c', async () => {
+      const p = outcome(sim, old.send(srv.endpoint, { type: 1 }));
+      // The sender exits with its message on the wire; the directory hands its slot to a successor.
+      await old.unbind();
+      const next = sim.bind(0, { slot: sim.space.slotOf(old.endpoint), name: 'c' });
+      expect(sim.space.generationOf(next.endpoint)).toBe(1);
+      sent = await p;
+    });
+    sim.spawn('srv', async () => {
+      got = await outcome(sim, srv.receive(ANY, { timeoutMs: 50 }));
+    });
+    assertClean(sim, await sim.run({ maxTime: 1000 }));
+    expect(sent?.code).toBe('EDVSSHUTDOWN');
+    expect(got?.code).toBe('EDVSTIMEDOUT');
+    expect(sim.trace.some((l) => l.includes('n1>n0 send-ack#1 rc=-306'))).toBe(true);
+  });
+
   it('a descriptor pointing at the wrong node is answered "moved" and the send still arrives', async () => {
     const sim = new Simulation({ seed: 82, nodes: 3, latency: FIXED });
     const b = sim.bind(2, { slot: 3, name: 'b' });
