@@ -741,7 +741,7 @@ export class Kernel {
     this.settleSendOp(op, err);
   }
 
-  /** Follows "moved to node N": updates the descriptor and resends, or completes locally if it moved here. */
+  /** Follows "moved to node N": updates the descriptor and resends. A move to this very node is not followed (it fails EDVSNONODE): the directory binds it here first. */
   private redirect(op: RemoteSendOp, node: number): boolean {
     const dc = op.dc;
     const entry = dc.entryAt(dc.space.slotOf(op.dst));
@@ -1314,7 +1314,7 @@ export class Kernel {
   /** Learns a sender's location from its traffic (the original's autobind), replacing older incarnations. */
   private autobind(dc: DcState, src: Endpoint, entry: ProcEntry | undefined, node: number): void {
     if (entry === undefined) {
-      if (dc.space.generationOf(src) < dc.lastGeneration(dc.space.slotOf(src))) return;
+      if (dc.space.generationOf(src) <= dc.lastGeneration(dc.space.slotOf(src))) return;
       dc.set(dc.space.slotOf(src), { kind: 'remote', endpoint: src, slot: dc.space.slotOf(src), node, name: `ep${dc.space.slotOf(src)}` });
       this.fireWatches(dc, dc.space.slotOf(src));
     } else if (entry.kind === 'remote') {
