@@ -215,6 +215,11 @@ export class Daemon {
     }
   }
 
+  /** The coordination store this daemon uses (its call counters show what reached the store). */
+  get coordinationStore(): CoordinationStore {
+    return this.store;
+  }
+
   /** The cluster directory this daemon follows (for DC management by hosted tools and tests). */
   get clusterDirectory(): Directory {
     return this.directory;
