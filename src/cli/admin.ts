@@ -4,14 +4,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type DvsClient } from '../client/index.js';
-import { Directory, StoreClient, type DcDefinition, type DcRecord } from '../cluster/index.js';
+import { EtcdStore } from '../cluster/etcd-store.js';
+import { Directory, StoreClient, type CoordinationStore, type DcDefinition, type DcRecord } from '../cluster/index.js';
 import type { ProcInfo } from '../kernel/index.js';
 import { isAlive, readClusterFile, readRuntime, type ClusterFile } from './cluster-files.js';
 
 export async function withDirectory<T>(dir: string, fn: (d: Directory, c: ClusterFile) => Promise<T>): Promise<T> {
   const cluster = readClusterFile(dir);
   const key = Buffer.from((await readFile(cluster.keyFile, 'utf8')).trim(), 'hex');
-  const store = await StoreClient.connect({ host: cluster.store.host, port: cluster.store.port, clusterKey: key });
+  const cs = cluster.store;
+  const store: CoordinationStore = cs.backend === 'etcd' ? new EtcdStore({ endpoints: cs.endpoints }) : await StoreClient.connect({ host: cs.host, port: cs.port, clusterKey: key });
   const directory = new Directory(store);
   try {
     await directory.start();
@@ -96,6 +98,7 @@ export async function clusterStatus(dir: string): Promise<{ store: string; nodes
         dcs: dcs.filter((dc) => dc.nodes.includes(n.nodeId)).map((dc) => dc.dcid),
       };
     });
-    return Promise.resolve({ store: `${cluster.store.host}:${cluster.store.port}`, nodes, dcs });
+    const cs = cluster.store;
+    return Promise.resolve({ store: cs.backend === 'etcd' ? `etcd ${cs.endpoints.join(',')}` : `embedded ${cs.host}:${cs.port}`, nodes, dcs });
   });
 }

@@ -18,10 +18,14 @@ export interface ClusterNodeEntry {
   readonly pid: number;
 }
 
+export type ClusterStore =
+  | { readonly backend: 'embedded'; readonly host: string; readonly port: number }
+  | { readonly backend: 'etcd'; readonly endpoints: readonly string[] };
+
 export interface ClusterFile {
   readonly dir: string;
   readonly keyFile: string;
-  readonly store: { readonly host: string; readonly port: number };
+  readonly store: ClusterStore;
   readonly nodes: ClusterNodeEntry[];
 }
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { DvsError } from '../ipc/errors.js';
 import type { NodeRuntimeInfo } from '../node/daemon.js';
 import { nodePaths } from '../node/config.js';
-import { clusterFilePath, isAlive, readClusterFile, readRuntime, writeClusterFile, writeClusterKey, type ClusterFile, type ClusterNodeEntry } from './cluster-files.js';
+import { clusterFilePath, isAlive, readClusterFile, readRuntime, writeClusterFile, writeClusterKey, type ClusterFile, type ClusterNodeEntry, type ClusterStore } from './cluster-files.js';
 
 /** The compiled CLI; when this module runs from TypeScript sources (tests), the built copy in dist/. */
 const HERE = fileURLToPath(import.meta.url);
@@ -21,6 +21,8 @@ export interface ClusterUpOptions {
   readonly logLevel?: string;
   /** Timing of failure detection for every node. */
   readonly deadMs?: number;
+  /** Use this etcd cluster (client URLs) instead of the embedded store. */
+  readonly etcd?: readonly string[];
   readonly log?: (line: string) => void;
 }
 
@@ -60,14 +62,22 @@ export async function spawnNode(config: Record<string, unknown> & { nodeId: numb
   }
 }
 
-export function nodeConfig(dir: string, keyFile: string, nodeId: number, store: { host: string; port: number }, serve: boolean, opts: { logLevel?: string; deadMs?: number }): Record<string, unknown> & { nodeId: number; dataDir: string } {
+/** How a node reaches the coordination store: serving the embedded one, connecting to it, or etcd. */
+export type NodeStoreChoice = { readonly serve: true } | { readonly address: { host: string; port: number } } | { readonly etcd: readonly string[] };
+
+export function nodeConfig(dir: string, keyFile: string, nodeId: number, store: NodeStoreChoice, opts: { logLevel?: string; deadMs?: number }): Record<string, unknown> & { nodeId: number; dataDir: string } {
   const deadMs = opts.deadMs ?? 3000;
   return {
     nodeId,
     listen: '127.0.0.1:0',
     dataDir: path.join(dir, `node-${nodeId}`),
     clusterKeyFile: keyFile,
-    store: { backend: 'embedded', serve, address: `${store.host}:${store.port}` },
+    store:
+      'etcd' in store
+        ? { backend: 'etcd', endpoints: store.etcd }
+        : 'serve' in store
+          ? { backend: 'embedded', serve: true, address: '127.0.0.1:0' }
+          : { backend: 'embedded', serve: false, address: `${store.address.host}:${store.address.port}` },
     timing: { heartbeatMs: Math.max(10, Math.round(deadMs / 6)), suspectMs: Math.round(deadMs / 2), deadMs },
     logLevel: opts.logLevel ?? 'info',
   };
@@ -85,13 +95,15 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterFile> {
   await writeClusterKey(keyFile);
   const log = opts.log ?? (() => undefined);
   const nodes: ClusterNodeEntry[] = [];
-  const first = await spawnNode(nodeConfig(dir, keyFile, 0, { host: '127.0.0.1', port: 0 }, true, opts));
+  const first = await spawnNode(nodeConfig(dir, keyFile, 0, opts.etcd === undefined ? { serve: true } : { etcd: opts.etcd }, opts));
   nodes.push(first.entry);
-  const store = { host: first.runtime.store.host, port: first.runtime.store.port };
-  log(`node 0 up (pid ${first.entry.pid}, link port ${first.runtime.link.port}, embedded store on ${store.host}:${store.port})`);
+  const s0 = first.runtime.store;
+  const store: ClusterStore = s0.backend === 'etcd' ? { backend: 'etcd', endpoints: s0.endpoints } : { backend: 'embedded', host: s0.host, port: s0.port };
+  log(`node 0 up (pid ${first.entry.pid}, link port ${first.runtime.link.port}, ${store.backend === 'etcd' ? `etcd at ${store.endpoints.join(',')}` : `embedded store on ${store.host}:${store.port}`})`);
+  const others: NodeStoreChoice = store.backend === 'etcd' ? { etcd: store.endpoints } : { address: { host: store.host, port: store.port } };
   try {
     for (let id = 1; id < opts.nodes; id++) {
-      const n = await spawnNode(nodeConfig(dir, keyFile, id, store, false, opts));
+      const n = await spawnNode(nodeConfig(dir, keyFile, id, others, opts));
       nodes.push(n.entry);
       log(`node ${id} up (pid ${n.entry.pid}, link port ${n.runtime.link.port})`);
     }

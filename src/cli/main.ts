@@ -54,6 +54,7 @@ node
   .option('--cluster-key-file <path>', 'file holding the cluster key in hex')
   .option('--store <host:port>', 'embedded store address (served here with --serve-store)')
   .option('--serve-store', 'this node serves the embedded store')
+  .option('--etcd <urls>', 'use etcd (comma-separated client URLs) as the coordination store')
   .option('--log-level <level>', 'pino log level', 'info')
   .action(async (flags: NodeStartFlags) => {
     await runNode(configFromFlags(flags));
@@ -66,10 +67,18 @@ cluster
   .requiredOption('--nodes <n>', 'number of nodes', positiveInt)
   .addOption(dirOption())
   .option('--dead-ms <ms>', 'failure-detection grace', positiveInt, 3000)
+  .option('--etcd <urls>', 'use this etcd cluster (comma-separated client URLs) instead of the embedded store')
   .option('--log-level <level>', 'daemon log level', 'info')
   .addOption(jsonOption())
-  .action(async (opts: { nodes: number; dir: string; deadMs: number; logLevel: string; json?: boolean }) => {
-    const c = await clusterUp({ nodes: opts.nodes, dir: opts.dir, deadMs: opts.deadMs, logLevel: opts.logLevel, log: opts.json === true ? undefined : (l) => console.log(l) });
+  .action(async (opts: { nodes: number; dir: string; deadMs: number; etcd?: string; logLevel: string; json?: boolean }) => {
+    const c = await clusterUp({
+      nodes: opts.nodes,
+      dir: opts.dir,
+      deadMs: opts.deadMs,
+      logLevel: opts.logLevel,
+      ...(opts.etcd === undefined ? {} : { etcd: opts.etcd.split(',').map((u) => u.trim()) }),
+      log: opts.json === true ? undefined : (l) => console.log(l),
+    });
     out(opts.json, c, () => `cluster of ${c.nodes.length} nodes up in ${c.dir}`);
   });
 cluster

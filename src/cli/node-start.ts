@@ -10,6 +10,7 @@ export interface NodeStartFlags {
   readonly clusterKeyFile?: string;
   readonly store?: string;
   readonly serveStore?: boolean;
+  readonly etcd?: string;
   readonly logLevel?: string;
 }
 
@@ -20,7 +21,10 @@ export function configFromFlags(flags: NodeStartFlags): NodeConfig {
     listen: flags.listen ?? '127.0.0.1:0',
     dataDir: flags.dataDir,
     clusterKeyFile: flags.clusterKeyFile,
-    store: { backend: 'embedded', serve: flags.serveStore === true, address: flags.store ?? '127.0.0.1:0' },
+    store:
+      flags.etcd === undefined
+        ? { backend: 'embedded', serve: flags.serveStore === true, address: flags.store ?? '127.0.0.1:0' }
+        : { backend: 'etcd', endpoints: flags.etcd.split(',').map((u) => u.trim()) },
     logLevel: flags.logLevel ?? 'info',
   });
 }

@@ -28,3 +28,5 @@ export {
   type ClaimOptions,
 } from './directory.js';
 export { Emitter, type Listener } from './emitter.js';
+export { EtcdStore, type EtcdStoreOptions, type EtcdAuth, type EtcdTls } from './etcd-store.js';
+export { Election, Leadership, type ElectionOptions, type CampaignOptions, type LeaderInfo, type LeadershipEvents } from './election.js';

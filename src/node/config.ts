@@ -8,12 +8,20 @@ export interface Address {
   readonly port: number;
 }
 
-export interface StoreConfig {
+export interface EmbeddedStoreConfig {
   readonly backend: 'embedded';
   /** This daemon serves the embedded store on `address` (exactly one daemon per cluster does). */
   readonly serve: boolean;
   readonly address: Address;
 }
+
+export interface EtcdStoreConfig {
+  readonly backend: 'etcd';
+  /** Client URLs of the etcd members, e.g. `http://10.0.0.1:2379`. */
+  readonly endpoints: readonly string[];
+}
+
+export type StoreConfig = EmbeddedStoreConfig | EtcdStoreConfig;
 
 export interface TimingConfig {
   readonly heartbeatMs: number;
@@ -84,7 +92,19 @@ export function parseNodeConfig(raw: unknown): NodeConfig {
   if (raw === null || typeof raw !== 'object') bad('must be an object');
   const r = raw as Record<string, unknown>;
   const store = (r.store ?? {}) as Record<string, unknown>;
-  if ((store.backend ?? 'embedded') !== 'embedded') bad(`unknown store backend ${JSON.stringify(store.backend)}`);
+  const backend = store.backend ?? 'embedded';
+  let storeConfig: StoreConfig;
+  if (backend === 'embedded') {
+    storeConfig = { backend: 'embedded', serve: store.serve === true, address: address('store.address', store.address) };
+  } else if (backend === 'etcd') {
+    const endpoints = store.endpoints;
+    if (!Array.isArray(endpoints) || endpoints.length === 0 || !endpoints.every((e) => typeof e === 'string' && /^https?:\/\/[^/]+$/.test(e))) {
+      bad('store.endpoints must be a non-empty list of http(s)://host:port URLs');
+    }
+    storeConfig = { backend: 'etcd', endpoints: endpoints as string[] };
+  } else {
+    bad(`unknown store backend ${JSON.stringify(backend)}`);
+  }
   const timing = (r.timing ?? {}) as Record<string, unknown>;
   const t: TimingConfig = {
     heartbeatMs: int('timing.heartbeatMs', timing.heartbeatMs ?? DEFAULT_TIMING.heartbeatMs, 10, 600_000),
@@ -98,7 +118,7 @@ export function parseNodeConfig(raw: unknown): NodeConfig {
     listen: address('listen', r.listen ?? '127.0.0.1:0'),
     dataDir: path.resolve(str('dataDir', r.dataDir)),
     clusterKeyFile: path.resolve(str('clusterKeyFile', r.clusterKeyFile)),
-    store: { backend: 'embedded', serve: store.serve === true, address: address('store.address', store.address) },
+    store: storeConfig,
     timing: t,
     ...(tlsRaw === undefined ? {} : { tls: { keyFile: str('tls.keyFile', tlsRaw.keyFile), certFile: str('tls.certFile', tlsRaw.certFile), caFile: str('tls.caFile', tlsRaw.caFile) } }),
     ...(r.compressMinBytes === undefined ? {} : { compressMinBytes: int('compressMinBytes', r.compressMinBytes, 1, 1 << 30) }),

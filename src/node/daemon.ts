@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
+import { EtcdStore } from '../cluster/etcd-store.js';
 import { Directory, MemoryStore, StoreClient, StoreServer, type CoordinationStore, type DcRecord, type EndpointRecord } from '../cluster/index.js';
 import { DvsError, isDvsError } from '../ipc/errors.js';
 import { Kernel, type Process } from '../kernel/index.js';
@@ -20,7 +21,9 @@ export interface NodeRuntimeInfo {
   readonly pid: number;
   readonly incarnation: number;
   readonly link: { readonly host: string; readonly port: number };
-  readonly store: { readonly host: string; readonly port: number; readonly served: boolean };
+  readonly store:
+    | { readonly backend: 'embedded'; readonly host: string; readonly port: number; readonly served: boolean }
+    | { readonly backend: 'etcd'; readonly endpoints: readonly string[]; readonly served: false };
   readonly socket: string;
   readonly token: string;
   readonly startedAt: string;
@@ -116,16 +119,24 @@ export class Daemon {
     const paths = nodePaths(config.dataDir);
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
 
-    // 1. The coordination store: served here, or reached over TCP.
-    let storeAddress = config.store.address;
-    if (config.store.serve) {
+    // 1. The coordination store: etcd, the embedded one served here, or the embedded one reached over TCP.
+    const storeConfig = config.store;
+    let storeInfo: NodeRuntimeInfo['store'];
+    if (storeConfig.backend === 'etcd') {
+      const etcd = new EtcdStore({ endpoints: storeConfig.endpoints });
+      this.store = etcd;
+      await etcd.get('/dvs/ping');
+      storeInfo = { backend: 'etcd', endpoints: storeConfig.endpoints, served: false };
+    } else if (storeConfig.serve) {
       const memory = new MemoryStore();
-      this.storeServer = new StoreServer({ clusterKey: key, store: memory, host: storeAddress.host, port: storeAddress.port });
-      storeAddress = await this.storeServer.listen();
+      this.storeServer = new StoreServer({ clusterKey: key, store: memory, host: storeConfig.address.host, port: storeConfig.address.port });
+      const address = await this.storeServer.listen();
       this.store = memory;
-      log.info({ store: storeAddress }, 'serving the embedded store');
+      storeInfo = { backend: 'embedded', ...address, served: true };
+      log.info({ store: address }, 'serving the embedded store');
     } else {
-      this.store = await StoreClient.connect({ host: storeAddress.host, port: storeAddress.port, clusterKey: key });
+      this.store = await StoreClient.connect({ host: storeConfig.address.host, port: storeConfig.address.port, clusterKey: key });
+      storeInfo = { backend: 'embedded', ...storeConfig.address, served: false };
     }
 
     // 2. Links to peers.
@@ -169,7 +180,7 @@ export class Daemon {
       pid: process.pid,
       incarnation: this.incarnation,
       link,
-      store: { ...storeAddress, served: this.storeServer !== undefined },
+      store: storeInfo,
       socket: paths.socket,
       token: paths.token,
       startedAt: new Date().toISOString(),

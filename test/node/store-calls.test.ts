@@ -34,7 +34,9 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'dvs-store-calls-'));
   await writeFile(path.join(dir, 'cluster.key'), randomBytes(32).toString('hex'), { mode: 0o600 });
   const a = await startDaemon(0, '127.0.0.1:0', true);
-  await startDaemon(1, `127.0.0.1:${a.info.store.port}`, false);
+  const served = a.info.store;
+  if (served.backend !== 'embedded') throw new Error('expected the embedded store');
+  await startDaemon(1, `127.0.0.1:${served.port}`, false);
 }, 30_000);
 
 afterAll(async () => {

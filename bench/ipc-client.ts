@@ -1,0 +1,72 @@
+/**
+ * A DVS client OS process for the `ipc` bench suite, connected to its node daemon through the
+ * client library (src/client):
+ *   node --expose-gc ipc-client.js '{"socket": "<dataDir>/dvsd.sock", "token": "<dataDir>/token"}'
+ * Prints `{"event":"ready"}` once connected, then obeys the commands of bench/worker.ts: `echo`
+ * (serve requests at a slot), `sendrec` (timed loop), `allocStart` / `allocStop`, `stop`.
+ */
+import { connect, type RemoteProcess } from '../src/client/index.js';
+import type { Message } from '../src/ipc/message.js';
+import { AllocMeter, emit, num, serveCommands, timedSendrecs, type Args } from './worker.js';
+
+const opts = JSON.parse(process.argv[2] ?? '{}') as { socket: string; token: string; name?: string };
+const client = await connect({ socketPath: opts.socket, tokenPath: opts.token, name: opts.name ?? 'bench-client' });
+const roles = new Map<string, RemoteProcess>();
+const meter = new AllocMeter();
+
+async function role(name: string, dcid: number, slot?: number): Promise<RemoteProcess> {
+  let p = roles.get(name);
+  if (p === undefined || !p.bound) {
+    p = await client.bind(dcid, { ...(slot === undefined ? {} : { slot }), name: name.slice(0, 32) });
+    roles.set(name, p);
+  }
+  return p;
+}
+
+/**
+ * Answers every request with its own payload. The reply is written without waiting for the
+ * daemon's answer, followed at once by the next receiveRequest: the daemon handles a connection's
+ * requests in order, so the reply reaches the kernel first (docs/protocol.md, section 11).
+ */
+function serveEcho(p: RemoteProcess): void {
+  void (async () => {
+    for (;;) {
+      let m: Message;
+      try {
+        m = await p.receiveRequest();
+      } catch {
+        return; // unbound or disconnected
+      }
+      p.reply(m.source, { type: 1, payload: m.payload }).catch(() => undefined);
+    }
+  })();
+}
+
+const handlers: Record<string, (a: Args) => unknown> = {
+  echo: async (a) => {
+    const p = await role(`echo${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    serveEcho(p);
+    return p.endpoint;
+  },
+  sendrec: async (a) => {
+    const p = await role('client', num(a, 'dcid'));
+    return timedSendrecs(p, num(a, 'dst'), { type: 7, payload: a.payload as number }, num(a, 'n'));
+  },
+  waitForBind: async (a) => client.waitForBind(num(a, 'dcid'), num(a, 'endpoint'), { timeoutMs: num(a, 'timeoutMs', 10_000) }),
+  allocStart: () => meter.start(),
+  allocStop: () => meter.stop(),
+  stop: async () => {
+    await client.close();
+    setImmediate(() => process.exit(0));
+    return null;
+  },
+};
+
+serveCommands(handlers, () => client.close());
+process.on('SIGTERM', () => {
+  void client
+    .close()
+    .catch(() => undefined)
+    .finally(() => process.exit(0));
+});
+emit({ event: 'ready', pid: process.pid, node: client.info.nodeId });

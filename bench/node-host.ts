@@ -1,0 +1,190 @@
+/**
+ * A real DVS node daemon in its own OS process, driven by the `ipc` bench suite:
+ *   node --expose-gc node-host.js '<node config JSON>'
+ * Starts `Daemon` (logs on stderr), prints `{"event":"ready","info":{...}}` and then obeys the
+ * commands of bench/worker.ts on stdin. Endpoints it hosts are coroutines inside the daemon:
+ * echo servers, sinks, sendrec and pipelined-send loops, the two ends of a bulk copy.
+ */
+import { createHash, randomFillSync } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { ANY, type Endpoint } from '../src/ipc/index.js';
+import type { Message } from '../src/ipc/message.js';
+import type { Process } from '../src/kernel/index.js';
+import { parseNodeConfig } from '../src/node/config.js';
+import { Daemon } from '../src/node/daemon.js';
+import { AllocMeter, emit, num, pipelinedSends, serveCommands, timedSendrecs, type Args } from './worker.js';
+
+const config = parseNodeConfig(JSON.parse(process.argv[2] ?? '{}'));
+const logger = pino({ level: config.logLevel, base: { node: config.nodeId } }, pino.destination(2));
+const daemon = await Daemon.start(config, { logger });
+
+/** Endpoints bound here for the bench's roles, by role name. */
+const roles = new Map<string, Process>();
+const meter = new AllocMeter();
+let sinkCount = 0;
+
+async function role(name: string, dcid: number, slot?: number): Promise<Process> {
+  let p = roles.get(name);
+  if (p === undefined || !p.bound) {
+    p = await daemon.bind(dcid, { ...(slot === undefined ? {} : { slot }), name: name.slice(0, 32) });
+    roles.set(name, p);
+  }
+  return p;
+}
+
+/** A request-reply loop: every request is answered with its own payload. */
+function serveEcho(p: Process): void {
+  void (async () => {
+    for (;;) {
+      let m: Message;
+      try {
+        m = await p.receiveRequest();
+      } catch {
+        return; // unbound
+      }
+      await p.reply(m.source, { type: 1, payload: m.payload }).catch(() => undefined);
+    }
+  })();
+}
+
+/** Takes every message sent to it, counting them. */
+function serveSink(p: Process): void {
+  void (async () => {
+    for (;;) {
+      try {
+        await p.receive(ANY);
+      } catch {
+        return;
+      }
+      sinkCount++;
+    }
+  })();
+}
+
+/** The bulk copy: one side's state across commands. */
+const bulk: {
+  owner?: { reply: Promise<Message>; proc: Process; grant: number };
+  request?: Promise<Message>;
+  into?: Buffer;
+  verified?: boolean;
+} = {};
+
+const handlers: Record<string, (a: Args) => unknown> = {
+  info: () => daemon.info,
+  createDc: async (a) => daemon.clusterDirectory.createDc({ dcid: num(a, 'dcid'), name: 'bench', nodes: a.nodes as number[] }),
+  waitForDc: async (a) => daemon.waitForDc(num(a, 'dcid'), num(a, 'timeoutMs', 10_000)),
+  waitForBind: async (a) => daemon.kernel.waitForBind(num(a, 'dcid'), num(a, 'endpoint'), { timeoutMs: num(a, 'timeoutMs', 10_000) }),
+
+  echo: async (a) => {
+    const p = await role(`echo${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    serveEcho(p);
+    return p.endpoint;
+  },
+  sink: async (a) => {
+    const p = await role(`sink${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    serveSink(p);
+    return p.endpoint;
+  },
+  sinkCount: () => sinkCount,
+
+  /** n timed sendrecs from a daemon-hosted client endpoint. */
+  sendrec: async (a) => {
+    const p = await role('client', num(a, 'dcid'));
+    return timedSendrecs(p, num(a, 'dst'), { type: 7, payload: a.payload as number }, num(a, 'n'));
+  },
+
+  /** `senders` daemon-hosted endpoints each keeping `window` sends in flight; n messages in all. */
+  pipeline: async (a) => {
+    const dcid = num(a, 'dcid');
+    const dst = num(a, 'dst');
+    const n = num(a, 'n');
+    const senders = num(a, 'senders');
+    const window = num(a, 'window');
+    const procs: Process[] = [];
+    for (let i = 0; i < senders; i++) procs.push(await role(`sender${i}`, dcid));
+    const msg = { type: 9, payload: a.payload as number };
+    const before = sinkCount;
+    const t0 = performance.now();
+    await Promise.all(procs.map((p, i) => pipelinedSends(p, dst, msg, Math.floor(n / senders) + (i < n % senders ? 1 : 0), window)));
+    const ms = performance.now() - t0;
+    return { msgsPerSec: (n / ms) * 1000, ms, localSink: sinkCount - before };
+  },
+
+  /** Owner side of a bulk copy: grants `bytes` of random data to `dst` and blocks in sendrec with it. */
+  bulkOwner: async (a) => {
+    const dst: Endpoint = num(a, 'dst');
+    const bytes = num(a, 'bytes');
+    const p = await role('bulk-owner', num(a, 'dcid'));
+    const buffer = Buffer.allocUnsafe(bytes);
+    randomFillSync(buffer);
+    const grant = p.grant(buffer, { grantee: dst, access: 'read' });
+    const sha256 = createHash('sha256').update(buffer).digest('hex');
+    const reply = p.sendrec(dst, { type: 5, payload: { grant, bytes, sha256 } });
+    reply.catch(() => undefined);
+    bulk.owner = { reply, proc: p, grant };
+    return { endpoint: p.endpoint, grant };
+  },
+  bulkOwnerWait: async () => {
+    const owner = bulk.owner;
+    if (owner === undefined) throw new Error('no bulk owner');
+    const m = await owner.reply;
+    owner.proc.revoke(owner.grant);
+    bulk.owner = undefined;
+    return m.type;
+  },
+
+  /** Copier side: binds a server endpoint that waits for the owner's request. */
+  bulkCopier: async (a) => {
+    const p = await role(`copier${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    bulk.request = p.receive(ANY);
+    bulk.request.catch(() => undefined);
+    return p.endpoint;
+  },
+  /** One copy of the whole grant from the owner blocked in sendrec with us; MB/s (10^6 bytes). */
+  bulkCopy: async (a) => {
+    const p = roles.get(`copier${num(a, 'slot')}`);
+    if (p === undefined || bulk.request === undefined) throw new Error('no bulk copier');
+    const m = await bulk.request;
+    const { grant, bytes, sha256 } = m.payload as { grant: number; bytes: number; sha256: string };
+    bulk.into ??= Buffer.alloc(bytes);
+    const t0 = performance.now();
+    await p.copyFrom({ owner: m.source, grant }, bulk.into, { timeoutMs: 120_000 });
+    const ms = performance.now() - t0;
+    if (bulk.verified !== true) {
+      const got = createHash('sha256').update(bulk.into).digest('hex');
+      if (got !== sha256) throw new Error('bulk copy delivered different bytes');
+      bulk.verified = true;
+      bulk.into.fill(0);
+    }
+    return { mbPerSec: bytes / 1e6 / (ms / 1000), ms };
+  },
+  bulkRelease: async (a) => {
+    const p = roles.get(`copier${num(a, 'slot')}`);
+    const m = await bulk.request;
+    if (p === undefined || m === undefined) throw new Error('no bulk request');
+    await p.reply(m.source, { type: 0 });
+    bulk.request = undefined;
+    bulk.into = undefined;
+    return null;
+  },
+
+  allocStart: () => meter.start(),
+  allocStop: () => meter.stop(),
+
+  stop: async () => {
+    for (const p of roles.values()) await p.unbind().catch(() => undefined);
+    await daemon.stop();
+    setImmediate(() => process.exit(0));
+    return null;
+  },
+};
+
+serveCommands(handlers, () => daemon.stop());
+process.on('SIGTERM', () => {
+  void daemon
+    .stop()
+    .catch(() => undefined)
+    .finally(() => process.exit(0));
+});
+emit({ event: 'ready', pid: process.pid, info: daemon.info });
