@@ -36,15 +36,19 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-/** Starts one daemon as a detached OS process and waits until it reports itself started. */
-export async function spawnNode(config: Record<string, unknown> & { nodeId: number; dataDir: string }): Promise<{ entry: ClusterNodeEntry; runtime: NodeRuntimeInfo }> {
+/**
+ * Starts one daemon as a detached OS process and waits until it reports itself started. `prefix`
+ * runs it through another command, e.g. `ip netns exec <ns>` to place it in a network namespace.
+ */
+export async function spawnNode(config: Record<string, unknown> & { nodeId: number; dataDir: string }, prefix: readonly string[] = []): Promise<{ entry: ClusterNodeEntry; runtime: NodeRuntimeInfo }> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const paths = nodePaths(config.dataDir);
   await rm(paths.runtime, { force: true });
   const configFile = path.join(config.dataDir, 'config.json');
   await writeFile(configFile, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   const log = openSync(paths.log, 'a');
-  const child = spawn(process.execPath, [CLI_MAIN, 'node', 'start', '--config', configFile], { detached: true, stdio: ['ignore', log, log] });
+  const argv = [process.execPath, CLI_MAIN, 'node', 'start', '--config', configFile];
+  const child = spawn(prefix[0] ?? argv[0]!, [...prefix.slice(1), ...(prefix.length > 0 ? argv : argv.slice(1))], { detached: true, stdio: ['ignore', log, log] });
   closeSync(log);
   child.unref();
   const pid = child.pid;

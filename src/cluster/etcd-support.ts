@@ -99,8 +99,19 @@ export class EtcdEndpoint {
     } catch {
       return Promise.resolve(false);
     }
-    if (c.getChannel().getConnectivityState(true) === grpc.connectivityState.READY) return Promise.resolve(true);
-    return new Promise((resolve) => c.waitForReady(Date.now() + Math.max(1, timeoutMs), (err) => resolve(err === undefined || err === null)));
+    const ch = c.getChannel();
+    const deadline = Date.now() + Math.max(1, timeoutMs);
+    const { READY, TRANSIENT_FAILURE, SHUTDOWN } = grpc.connectivityState;
+    return new Promise((resolve) => {
+      const check = (): void => {
+        const state = ch.getConnectivityState(true);
+        if (state === READY) return resolve(true);
+        // A refused connection fails at once (gRPC retries it in the background, with backoff).
+        if (state === TRANSIENT_FAILURE || state === SHUTDOWN || Date.now() >= deadline) return resolve(false);
+        ch.watchConnectivityState(state, deadline, (err) => (err === undefined || err === null ? check() : resolve(false)));
+      };
+      check();
+    });
   }
 
   close(): void {
