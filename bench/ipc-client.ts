@@ -53,6 +53,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
     return timedSendrecs(p, num(a, 'dst'), { type: 7, payload: a.payload as number }, num(a, 'n'));
   },
   waitForBind: async (a) => client.waitForBind(num(a, 'dcid'), num(a, 'endpoint'), { timeoutMs: num(a, 'timeoutMs', 10_000) }),
+  cpu: () => process.cpuUsage(),
   allocStart: () => meter.start(),
   allocStop: () => meter.stop(),
   stop: async () => {

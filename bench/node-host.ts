@@ -169,6 +169,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
     return null;
   },
 
+  cpu: () => process.cpuUsage(),
   allocStart: () => meter.start(),
   allocStop: () => meter.stop(),
 

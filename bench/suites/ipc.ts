@@ -12,10 +12,13 @@
  *    node 1, against raw pipelined TCP writes to a counting sink;
  * 5. bulk copyFrom of a large grant across the daemons, against raw bulk TCP.
  *
- * Plus JS-heap bytes allocated per message in each process on the path (an estimate, see
- * AllocMeter in bench/worker.ts). Ours and the baselines run interleaved (harness `compare`).
+ * Ours and the baselines run interleaved (harness `compare`). Then each case runs once more,
+ * ours and its baseline, to record the CPU time (user + system) every process on the path spent
+ * per operation, and the JS-heap bytes allocated per message in each of our processes (an
+ * estimate, see AllocMeter in bench/worker.ts).
  * `DVS_BENCH_CPU_PROF=<dir>` runs the worker processes under `--cpu-prof` into that directory.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -41,11 +44,12 @@ const PAYLOAD = 42;
 const MSG = { type: 7, payload: PAYLOAD };
 /** Shapes of the pipelined-send case: senders (endpoints) x sends in flight per sender. */
 const PIPE_SHAPES: readonly { senders: number; window: number }[] = [
-  { senders: 1, window: 64 },
   { senders: 1, window: 256 },
   { senders: 1, window: 1024 },
+  { senders: 1, window: 4096 },
   { senders: 4, window: 256 },
-  { senders: 16, window: 64 },
+  { senders: 4, window: 1024 },
+  { senders: 16, window: 256 },
 ];
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -182,49 +186,120 @@ function pingPongRows(name: string, r: Awaited<ReturnType<typeof comparePingPong
   ];
 }
 
-/** Allocation rows: bytes per message in each named process, from meters started around `run`. */
-async function measureAlloc(label: string, ops: number, meters: { name: string; worker?: Worker; local?: AllocMeter }[], run: () => Promise<unknown>, baseline?: number): Promise<BenchResult[]> {
-  for (const m of meters) {
-    if (m.worker !== undefined) await m.worker.request('allocStart');
-    else m.local!.start();
+/** A process on the measured path: the bench process itself, a worker, or a raw peer (seen through /proc). */
+interface Probe {
+  readonly name: string;
+  readonly self?: boolean;
+  readonly worker?: Worker;
+  readonly pid?: number;
+}
+
+/** CPU time (user + system) of a process in µs: process.cpuUsage for ourselves and workers, /proc for other pids. */
+async function cpuOf(p: Probe): Promise<number | undefined> {
+  if (p.self === true) {
+    const u = process.cpuUsage();
+    return u.user + u.system;
   }
+  if (p.worker !== undefined) {
+    const u = await p.worker.request<{ user: number; system: number }>('cpu');
+    return u.user + u.system;
+  }
+  try {
+    const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000; // clock ticks of 10 ms (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
+}
+
+interface Cost {
+  /** CPU µs per operation over every probe; undefined when some probe could not be read. */
+  readonly cpuTotal: number | undefined;
+  readonly cpuBy: Record<string, number>;
+  /** JS-heap bytes allocated per operation (estimate) by the probes that can measure it. */
+  readonly allocBy: Record<string, { perOp: number; retainedPerOp: number; gcs: number }>;
+}
+
+/**
+ * Runs `run` (which performs `ops` operations) once more with every probe's CPU time and, where
+ * the process can measure it (--expose-gc), its JS-heap allocations recorded around it.
+ */
+async function measureCost(ops: number, probes: readonly Probe[], run: () => Promise<unknown>): Promise<Cost> {
+  const canAlloc = AllocMeter.available();
+  const local = new AllocMeter();
+  for (const p of probes) {
+    if (p.worker !== undefined) await p.worker.request('allocStart');
+    else if (p.self === true && canAlloc) local.start();
+  }
+  const before = await Promise.all(probes.map(cpuOf));
   await run();
+  const after = await Promise.all(probes.map(cpuOf));
+  const cpuBy: Record<string, number> = {};
+  let cpuTotal: number | undefined = 0;
+  probes.forEach((p, i) => {
+    const a = after[i];
+    const b = before[i];
+    if (a === undefined || b === undefined) cpuTotal = undefined;
+    else {
+      cpuBy[p.name] = round((a - b) / ops, 1);
+      if (cpuTotal !== undefined) cpuTotal += (a - b) / ops;
+    }
+  });
+  const allocBy: Cost['allocBy'] = {};
+  for (const p of probes) {
+    let a: Alloc | undefined;
+    if (p.worker !== undefined) a = await p.worker.request<Alloc>('allocStop');
+    else if (p.self === true && canAlloc) a = local.stop();
+    if (a !== undefined) allocBy[p.name] = { perOp: a.allocated / ops, retainedPerOp: a.retained / ops, gcs: a.gcs };
+  }
+  return { cpuTotal, cpuBy, allocBy };
+}
+
+const ALLOC_NOTE = 'estimate: JS-heap bytes allocated per message (heap growth + bytes freed by every GC during one run, v8.GCProfiler); Buffer contents are not counted';
+
+/**
+ * Rows from the cost pass of one case: CPU µs per operation over all processes (ours against the
+ * raw baseline's), and allocations per message for each of our processes; `loop` names our process
+ * that runs the loop, compared with the raw baseline's client.
+ */
+function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cost, loop: string): BenchResult[] {
   const rows: BenchResult[] = [];
-  for (const m of meters) {
-    const a: Alloc = m.worker !== undefined ? await m.worker.request<Alloc>('allocStop') : m.local!.stop();
-    const perOp = a.allocated / ops;
-    const extra = { estimate: 'JS heap bytes allocated per message (heap growth + bytes freed by GCs; Buffer contents not counted)', messages: ops, gcs: a.gcs, retainedPerMsg: round(a.retained / ops, 1) };
-    const name = `alloc/msg ${label}: ${m.name}`;
-    if (baseline !== undefined && m.local !== undefined) rows.push(latency(SUITE, name, perOp, baseline, 'B/msg', extra));
-    else rows.push({ suite: SUITE, case: name, value: round(perOp), unit: 'B/msg', ...extra });
+  if (ours.cpuTotal !== undefined && raw.cpuTotal !== undefined) {
+    rows.push(latency(SUITE, `cpu/${unit} ${label} (all processes)`, ours.cpuTotal, raw.cpuTotal, `us/${unit}`, { ours: ours.cpuBy, raw: raw.cpuBy, ops }));
+  }
+  const rawLoop = raw.allocBy['bench process'];
+  for (const [name, a] of Object.entries(ours.allocBy)) {
+    const extra = { estimate: ALLOC_NOTE, messages: ops, gcs: a.gcs, retainedPerMsg: round(a.retainedPerOp, 1) };
+    const rowName = `alloc/msg ${label}: ${name}`;
+    if (name === loop && rawLoop !== undefined) rows.push({ ...latency(SUITE, rowName, a.perOp, rawLoop.perOp, 'B/msg', extra), value: round(a.perOp), baseline: round(rawLoop.perOp) });
+    else rows.push({ suite: SUITE, case: rowName, value: round(a.perOp), unit: 'B/msg', ...extra });
   }
   return rows;
 }
 
-async function rawPingPongAlloc(opts: net.NetConnectOpts, n: number): Promise<number> {
-  const m = new AllocMeter();
-  m.start();
-  await rawPingPong(opts, n, RAW_BODY);
-  return m.stop().allocated / n;
+function shapeName(s: { senders: number; window: number }): string {
+  return `${s.senders} sender${s.senders > 1 ? 's' : ''} x ${s.window} in flight`;
 }
 
 async function run(env: Env, scale: number): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   const rounds = 5;
   const nPing = Math.max(500, Math.round(20_000 * scale));
+  /** The two-daemon path through client processes is several times slower: fewer round trips. */
+  const nRemote = Math.max(500, Math.round(10_000 * scale));
   const nPipe = Math.max(5000, Math.round(200_000 * scale));
   const nRawPipe = Math.max(20_000, Math.round(1_000_000 * scale));
   const bulkRounds = scale >= 0.5 ? 5 : 2;
-  const canAlloc = AllocMeter.available();
+  const pipeRounds = scale >= 0.5 ? 3 : 2;
   const [host0, host1] = env.hosts as [Worker, Worker];
 
   // Peers: raw baselines, echo servers as client OS processes, daemon-hosted endpoints.
   const unixPath = path.join(env.dir, 'raw-echo.sock');
   const echoPort = await freePort();
   const sinkPort = await freePort();
-  await env.rawPeer('echo', unixPath);
-  await env.rawPeer('echo', String(echoPort));
-  await env.rawPeer('sink', String(sinkPort));
+  const rawUnixPeer = await env.rawPeer('echo', unixPath);
+  const rawTcpPeer = await env.rawPeer('echo', String(echoPort));
+  const rawSinkPeer = await env.rawPeer('sink', String(sinkPort));
   const server0 = await env.clientWorker(0, 'echo-proc-node0');
   const server1 = await env.clientWorker(1, 'echo-proc-node1');
   const localEcho = await server0.request<number>('echo', { dcid: DC, slot: SLOT.localEcho });
@@ -239,110 +314,85 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   }
   const rawTcp = { host: '127.0.0.1', port: echoPort };
   const rawUnix = { path: unixPath };
-  const common = { iterations: nPing, rounds };
+  const bench: Probe = { name: 'bench process', self: true };
+  const d0: Probe = { name: 'daemon 0', worker: host0 };
+  const d1: Probe = { name: 'daemon 1', worker: host1 };
+  const peerProbe = (p: RawPeer): Probe => ({ name: 'raw peer', pid: p.child.pid! });
 
   // 1. Local sendrec through one daemon.
   {
     const name = 'local sendrec (client proc -> daemon -> server proc)';
     const r = await comparePingPong(rounds, () => timedSendrecs(me, localEcho, MSG, nPing), () => rawPingPong(rawUnix, nPing, RAW_BODY));
-    out.push(...pingPongRows(name, r, 2.5, { ...common, baselineIs: 'raw Unix-socket ping-pong between two processes' }));
+    out.push(...pingPongRows(name, r, 2.5, { iterations: nPing, rounds, baselineIs: 'raw Unix-socket ping-pong between two processes' }));
+    const ours = await measureCost(nPing, [{ ...bench, name: 'client proc' }, { ...d0, name: 'daemon' }, { name: 'server proc', worker: server0 }], () => timedSendrecs(me, localEcho, MSG, nPing));
+    const raw = await measureCost(nPing, [bench, peerProbe(rawUnixPeer)], () => rawPingPong(rawUnix, nPing, RAW_BODY));
+    out.push(...costRows('local sendrec', 'op', nPing, ours, raw, 'client proc'));
   }
 
   // 2. Remote sendrec between client processes of two daemons.
   {
     const name = 'remote sendrec (client proc -> daemon 0 -> daemon 1 -> server proc)';
-    const r = await comparePingPong(rounds, () => timedSendrecs(me, remoteEcho, MSG, nPing), () => rawPingPong(rawTcp, nPing, RAW_BODY));
-    out.push(...pingPongRows(name, r, 3, { ...common, baselineIs: 'raw TCP ping-pong between two processes' }));
+    const r = await comparePingPong(rounds, () => timedSendrecs(me, remoteEcho, MSG, nRemote), () => rawPingPong(rawTcp, nPing, RAW_BODY));
+    out.push(...pingPongRows(name, r, 3, { iterations: nRemote, rawIterations: nPing, rounds, baselineIs: 'raw TCP ping-pong between two processes' }));
+    const ours = await measureCost(nRemote, [{ ...bench, name: 'client proc' }, d0, d1, { name: 'server proc', worker: server1 }], () => timedSendrecs(me, remoteEcho, MSG, nRemote));
+    const raw = await measureCost(nPing, [bench, peerProbe(rawTcpPeer)], () => rawPingPong(rawTcp, nPing, RAW_BODY));
+    out.push(...costRows('remote sendrec via client procs', 'op', nRemote, ours, raw, 'client proc'));
   }
 
   // 3. Remote sendrec between daemon-hosted endpoints: one network hop.
   {
     const name = 'remote sendrec (daemon-hosted: daemon 0 -> daemon 1)';
-    const r = await comparePingPong(rounds, () => host0.request<SendrecRun>('sendrec', { dcid: DC, dst: hostedEcho, n: nPing, payload: PAYLOAD }, 300_000), () => rawPingPong(rawTcp, nPing, RAW_BODY));
-    out.push(...pingPongRows(name, r, 1.5, { ...common, baselineIs: 'raw TCP ping-pong between two processes' }));
+    const hosted = (): Promise<SendrecRun> => host0.request<SendrecRun>('sendrec', { dcid: DC, dst: hostedEcho, n: nPing, payload: PAYLOAD }, 300_000);
+    const r = await comparePingPong(rounds, hosted, () => rawPingPong(rawTcp, nPing, RAW_BODY));
+    out.push(...pingPongRows(name, r, 1.5, { iterations: nPing, rounds, baselineIs: 'raw TCP ping-pong between two processes' }));
+    const ours = await measureCost(nPing, [d0, d1], hosted);
+    const raw = await measureCost(nPing, [bench, peerProbe(rawTcpPeer)], () => rawPingPong(rawTcp, nPing, RAW_BODY));
+    out.push(...costRows('daemon-hosted sendrec', 'op', nPing, ours, raw, 'daemon 0'));
   }
 
-  // 4. Pipelined one-way sends across the daemons, several shapes.
+  // 4. Pipelined one-way sends across the daemons, in several shapes; the best is the headline.
   {
+    const pipeline = (shape: { senders: number; window: number }) => async (): Promise<number> =>
+      (await host0.request<{ msgsPerSec: number }>('pipeline', { dcid: DC, dst: sink, n: nPipe, payload: PAYLOAD, ...shape }, 300_000)).msgsPerSec;
+    const rawPipe = (): Promise<number> => rawPipelined(sinkPort, nRawPipe, RAW_SEND_BODY);
     const shapes: { shape: { senders: number; window: number }; ours: number; base: number }[] = [];
-    for (const shape of PIPE_SHAPES) {
-      const r = await compare(
-        3,
-        async () => (await host0.request<{ msgsPerSec: number }>('pipeline', { dcid: DC, dst: sink, n: nPipe, payload: PAYLOAD, ...shape }, 300_000)).msgsPerSec,
-        () => rawPipelined(sinkPort, nRawPipe, RAW_SEND_BODY),
-      );
-      shapes.push({ shape, ...r });
-    }
+    for (const shape of PIPE_SHAPES) shapes.push({ shape, ...(await compare(pipeRounds, pipeline(shape), rawPipe)) });
     shapes.sort((a, b) => b.ours - a.ours);
     const best = shapes[0]!;
-    const shapeName = (s: { senders: number; window: number }): string => `${s.senders} sender${s.senders > 1 ? 's' : ''} x ${s.window} in flight`;
-    // The best shape again with full rounds, for the headline figure.
-    const r = await compare(
-      rounds,
-      async () => (await host0.request<{ msgsPerSec: number }>('pipeline', { dcid: DC, dst: sink, n: nPipe, payload: PAYLOAD, ...best.shape }, 300_000)).msgsPerSec,
-      () => rawPipelined(sinkPort, nRawPipe, RAW_SEND_BODY),
-    );
-    const main = throughput(SUITE, 'pipelined send across daemons (best shape)', r.ours, r.base, {
+    const note = { messages: nPipe, rawFrames: nRawPipe, rounds: pipeRounds };
+    const main = throughput(SUITE, 'pipelined send across daemons (best shape)', best.ours, best.base, {
+      ...note,
       shape: shapeName(best.shape),
-      messages: nPipe,
-      rawFrames: nRawPipe,
-      rounds,
       target: '>= 1000000 msgs/s',
       baselineIs: 'raw pipelined TCP writes (corked batches of 256) to a counting sink process',
     });
-    out.push({ ...main, unit: 'msgs/s', met: r.ours >= 1_000_000 });
-    for (const s of shapes) out.push({ ...throughput(SUITE, `pipelined send, ${shapeName(s.shape)}`, s.ours, s.base, { messages: nPipe, rounds: 3 }), unit: 'msgs/s' });
+    out.push({ ...main, unit: 'msgs/s', met: best.ours >= 1_000_000 });
+    for (const s of shapes.slice(1)) out.push({ ...throughput(SUITE, `pipelined send, ${shapeName(s.shape)}`, s.ours, s.base, note), unit: 'msgs/s' });
+    const ours = await measureCost(nPipe, [{ ...d0, name: 'daemon 0 (senders)' }, { ...d1, name: 'daemon 1 (receiver)' }], pipeline(best.shape));
+    const raw = await measureCost(nRawPipe, [bench, peerProbe(rawSinkPeer)], rawPipe);
+    out.push(...costRows('pipelined send', 'msg', nPipe, ours, raw, 'daemon 0 (senders)'));
+  }
 
-    // 5. Bulk copy across the daemons.
+  // 5. Bulk copy across the daemons: daemon 0's endpoint copies the grant of daemon 1's, blocked in sendrec with it.
+  {
     const copier = await host0.request<number>('bulkCopier', { dcid: DC, slot: SLOT.copier });
     await host1.request('waitForBind', { dcid: DC, endpoint: copier });
     await host1.request('bulkOwner', { dcid: DC, dst: copier, bytes: BULK_BYTES });
-    const b = await compare(
-      bulkRounds,
-      async () => (await host0.request<{ mbPerSec: number }>('bulkCopy', { slot: SLOT.copier }, 300_000)).mbPerSec,
-      () => rawBulk(sinkPort, BULK_BYTES),
-    );
-    await host0.request('bulkRelease', { slot: SLOT.copier });
-    await host1.request('bulkOwnerWait', {}, 30_000);
+    const copy = async (): Promise<number> => (await host0.request<{ mbPerSec: number }>('bulkCopy', { slot: SLOT.copier }, 300_000)).mbPerSec;
+    const rawCopy = (): Promise<number> => rawBulk(sinkPort, BULK_BYTES);
+    const b = await compare(bulkRounds, copy, rawCopy);
     const bulk = throughput(SUITE, 'bulk copyFrom 64 MiB across daemons', b.ours, b.base, {
       rounds: bulkRounds,
       target: 'slowdown <= 2',
       baselineIs: 'raw TCP bulk transfer in 64 KiB frames to a sink process',
     });
     out.push({ ...bulk, unit: 'MB/s', met: bulk.slowdown! <= 2 });
-
-    // Allocations, each process on the path measured around one more run.
-    if (canAlloc) {
-      const nA = nPing;
-      const rawBase = await rawPingPongAlloc(rawUnix, nA);
-      out.push(
-        ...(await measureAlloc(
-          'local sendrec',
-          nA,
-          [{ name: 'client proc', local: new AllocMeter() }, { name: 'daemon', worker: host0 }, { name: 'server proc', worker: server0 }],
-          () => timedSendrecs(me, localEcho, MSG, nA),
-          rawBase,
-        )),
-      );
-      out.push(
-        ...(await measureAlloc(
-          'remote sendrec via client procs',
-          nA,
-          [{ name: 'client proc', local: new AllocMeter() }, { name: 'daemon 0', worker: host0 }, { name: 'daemon 1', worker: host1 }, { name: 'server proc', worker: server1 }],
-          () => timedSendrecs(me, remoteEcho, MSG, nA),
-        )),
-      );
-      out.push(
-        ...(await measureAlloc('daemon-hosted sendrec', nA, [{ name: 'daemon 0 (client)', worker: host0 }, { name: 'daemon 1 (echo)', worker: host1 }], () =>
-          host0.request('sendrec', { dcid: DC, dst: hostedEcho, n: nA, payload: PAYLOAD }, 300_000),
-        )),
-      );
-      out.push(
-        ...(await measureAlloc('pipelined send', nPipe, [{ name: 'daemon 0 (senders)', worker: host0 }, { name: 'daemon 1 (receiver)', worker: host1 }], () =>
-          host0.request('pipeline', { dcid: DC, dst: sink, n: nPipe, payload: PAYLOAD, ...best.shape }, 300_000),
-        )),
-      );
-    }
+    const mb = BULK_BYTES / 1e6;
+    const ours = await measureCost(mb, [{ name: 'daemon 0 (copier)', worker: host0 }, { name: 'daemon 1 (owner)', worker: host1 }], copy);
+    const raw = await measureCost(mb, [bench, peerProbe(rawSinkPeer)], rawCopy);
+    if (ours.cpuTotal !== undefined && raw.cpuTotal !== undefined) out.push(latency(SUITE, 'cpu/MB bulk copy (all processes)', ours.cpuTotal, raw.cpuTotal, 'us/MB', { ours: ours.cpuBy, raw: raw.cpuBy }));
+    await host0.request('bulkRelease', { slot: SLOT.copier });
+    await host1.request('bulkOwnerWait', {}, 30_000);
   }
   return out;
 }

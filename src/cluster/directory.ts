@@ -529,6 +529,40 @@ export class Directory extends Emitter<DirectoryEvents> {
     return this.reservedSlots(dcid, node);
   }
 
+  /**
+   * Publishes again an endpoint `node` still runs after its registration was lost (lease expiry
+   * removed the entry): only while the slot is free, unreserved, and its last generation is still
+   * this endpoint's, so nothing newer is ever overwritten. EDVSSLOTUSED when another holds the slot.
+   */
+  async restoreEndpoint(dcid: number, endpoint: Endpoint, node: number, name: string): Promise<void> {
+    this.checkOpen();
+    await this.start();
+    const reg = this.registrations.get(node);
+    if (reg === undefined) fail('EDVSNONODE', `node ${node} is not registered by this directory`, { node });
+    const record = this.dc(dcid);
+    if (record === undefined) fail('EDVSBADDCID', `DC ${dcid} does not exist`, { dcid });
+    const space = new EndpointSpace(record.limits);
+    const slot = space.checkEndpoint(endpoint);
+    const generation = space.generationOf(endpoint);
+    const epKey = this.keys.endpoint(dcid, slot);
+    const { r } = await this.txnRetry({
+      compare: [
+        { key: epKey, exists: false },
+        { key: this.keys.reservation(dcid, slot), exists: false },
+        { key: this.keys.generation(dcid, slot), value: generation },
+      ],
+      success: [{ op: 'put', key: epKey, value: { endpoint, generation, node, name: checkName(name, `ep${slot}`) }, lease: reg.record.lease }],
+      failure: [{ op: 'get', key: epKey }],
+    });
+    if (r.succeeded) {
+      await this.catchUp(r.revision);
+      return;
+    }
+    const holder = entriesOf(r.results[0])[0];
+    if (holder !== undefined && isRecord(holder.value) && holder.value.endpoint === endpoint && holder.value.node === node) return;
+    fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} moved on; endpoint ${endpoint} cannot be restored`, { dcid, slot, endpoint });
+  }
+
   /** Unpublishes an endpoint (after its process unbound). EDVSNOTBIND if not published, EDVSENDPOINT if the slot holds another generation. */
   async releaseEndpoint(dcid: number, endpoint: Endpoint): Promise<void> {
     this.checkOpen();

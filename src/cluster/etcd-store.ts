@@ -337,27 +337,28 @@ export class EtcdStore implements CoordinationStore {
 
   // ---------------------------------------------------------------- internals
 
-  /** @internal */ get isClosed(): boolean {
+  /** @internal Whether `close` was called. */
+  get isClosed(): boolean {
     return this.closed;
   }
 
-  /** @internal The member to use now. */ member(): { index: number; member: EtcdEndpoint } {
+  /** @internal The member to use now. */
+  member(): { index: number; member: EtcdEndpoint } {
     return { index: this.current, member: this.members[this.current]! };
   }
 
-  /** @internal Moves on from member `index` (if nobody did already). */ failed(index: number): void {
+  /** @internal Moves on from member `index` (unless someone already did). */
+  failed(index: number): void {
     if (this.current === index) this.current = (index + 1) % this.members.length;
   }
 
-  /** @internal */ get memberCount(): number {
-    return this.members.length;
-  }
-
-  /** @internal */ get watchRetryMax(): number {
+  /** @internal */
+  get watchRetryMax(): number {
     return this.watchRetryMaxMs;
   }
 
-  /** @internal */ forget(w: EtcdWatch): void {
+  /** @internal A watch that ended by itself. */
+  forget(w: EtcdWatch): void {
     this.watches.delete(w);
   }
 
@@ -437,6 +438,24 @@ export class EtcdStore implements CoordinationStore {
   }
 }
 
+/**
+ * Closes a stream we are done with: half-close first, so the stream is no longer writable and etcd3
+ * does not take the cancellation that follows for a failure of the member (it would reset every
+ * channel to it).
+ */
+function endStream(s: { end(): void; cancel(): void }): void {
+  try {
+    s.end();
+  } catch {
+    // already closed
+  }
+  try {
+    s.cancel();
+  } catch {
+    // already closed
+  }
+}
+
 /** One keepalive on its own short stream: the lease's remaining TTL in seconds (0: not found). */
 async function keepAliveOnce(m: EtcdEndpoint, lease: number, deadline: number): Promise<number> {
   const stream = await m.client.leaseClient.leaseKeepAlive({ deadline });
@@ -445,12 +464,7 @@ async function keepAliveOnce(m: EtcdEndpoint, lease: number, deadline: number): 
     const finish = (f: () => void): void => {
       if (done) return;
       done = true;
-      // Half-close (not cancel): the server ends the stream cleanly.
-      try {
-        stream.end();
-      } catch {
-        // already closed
-      }
+      endStream(stream);
       f();
     };
     stream.on('data', (r) => {
@@ -523,20 +537,7 @@ class EtcdWatch {
     const s = this.stream;
     this.stream = undefined;
     if (s === undefined) return;
-    try {
-      s.end();
-    } catch {
-      // already closed
-    }
-    // A server that does not close its side soon is cut (the error listener stays attached).
-    const t = setTimeout(() => {
-      try {
-        s.cancel();
-      } catch {
-        // already closed
-      }
-    }, 1000);
-    t.unref();
+    endStream(s);
   }
 
   private get dead(): boolean {
@@ -556,12 +557,8 @@ class EtcdWatch {
       return this.retry(index);
     }
     if (this.dead) {
-      try {
-        stream.end();
-      } catch {
-        // closed
-      }
       stream.on('error', noop);
+      endStream(stream);
       return;
     }
     this.stream = stream;

@@ -10,7 +10,7 @@ import { Directory, MemoryStore, StoreClient, StoreServer, type CoordinationStor
 import { DvsError, isDvsError } from '../ipc/errors.js';
 import { Kernel, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
-import { LinkManager, type LinkTlsOptions } from '../transport/link-manager.js';
+import { LinkManager, type LinkTlsOptions, type PeerAddress } from '../transport/link-manager.js';
 import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
 import { ProcServer } from './proc-server.js';
 import { createTokenFile, readTokenFile } from './proc-token.js';
@@ -65,6 +65,7 @@ export class Daemon {
   private procServer!: ProcServer;
   private runtime!: NodeRuntimeInfo;
   private linkAddress!: { host: string; port: number };
+  private peers = new Map<number, PeerAddress>();
   private stopping: Promise<void> | undefined;
   private readonly unsubscribe: (() => void)[] = [];
 
@@ -198,15 +199,35 @@ export class Daemon {
     );
   }
 
-  /**
-   * The store dropped our lease (a long pause, a store restart): the cluster already considers this
-   * node's endpoints gone. Register again so peers reach the node; endpoints bound from now on are
-   * published again. Keeping existing endpoints across a lease loss is the coordination issue's work.
-   */
+  /** The store dropped our lease (a long pause, a missed keep-alive): the cluster dropped our endpoints. */
   private onLeaseLost(error: DvsError): void {
     if (this.stopping !== undefined) return;
     this.log.error({ err: error }, 'node lease lost; registering again');
-    this.register().catch((err: unknown) => this.log.error({ err }, 'could not register again'));
+    this.reRegister().catch((err: unknown) => this.log.error({ err }, 'could not register again'));
+  }
+
+  /**
+   * Registers anew and restores the endpoints this node still runs, so a lease lost to a store
+   * hiccup does not take a healthy node's processes away. An endpoint whose slot was taken
+   * meanwhile is unbound here: the directory's newer claim wins (fencing).
+   */
+  private async reRegister(): Promise<void> {
+    await this.register();
+    for (const dc of this.kernel.listDcs()) {
+      for (const p of this.kernel.procs(dc.dcid)) {
+        if (p.kind !== 'local') continue;
+        try {
+          await this.directory.restoreEndpoint(dc.dcid, p.endpoint, this.config.nodeId, p.name);
+        } catch (err) {
+          this.log.warn({ err, dcid: dc.dcid, endpoint: p.endpoint }, 'endpoint could not be restored; unbinding it');
+          try {
+            this.kernel.unbind(dc.dcid, p.endpoint);
+          } catch {
+            // already gone
+          }
+        }
+      }
+    }
   }
 
   /**
@@ -249,15 +270,32 @@ export class Daemon {
     }
   }
 
+  /**
+   * Peers are the nodes the directory lists, plus those it stopped listing while their link is still
+   * alive: a lease lost to a store hiccup must not cut a healthy link; the link's own heartbeats
+   * decide when such a node is dead, and the next sync then lets it go.
+   */
   private syncPeers(): void {
-    const peers = this.directory.nodes().filter((n) => n.nodeId !== this.config.nodeId);
-    this.links.setPeers(peers.map((n) => ({ nodeId: n.nodeId, host: n.host, port: n.port })));
+    const me = this.config.nodeId;
+    const next = new Map<number, PeerAddress>();
+    for (const n of this.directory.nodes()) if (n.nodeId !== me) next.set(n.nodeId, { nodeId: n.nodeId, host: n.host, port: n.port });
+    for (const [id, addr] of this.peers) {
+      const state = this.links.peerState(id)?.state;
+      if (!next.has(id) && (state === 'up' || state === 'suspect')) next.set(id, addr);
+    }
+    this.peers = next;
+    this.links.setPeers([...next.values()]);
   }
 
   private onPeerState(node: number, state: 'up' | 'suspect' | 'down', incarnation?: number): void {
     this.log.info({ peer: node, state, incarnation }, 'peer state');
-    if (state === 'down') this.kernel.nodeDown(node);
-    else if (state === 'up') this.kernel.nodeUp(node);
+    if (state === 'down') {
+      this.kernel.nodeDown(node);
+      // A peer kept only because its link was alive goes once the link says it is dead.
+      if (this.peers.has(node) && this.directory.node(node) === undefined) queueMicrotask(() => this.syncPeers());
+    } else if (state === 'up') {
+      this.kernel.nodeUp(node);
+    }
   }
 
   /** Makes the kernel's view of one DC match the directory: create, membership, destroy, descriptors. */
@@ -293,9 +331,11 @@ export class Daemon {
       if (type === 'bound') {
         if (previous !== undefined && previous.endpoint !== ep.endpoint && previous.node !== this.config.nodeId) this.dropRemote(previous);
         this.kernel.bindRemote(ep.dcid, ep.endpoint, ep.node, ep.name);
-      } else {
+      } else if (this.links.peerState(ep.node)?.state !== 'up') {
         this.dropRemote(ep);
       }
+      // An endpoint whose owner is still linked and up stays: a real unbind reaches us from its kernel,
+      // and a deletion that only follows a lost lease must not cut traffic while the owner restores it.
     } catch (err) {
       if (!isDvsError(err, 'EDVSSLOTUSED') && !isDvsError(err, 'EDVSNODCNODE')) this.log.warn({ err, endpoint: ep }, 'could not apply endpoint change');
     }

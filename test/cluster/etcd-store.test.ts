@@ -6,15 +6,16 @@
  * what only a remote store has: an unreachable endpoint (EDVSNOTCONN) and a member restart that the
  * watches and leases ride out.
  */
+import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EtcdStore, type EtcdStoreOptions } from '../../src/cluster/etcd-store.js';
 import type { WatchEvent } from '../../src/cluster/store.js';
-import { DvsError } from '../../src/ipc/errors.js';
+import type { DvsError } from '../../src/ipc/errors.js';
 import { startEtcd, type EtcdCluster } from '../support/etcd.js';
 import { codeOf, until } from './helpers.js';
 
 let etcd: EtcdCluster;
-let stores: EtcdStore[] = [];
+const stores: EtcdStore[] = [];
 let n = 0;
 
 beforeAll(async () => {
@@ -232,7 +233,7 @@ describe('leases', () => {
   it('expire after their TTL unless kept alive, deleting their keys in one revision', async () => {
     const s = open();
     const p = space();
-    const kept = await s.grantLease(1000);
+    const kept = await s.grantLease(3000);
     const dying = await s.grantLease(1000);
     await s.put(`${p}kept`, 0, { lease: kept });
     await s.put(`${p}n/1`, 'a', { lease: dying });
@@ -421,5 +422,31 @@ describe('a member restart', () => {
     expect(await s.keepAlive(lease)).toBe(10_000);
     expect((await s.get(`${p}leased`))?.lease).toBe(lease);
     await s.revokeLease(lease);
+  });
+});
+
+describe('authentication', () => {
+  it('passes etcd user credentials through; a wrong password is EDVSACCES', async () => {
+    const secured = await startEtcd();
+    try {
+      const admin = new Etcd3({ hosts: secured.endpoints });
+      try {
+        await admin.role('root').create();
+        await admin.user('root').create('root-pw');
+        await admin.user('root').addRole('root');
+        await admin.auth.authEnable();
+      } finally {
+        admin.close();
+      }
+      const good = open({ endpoints: secured.endpoints, auth: { username: 'root', password: 'root-pw' } });
+      await good.put('/auth/k', 'v');
+      expect((await good.get('/auth/k'))?.value).toBe('v');
+      const bad = open({ endpoints: secured.endpoints, auth: { username: 'root', password: 'wrong' } });
+      expect(await codeOf(bad.get('/auth/k'))).toBe('EDVSACCES');
+      const anonymous = open({ endpoints: secured.endpoints });
+      expect(await codeOf(anonymous.get('/auth/k'))).toBe('EDVSACCES');
+    } finally {
+      await secured.stop();
+    }
   });
 });

@@ -44,6 +44,43 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+describe('a node whose lease is lost', () => {
+  it('registers again, restores its endpoints, and peers keep talking to them meanwhile', async () => {
+    const [a, b] = daemons as [Daemon, Daemon];
+    await a.clusterDirectory.createDc({ dcid: 2, nodes: [0, 1] });
+    await a.waitForDc(2);
+    await b.waitForDc(2);
+    const server = await b.bind(2, { slot: 3, name: 'survivor' });
+    const client = await a.bind(2, { name: 'client' });
+    const loop = (async () => {
+      for (;;) {
+        const m = await server.receiveRequest().catch(() => undefined);
+        if (m === undefined) return;
+        await server.reply(m.source, { type: 0, payload: m.payload });
+      }
+    })();
+    await a.kernel.waitForBind(2, server.endpoint, { timeoutMs: 5000 });
+    const before = a.clusterDirectory.node(1)!;
+    // The store drops node 1's lease, as after a missed keep-alive.
+    await a.coordinationStore.revokeLease(before.lease);
+    let served = 0;
+    const deadline = Date.now() + 10_000;
+    let restored = false;
+    while (Date.now() < deadline && !restored) {
+      const r = await client.sendrec(server.endpoint, { type: 1, payload: served }, { timeoutMs: 2000 });
+      expect(r.payload).toBe(served);
+      served++;
+      const now = a.clusterDirectory.node(1);
+      restored = now !== undefined && now.incarnation > before.incarnation && a.clusterDirectory.lookup(2, server.endpoint)?.node === 1;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(restored).toBe(true);
+    expect(served).toBeGreaterThan(0);
+    await server.unbind();
+    await loop;
+  }, 30_000);
+});
+
 describe('the message path and the coordination store', () => {
   it('makes no store read or write during a burst of cross-node messages', async () => {
     const [a, b] = daemons as [Daemon, Daemon];

@@ -67,20 +67,34 @@ export interface EtcdCluster {
 // ------------------------------------------------------------------ process bookkeeping
 
 const live = new Set<ChildProcess>();
+const dirs = new Set<string>();
 let exitHook = false;
 
+function killAll(): void {
+  for (const c of live) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
+
+/** Kills the etcd processes when this process ends, however it ends (short of SIGKILL). */
 function trackExit(): void {
   if (exitHook) return;
   exitHook = true;
-  process.on('exit', () => {
-    for (const c of live) {
-      try {
-        c.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
+  process.on('exit', killAll);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      killAll();
+      process.removeListener(sig, onSignal);
+      // Default action (or the other listeners) from here on.
+      process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
 }
 
 function delay(ms: number): Promise<void> {
@@ -104,7 +118,9 @@ function baseDir(): string {
   // tmpfs when there is one: etcd fsyncs every write.
   const shm = '/dev/shm';
   const root = existsSync(shm) ? shm : tmpdir();
-  return mkdtempSync(join(root, 'dvs-etcd-'));
+  const dir = mkdtempSync(join(root, 'dvs-etcd-'));
+  dirs.add(dir);
+  return dir;
 }
 
 export function checkEtcdBinary(): void {
@@ -280,6 +296,7 @@ class Cluster implements EtcdCluster {
   async stop(): Promise<void> {
     await Promise.all(this.members.map((m) => m.kill()));
     rmSync(this.dir, { recursive: true, force: true });
+    dirs.delete(this.dir);
   }
 }
 
