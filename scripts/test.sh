@@ -3,6 +3,7 @@
 # "tests: N passed, N failed" line read by CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install-etcd.sh
 source scripts/setup.sh
 
 echo "dvs: type-checking" >&2

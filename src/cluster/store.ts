@@ -4,7 +4,7 @@
  * mapping: string keys with plain values, one global revision bumped by every write, leases whose
  * expiry deletes their keys, prefix watches that resume from a revision, and transactions with
  * compares. Backends: `MemoryStore` (in process), `StoreClient` (the embedded server over TCP),
- * etcd (later). Semantics are specified in docs/coordination.md.
+ * etcd (etcd-store.ts). Semantics are specified in docs/coordination.md.
  *
  * The message path never calls a store: daemons keep caches fed by watches. Every backend counts its
  * calls in `calls` so tests can assert that.

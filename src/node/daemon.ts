@@ -126,7 +126,7 @@ export class Daemon {
     if (storeConfig.backend === 'etcd') {
       const etcd = new EtcdStore({ endpoints: storeConfig.endpoints });
       this.store = etcd;
-      await etcd.get('/dvs/ping');
+      await etcd.revision(); // fail fast when no member answers
       storeInfo = { backend: 'etcd', endpoints: storeConfig.endpoints, served: false };
     } else if (storeConfig.serve) {
       const memory = new MemoryStore();
