@@ -6,6 +6,7 @@ import { formatProcTable } from '../kernel/index.js';
 import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode } from './admin.js';
 import { clusterDown, clusterUp } from './cluster.js';
 import { defaultClusterDir } from './cluster-files.js';
+import { runClusterDemo } from './demo-cluster.js';
 import { runDemo } from './demo.js';
 import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
 
@@ -36,11 +37,14 @@ const program = new Command().name('dvs').description('DVS: a Distributed Virtua
 
 program
   .command('demo')
-  .description('run a small DC in this process: a data-store server, a client, a clock task, and the process tables')
-  .option('--requests <n>', 'PUT requests the client sends', positiveInt, 1000)
-  .option('--bulk-bytes <n>', 'bytes the client hands over through a grant', positiveInt, 1024 * 1024)
-  .action(async (opts: { requests: number; bulkBytes: number }) => {
-    await runDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log: (line) => console.log(line) });
+  .description('boot a local 3-node cluster, run a data-store server and clients across it, show status and ps, shut down')
+  .option('--requests <n>', 'PUT requests each client sends', positiveInt, 1000)
+  .option('--bulk-bytes <n>', 'bytes a client hands over through a grant', positiveInt, 4 * 1024 * 1024)
+  .option('--in-process', 'instead: two kernels inside this process, linked in memory')
+  .action(async (opts: { requests: number; bulkBytes: number; inProcess?: boolean }) => {
+    const log = (line: string): void => console.log(line);
+    if (opts.inProcess === true) await runDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log });
+    else await runClusterDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log });
   });
 
 const node = program.command('node').description('node daemon');
