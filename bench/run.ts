@@ -1,10 +1,11 @@
 /** `npm run bench -- <suite|all> [--json] [--scale f]`: runs benchmark suites; see harness.ts for the output convention. */
 import { Command } from 'commander';
 import type { BenchResult, Suite } from './harness.js';
+import { clusterSuite } from './suites/cluster.js';
 import { ipcSuite } from './suites/ipc.js';
 import { kernelSuite } from './suites/kernel.js';
 
-const SUITES: readonly Suite[] = [kernelSuite, ipcSuite];
+const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite];
 
 function printTable(results: readonly BenchResult[]): void {
   const rows = results.map((r) => [r.suite, r.case, `${r.value} ${r.unit}`, r.baseline === undefined ? '' : `${r.baseline} ${r.unit}`, r.slowdown === undefined ? '' : `x${r.slowdown}`]);

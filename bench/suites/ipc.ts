@@ -255,7 +255,7 @@ async function measureCost(ops: number, probes: readonly Probe[], run: () => Pro
   return { cpuTotal, cpuBy, allocBy };
 }
 
-const ALLOC_NOTE = 'estimate: JS-heap bytes allocated per message (heap growth + bytes freed by every GC during one run, v8.GCProfiler); Buffer contents are not counted';
+const ALLOC_NOTE = 'JS-heap bytes allocated per message: heap growth + bytes freed by every GC during one run (v8.GCProfiler); Buffer contents are not counted';
 
 /**
  * Rows from the cost pass of one case: CPU µs per operation over all processes (ours against the

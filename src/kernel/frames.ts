@@ -42,10 +42,14 @@ export interface CancelAckFrame {
   readonly id: number;
 }
 
-/** A server's reply to a client blocked in sendrec with it. Fire-and-forget. */
+/**
+ * A server's reply to a client blocked in sendrec with it. Fire-and-forget. `id` is the request's
+ * send-frame id: a taken sendrec gets no send-ack of its own, its reply acknowledges it.
+ */
 export interface ReplyFrame {
   readonly k: 'reply';
   readonly dc: number;
+  readonly id: number;
   readonly src: Endpoint;
   readonly dst: Endpoint;
   readonly type: number;

@@ -533,11 +533,11 @@ export class Kernel {
         this.deliver(entry, w, proc.endpoint, msg.type, msg.payload);
         return Promise.resolve();
       }
-      const node = proc.replyTo?.get(dst);
-      if (node === undefined) fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
+      const pending = proc.replyTo?.get(dst);
+      if (pending === undefined) fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
       proc.replyTo!.delete(dst);
       proc.counters.rmtSent++;
-      this.emit(node, { k: 'reply', dc: dc.dcid, src: proc.endpoint, dst, type: msg.type, payload: msg.payload });
+      this.emit(pending.node, { k: 'reply', dc: dc.dcid, id: pending.id, src: proc.endpoint, dst, type: msg.type, payload: msg.payload });
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(err as Error);
@@ -667,8 +667,9 @@ export class Kernel {
       }
     } else {
       this.remoteQueued.get(rec.node)?.delete(rec.id);
-      this.emit(rec.node, { k: 'send-ack', dc: dc.dcid, id: rec.id, rc: 0 });
-      if (rec.sendrec) (dst.replyTo ??= new Map()).set(rec.src, rec.node);
+      // A taken sendrec is acknowledged by its reply (see impliedAck); a plain send right away.
+      if (rec.sendrec) (dst.replyTo ??= new Map()).set(rec.src, { node: rec.node, id: rec.id });
+      else this.emit(rec.node, { k: 'send-ack', dc: dc.dcid, id: rec.id, rc: 0 });
     }
     return { source: rec.src, type: rec.type, payload: rec.payload };
   }
@@ -677,9 +678,32 @@ export class Kernel {
     const op: RemoteSendOp = { kind: 'send', id: this.nextId++, node: entry.node, dc, proc, dst, type, payload, sendrec, waiter, redirects: 0, cancelling: false };
     proc.sending++;
     proc.sendto = dst;
+    if (sendrec) proc.sendrecOpId = op.id;
+    // Answering a client's sendrec with a plain send (MINIX style): the request's implied ack goes first.
+    const pending = proc.replyTo?.get(dst);
+    if (pending !== undefined) {
+      proc.replyTo!.delete(dst);
+      this.emit(pending.node, { k: 'send-ack', dc: dc.dcid, id: pending.id, rc: 0 });
+    }
     this.outstanding.set(op.id, op);
     this.emit(op.node, { k: 'send', dc: dc.dcid, id: op.id, src: proc.endpoint, dst, type, payload, rec: sendrec });
     return op;
+  }
+
+  /**
+   * A message from the server of a remote sendrec still in its send phase proves the request was
+   * taken: the owner sends no separate send-ack for a taken sendrec, the reply carries it.
+   */
+  private impliedAck(p: LocalProc, server: Endpoint, node: number, id: number): void {
+    const w = p.recv;
+    if (w === undefined || w.mode !== RecvMode.SendrecSending || w.from !== server || p.sendrecOpId !== id) return;
+    const op = this.outstanding.get(id);
+    if (op?.kind !== 'send' || op.proc !== p || op.dst !== server) return;
+    this.outstanding.delete(op.id);
+    p.sending--;
+    p.counters.rmtSent++;
+    w.mode = RecvMode.SendrecReply;
+    w.node = node;
   }
 
   /** Timeout or abort of a remote send/sendrec: withdraw if still queued there; delivery wins otherwise. */
@@ -752,6 +776,7 @@ export class Kernel {
       op.redirects++;
       op.node = node;
       op.id = this.nextId++;
+      if (op.sendrec) op.proc.sendrecOpId = op.id;
       op.cancelling = false;
       this.outstanding.set(op.id, op);
       this.emit(node, { k: 'send', dc: dc.dcid, id: op.id, src: op.proc.endpoint, dst: op.dst, type: op.type, payload: op.payload, rec: op.sendrec });
@@ -1105,7 +1130,7 @@ export class Kernel {
   }
 
   /** Everyone local waiting on `ep` (receiving from it, awaiting its reply, queued as it) is told it died. */
-  private failWaitersOn(dc: DcState, ep: Endpoint): void {
+  private failWaitersOn(dc: DcState, ep: Endpoint, ownerSaidSo = false): void {
     for (const p of dc.locals()) {
       const w = p.recv;
       if (w !== undefined && w.from === ep) {
@@ -1113,6 +1138,16 @@ export class Kernel {
           p.recv = undefined;
           w.waiter.reject(new DvsError('EDVSSRCDIED', undefined, { details: { endpoint: ep } }));
         } else if (w.mode === RecvMode.SendrecReply) {
+          p.recv = undefined;
+          w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep } }));
+        } else if (w.mode === RecvMode.SendrecSending && ownerSaidSo) {
+          // A remote sendrec the dead server had taken: its implied ack (the reply) will never come.
+          // (Requests still queued there were already answered with an error, ahead of this news.)
+          const op = this.outstanding.get(p.sendrecOpId);
+          if (op?.kind === 'send' && op.proc === p && op.dst === ep) {
+            this.outstanding.delete(op.id);
+            p.sending--;
+          }
           p.recv = undefined;
           w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep } }));
         }
@@ -1158,7 +1193,7 @@ export class Kernel {
             w.waiter.reject(new DvsError(code, undefined, { details: { endpoint: w.from, node } }));
           }
         }
-        if (p.replyTo !== undefined) for (const [client, n] of p.replyTo) if (n === node) p.replyTo.delete(client);
+        if (p.replyTo !== undefined) for (const [client, r] of p.replyTo) if (r.node === node) p.replyTo.delete(client);
         for (let rec = p.queueHead; rec !== undefined; ) {
           const next = rec.next;
           if (rec.sender === undefined && rec.node === node) p.dequeue(rec);
@@ -1196,6 +1231,9 @@ export class Kernel {
             rec.queuedOn.dequeue(rec);
             this.remoteQueued.get(from)?.delete(frame.id);
             this.emit(from, { k: 'cancel-ack', dc: dc.dcid, id: frame.id });
+          } else {
+            // Already taken: a sendrec's ack was left to its reply, so give it now (a duplicate for a plain send is ignored).
+            this.emit(from, { k: 'send-ack', dc: dc.dcid, id: frame.id, rc: 0 });
           }
           break;
         }
@@ -1210,8 +1248,11 @@ export class Kernel {
         }
         case 'reply': {
           const entry = dc.entryAt(dc.space.checkEndpoint(frame.dst));
-          const w = entry?.kind === 'local' && entry.endpoint === frame.dst ? entry.recv : undefined;
-          if (w !== undefined && w.mode === RecvMode.SendrecReply && w.from === frame.src) this.deliver(entry as LocalProc, w, frame.src, frame.type, frame.payload);
+          const client = entry?.kind === 'local' && entry.endpoint === frame.dst ? entry : undefined;
+          if (client !== undefined) this.impliedAck(client, frame.src, from, frame.id);
+          const w = client?.recv;
+          // Only the reply to the current request: one to an abandoned earlier sendrec carries another id.
+          if (w !== undefined && w.mode === RecvMode.SendrecReply && w.from === frame.src && client!.sendrecOpId === frame.id) this.deliver(client!, w, frame.src, frame.type, frame.payload);
           else this.stats.repliesDropped++;
           break;
         }
@@ -1231,10 +1272,13 @@ export class Kernel {
         case 'unbound': {
           const slot = dc.space.checkEndpoint(frame.ep);
           const entry = dc.entryAt(slot);
-          if (entry?.kind === 'remote' && entry.endpoint === frame.ep) this.dropRemote(dc, entry, 'EDVSDSTDIED');
+          if (entry?.kind === 'remote' && entry.endpoint === frame.ep) {
+            this.dropRemote(dc, entry, 'EDVSDSTDIED');
+            this.failWaitersOn(dc, frame.ep, true);
+          }
           // Even when the slot now holds a newer incarnation (here or elsewhere): someone may still
           // wait on the dead one, e.g. a sendrec whose ack landed after the directory moved the slot.
-          else if (entry?.endpoint !== frame.ep) this.failWaitersOn(dc, frame.ep);
+          else if (entry?.endpoint !== frame.ep) this.failWaitersOn(dc, frame.ep, true);
           break;
         }
         case 'copy-read':
@@ -1300,8 +1344,8 @@ export class Kernel {
     const w = entry.recv;
     if (accepts(w, frame.src)) {
       this.deliver(entry, w!, frame.src, frame.type, frame.payload);
-      this.emit(from, { k: 'send-ack', dc: dc.dcid, id: frame.id, rc: 0 });
-      if (frame.rec) (entry.replyTo ??= new Map()).set(frame.src, from);
+      if (frame.rec) (entry.replyTo ??= new Map()).set(frame.src, { node: from, id: frame.id });
+      else this.emit(from, { k: 'send-ack', dc: dc.dcid, id: frame.id, rc: 0 });
       return;
     }
     const rec: QueuedSend = { src: frame.src, type: frame.type, payload: frame.payload, sendrec: frame.rec, sender: undefined, waiter: undefined, node: from, id: frame.id, prev: undefined, next: undefined, queuedOn: undefined };

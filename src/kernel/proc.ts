@@ -66,6 +66,12 @@ export interface Grant {
   readonly whileWaiting: boolean;
 }
 
+/** A remote client whose sendrec request this process took: where it waits, and its request id (the reply carries it). */
+export interface PendingReply {
+  readonly node: number;
+  readonly id: number;
+}
+
 export interface PendingNotify {
   readonly src: Endpoint;
   arg: number;
@@ -106,10 +112,12 @@ export class LocalProc {
   /** Destination of the latest blocking send (the original's `sendto`). */
   sendto: Endpoint;
   /** Remote clients whose sendrec request this process took and has not replied to: client → node. */
-  replyTo: Map<Endpoint, number> | undefined;
+  replyTo: Map<Endpoint, PendingReply> | undefined;
   grants: Map<number, Grant> | undefined;
   nextGrant = 1;
   copying = false;
+  /** Id of this process's remote sendrec still in its send phase (its ack may be implied by the reply). */
+  sendrecOpId = 0;
   readonly counters: ProcCounters = { lclSent: 0, rmtSent: 0, lclCopies: 0, rmtCopies: 0, received: 0 };
 
   constructor(dcid: number, slot: number, endpoint: Endpoint, privId: number, isSystem: boolean, name: string, level: PrivLevel, callMask: number, none: Endpoint) {

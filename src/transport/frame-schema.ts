@@ -141,7 +141,7 @@ export function parseKernelFrame(value: unknown): KernelFrame {
     case 'cancel-ack':
       return { k, dc, id: uint(o, 'id') };
     case 'reply':
-      return { k, dc, src: endpoint(o, 'src'), dst: endpoint(o, 'dst'), type: int(o, 'type'), payload: o.payload as Payload };
+      return { k, dc, id: uint(o, 'id'), src: endpoint(o, 'src'), dst: endpoint(o, 'dst'), type: int(o, 'type'), payload: o.payload as Payload };
     case 'reply-cancel':
       return { k, dc, client: endpoint(o, 'client'), server: endpoint(o, 'server') };
     case 'notify':

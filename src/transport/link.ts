@@ -61,6 +61,11 @@ export interface PeerLinkHost {
   readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** How long a standalone ack waits for outgoing data to carry it instead. */
+const ACK_DELAY_MS = 5;
+/** Received batches after which an ack goes out at once. */
+const ACK_EVERY_BATCHES = 32;
+
 interface Unacked {
   readonly seq: number;
   readonly buf: Buffer;
@@ -92,6 +97,10 @@ export class PeerLink {
   private outbox: Buffer[] = [];
   private outboxBytes = 0;
   private ackDirty = false;
+  /** Data batches received since our last acknowledgement went out. */
+  private receivedSinceAck = 0;
+  /** A standalone ack waits this long for outgoing data to ride on (see onData). */
+  private ackTimer: NodeJS.Timeout | undefined;
   private flushHandle: NodeJS.Immediate | undefined;
   lastHeard: number;
   lastSent = 0;
@@ -178,14 +187,51 @@ export class PeerLink {
       this.outboxBytes -= bytes;
       this.counters.framesOut += parts.length;
       this.counters.batchesOut++;
-      this.ackDirty = false;
+      this.ackSent();
       this.writeNow(conn, buf);
     }
     if (i > 0) this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
-    if (this.ackDirty) {
-      this.ackDirty = false;
+    if (this.ackDirty && (this.ackTimer === undefined || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
+      this.ackSent();
       this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
     }
+  }
+
+  private ackSent(): void {
+    this.ackDirty = false;
+    this.receivedSinceAck = 0;
+    if (this.ackTimer !== undefined) {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+    }
+  }
+
+  /**
+   * Delays a standalone ack by ACK_DELAY_MS so it can ride on the next data frame (a request is
+   * usually answered within that time: one write per message instead of two). Under one-way load
+   * an ack still goes out every ACK_EVERY_BATCHES batches, well inside the sender's window.
+   */
+  private scheduleAck(): void {
+    if (this.receivedSinceAck >= ACK_EVERY_BATCHES) {
+      if (this.ackTimer !== undefined) {
+        clearTimeout(this.ackTimer);
+        this.ackTimer = undefined;
+      }
+      this.scheduleFlush();
+      return;
+    }
+    if (this.ackTimer !== undefined) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      if (!this.ackDirty) return;
+      try {
+        this.flush();
+      } catch (err) {
+        this.hostApi.log('error', 'link flush failed', { peer: this.node, err: err instanceof Error ? err.message : String(err) });
+        this.conn?.end('protocol', err);
+      }
+    }, ACK_DELAY_MS);
+    this.ackTimer.unref();
   }
 
   private writeNow(conn: LinkConn, buf: Buffer): void {
@@ -219,7 +265,8 @@ export class PeerLink {
     this.counters.framesIn += f.f.length;
     this.counters.batchesIn++;
     this.ackDirty = true;
-    this.scheduleFlush();
+    this.receivedSinceAck++;
+    this.scheduleAck();
     for (const k of f.f) {
       if (this.hostApi.isClosed()) return;
       this.hostApi.deliver(this.node, k);
@@ -317,7 +364,7 @@ export class PeerLink {
     this.lastSeqSent = 0;
     this.lastSeqReceived = 0;
     this.acked = 0;
-    this.ackDirty = false;
+    this.ackSent();
     if (dropOutbox) {
       this.counters.dropped += this.outbox.length;
       this.outbox = [];

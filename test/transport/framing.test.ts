@@ -56,7 +56,7 @@ const ALL_KINDS: KernelFrame[] = [
   { k: 'send-ack', dc: 1, id: 7, rc: -316, node: 4 },
   { k: 'cancel', dc: 2, id: 8 },
   { k: 'cancel-ack', dc: 2, id: 8 },
-  { k: 'reply', dc: 1, src: 5, dst: -3, type: 1, payload: null },
+  { k: 'reply', id: 1, dc: 1, src: 5, dst: -3, type: 1, payload: null },
   { k: 'reply-cancel', dc: 1, client: 40, server: 5 },
   { k: 'notify', dc: 1, src: -2, dst: 3, arg: 0x80000000 },
   { k: 'unbound', dc: 1, ep: 31_000_123 },

@@ -211,7 +211,7 @@ describe('node link reliability', () => {
   it('compresses large batches with LZ4 when configured', async () => {
     const [a, b] = await h.pair(1, 2, { compressMinBytes: 256 });
     const payload = 'x'.repeat(10_000);
-    for (let i = 0; i < 20; i++) a.lm.send(2, { k: 'reply', dc: 1, src: 5, dst: 6, type: i, payload });
+    for (let i = 0; i < 20; i++) a.lm.send(2, { k: 'reply', id: 1, dc: 1, src: 5, dst: 6, type: i, payload });
     await waitFor(() => b.frames.length === 20, '20 frames');
     expect(b.frames.every((f) => f.frame.k === 'reply' && f.frame.payload === payload)).toBe(true);
     expect(a.lm.peerState(2)!.bytesOut).toBeLessThan(20 * 10_000 / 4);
