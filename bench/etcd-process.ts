@@ -4,7 +4,7 @@
  * 127.0.0.1 with free ports, its data directory on tmpfs when there is one, etcd's own default
  * raft timing (heartbeat 100 ms, election 1000 ms) as in a deployment following docs/deploy.md.
  * Every wait is bounded; the process is killed and its directory removed by `stop()`, and also
- * when the bench process exits without calling it.
+ * when the bench process exits or is signalled without calling it (`removeOnExit` adds more dirs).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -62,22 +62,32 @@ async function healthy(endpoint: string): Promise<boolean> {
   }
 }
 
+function hook(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', cleanUpAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      cleanUpAll();
+      process.removeListener(sig, onSignal);
+      process.kill(process.pid, sig); // the default action from here on
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+/** Also removes `dir` when this process ends without cleaning up (a signal, an exit mid-run). */
+export function removeOnExit(dir: string): () => void {
+  hook();
+  dirs.add(dir);
+  return () => dirs.delete(dir);
+}
+
 async function startOnce(readyTimeoutMs: number): Promise<EtcdProcess> {
   if (!existsSync(ETCD_BIN)) {
     throw new Error(`etcd is not installed: ${ETCD_BIN} is missing (Debian package etcd-server; 'bash scripts/setup.sh' or 'npm test' installs it)`);
   }
-  if (!hooked) {
-    hooked = true;
-    process.on('exit', cleanUpAll);
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-      const onSignal = (): void => {
-        cleanUpAll();
-        process.removeListener(sig, onSignal);
-        process.kill(process.pid, sig); // the default action from here on
-      };
-      process.on(sig, onSignal);
-    }
-  }
+  hook();
   const root = existsSync('/dev/shm') ? '/dev/shm' : tmpdir(); // etcd fsyncs every write
   const dir = mkdtempSync(path.join(root, 'dvs-bench-etcd-'));
   dirs.add(dir);

@@ -31,7 +31,7 @@ import { Etcd3 } from 'etcd3';
 import { nodeConfig, type NodeStoreChoice } from '../../src/cli/cluster.js';
 import { writeClusterKey } from '../../src/cli/cluster-files.js';
 import type { NodeRuntimeInfo } from '../../src/node/daemon.js';
-import { startEtcdProcess, type EtcdProcess } from '../etcd-process.js';
+import { removeOnExit, startEtcdProcess, type EtcdProcess } from '../etcd-process.js';
 import { latency, median, percentile, round, type BenchResult, type Suite } from '../harness.js';
 import { Worker, type SendrecRun } from '../worker.js';
 
@@ -104,12 +104,14 @@ class Cluster {
 /** Everything the suite starts; `tearDown` stops all of it, whatever state it is in. */
 class Env {
   dir = '';
+  private forgetDir: (() => void) | undefined;
   etcd: EtcdProcess | undefined;
   etcdClient: Etcd3 | undefined;
   readonly workers: Worker[] = [];
 
   async setUp(): Promise<void> {
     this.dir = await mkdtemp(path.join(os.tmpdir(), 'dvs-bench-cluster-'));
+    this.forgetDir = removeOnExit(this.dir);
     this.etcd = await startEtcdProcess();
     this.etcdClient = new Etcd3({ hosts: this.etcd.endpoint });
   }
@@ -173,6 +175,7 @@ class Env {
     this.etcdClient?.close();
     await this.etcd?.stop();
     if (this.dir !== '') await rm(this.dir, { recursive: true, force: true });
+    this.forgetDir?.();
   }
 }
 
@@ -330,12 +333,15 @@ async function messagePath(env: Env, scale: number): Promise<BenchResult[]> {
       for (const side of i % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const)) ops[side].push(await timed(side)());
     }
     const r = { ours: median(ops[0]), base: median(ops[1]) };
+    // Neighbouring rounds share the machine's state: the ratio within each pair is less exposed to load drift.
+    const paired = median(ops[0].map((o, i) => ops[1][i]! / o));
     const etcdSorted = Float64Array.from(samples[0]).sort();
     const embSorted = Float64Array.from(samples[1]).sort();
     const name = 'cross-daemon sendrec per op, etcd-backed vs embedded-store cluster';
     const main = latency(SUITE, name, 1e6 / r.ours, 1e6 / r.base, 'us', {
       iterations: n,
       rounds,
+      pairedSlowdown: round(paired, 2),
       target: 'slowdown <= 1.1',
       baselineIs: 'the same loop on a 2-node cluster on the embedded store',
     });
