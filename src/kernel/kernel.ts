@@ -98,6 +98,7 @@ interface RemoteChunkOp {
   readonly kind: 'chunk';
   readonly id: number;
   readonly node: number;
+  readonly dc: DcState;
   readonly proc: LocalProc;
   done(rc: number, data: Uint8Array | undefined): void;
 }
@@ -204,7 +205,7 @@ export class Kernel {
     const dc = this.dc(dcid);
     if (node === this.nodeId) fail('EDVSBADNODEID', 'a kernel cannot remove its own node from a DC; destroy the DC instead');
     if (!dc.nodes.delete(node)) fail('EDVSNODCNODE', `node ${node} is not a member of DC ${dcid}`);
-    for (const r of [...dc.remotes()]) if (r.node === node) this.dropRemote(dc, r, 'EDVSNODCNODE');
+    for (const r of [...dc.remotes()]) if (r.node === node) this.dropRemote(dc, r);
     this.failNode(node, 'EDVSNODCNODE', dc);
     return this.describe(dc);
   }
@@ -278,7 +279,7 @@ export class Kernel {
       return;
     }
     if (dc.space.generationOf(endpoint) < dc.lastGeneration(slot)) fail('EDVSENDPOINT', `endpoint ${dc.space.format(endpoint)} is older than the slot's generation`);
-    if (existing !== undefined) this.dropRemote(dc, existing, 'EDVSDSTDIED');
+    if (existing !== undefined) this.dropRemote(dc, existing);
     const remote: RemoteProc = { kind: 'remote', endpoint, slot, node, name: checkName(name, `ep${slot}`) };
     dc.set(slot, remote);
     this.fireWatches(dc, slot);
@@ -289,7 +290,7 @@ export class Kernel {
     const dc = this.dc(dcid);
     const entry = dc.lookup(endpoint);
     if (entry.kind === 'local') this.unbindLocal(dc, entry, true);
-    else this.dropRemote(dc, entry, 'EDVSDSTDIED');
+    else this.dropRemote(dc, entry);
   }
 
   /** Resolves with the endpoint once `target`'s slot is bound at `target`'s generation or later. */
@@ -1028,7 +1029,7 @@ export class Kernel {
         return Promise.reject(err as Error);
       }
     }
-    return this.chunkRequest(entry.node, proc, (id) => ({ k: 'copy-read', dc: dc.dcid, id, requester: proc.endpoint, owner: entry.endpoint, grant: ref!.grant, offset, length: len })).then((data) => {
+    return this.chunkRequest(dc, entry.node, proc, (id) => ({ k: 'copy-read', dc: dc.dcid, id, requester: proc.endpoint, owner: entry.endpoint, grant: ref!.grant, offset, length: len })).then((data) => {
       if (data === undefined || data.byteLength !== len) throw new DvsError('EDVSPACKSIZE', `copy chunk of ${data?.byteLength ?? 0} bytes where ${len} were asked`);
       return data;
     });
@@ -1047,16 +1048,17 @@ export class Kernel {
       }
     }
     const bytes = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
-    return this.chunkRequest(entry.node, proc, (id) => ({ k: 'copy-write', dc: dc.dcid, id, requester: proc.endpoint, owner: entry.endpoint, grant: ref!.grant, offset, data: bytes })).then(() => undefined);
+    return this.chunkRequest(dc, entry.node, proc, (id) => ({ k: 'copy-write', dc: dc.dcid, id, requester: proc.endpoint, owner: entry.endpoint, grant: ref!.grant, offset, data: bytes })).then(() => undefined);
   }
 
-  private chunkRequest(node: number, proc: LocalProc, build: (id: number) => CopyReadFrame | CopyWriteFrame): Promise<Uint8Array | undefined> {
+  private chunkRequest(dc: DcState, node: number, proc: LocalProc, build: (id: number) => CopyReadFrame | CopyWriteFrame): Promise<Uint8Array | undefined> {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       const op: RemoteChunkOp = {
         kind: 'chunk',
         id,
         node,
+        dc,
         proc,
         done: (rc, data) => (rc === 0 ? resolve(data) : reject(DvsError.fromErrno(rc, undefined, { details: { node } }))),
       };
@@ -1123,7 +1125,7 @@ export class Kernel {
     this.observer?.unbound?.(dc.dcid, ep);
   }
 
-  private dropRemote(dc: DcState, entry: RemoteProc, _reason: DvsErrorCode): void {
+  private dropRemote(dc: DcState, entry: RemoteProc): void {
     if (dc.entryAt(entry.slot) === entry) dc.clear(entry.slot);
     this.failWaitersOn(dc, entry.endpoint);
     this.fireWatches(dc, entry.slot);
@@ -1179,7 +1181,7 @@ export class Kernel {
   private failNode(node: number, code: DvsErrorCode, only: DcState | undefined): void {
     for (const op of [...this.outstanding.values()]) {
       if (op.node !== node) continue;
-      if (only !== undefined && op.kind === 'send' && op.dc !== only) continue;
+      if (only !== undefined && op.dc !== only) continue;
       this.failOp(op, code);
     }
     for (const dc of only === undefined ? this.dcs.values() : [only]) {
@@ -1273,7 +1275,7 @@ export class Kernel {
           const slot = dc.space.checkEndpoint(frame.ep);
           const entry = dc.entryAt(slot);
           if (entry?.kind === 'remote' && entry.endpoint === frame.ep) {
-            this.dropRemote(dc, entry, 'EDVSDSTDIED');
+            this.dropRemote(dc, entry);
             this.failWaitersOn(dc, frame.ep, true);
           }
           // Even when the slot now holds a newer incarnation (here or elsewhere): someone may still
@@ -1364,7 +1366,7 @@ export class Kernel {
     } else if (entry.kind === 'remote') {
       if (entry.endpoint === src) entry.node = node;
       else if (dc.space.generationOf(src) > dc.space.generationOf(entry.endpoint)) {
-        this.dropRemote(dc, entry, 'EDVSDSTDIED');
+        this.dropRemote(dc, entry);
         dc.set(entry.slot, { kind: 'remote', endpoint: src, slot: entry.slot, node, name: entry.name });
         this.fireWatches(dc, entry.slot);
       }
