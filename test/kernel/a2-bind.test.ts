@@ -8,6 +8,7 @@ import { ANY, NONE, SELF } from '../../src/ipc/endpoint.js';
 import { DvsError } from '../../src/ipc/errors.js';
 import { formatProcTable, Kernel, RTS, type KernelFrame } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { isPending, track } from './helpers.js';
 
 const G = 36 + SELF + 1;
 const T = { timeoutMs: 1000 };
@@ -20,19 +21,6 @@ function codeOf(fn: () => unknown): string | undefined {
     return (err as DvsError).code;
   }
   return undefined;
-}
-
-/** Marks a promise as handled now; assertions on it come later. */
-function track<V>(p: Promise<V>): Promise<V> {
-  p.catch(() => undefined);
-  return p;
-}
-
-/** Whether a promise is still unsettled once pending microtasks have run. */
-async function isPending(p: Promise<unknown>): Promise<boolean> {
-  const marker = Symbol('pending');
-  const winner = await Promise.race([p.then(() => 'settled', () => 'settled'), new Promise((r) => setImmediate(() => r(marker)))]);
-  return winner === marker;
 }
 
 function setup(nodes?: number[]): Kernel {

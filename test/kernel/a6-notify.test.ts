@@ -6,40 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { ANY, SELF } from '../../src/ipc/endpoint.js';
 import { isNotification, NOTIFY_MESSAGE, type Message } from '../../src/ipc/message.js';
-import { Kernel, MISC, type Clock, type KernelFrame, type TimerHandle } from '../../src/kernel/index.js';
+import { Kernel, MISC, type Clock, type KernelFrame } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { ManualClock, isPending, track } from './helpers.js';
 
 const T = { timeoutMs: 1000 };
 const NR_TASKS = 36;
-
-/** Deterministic clock: fixed time, timers fire only when the test advances time. */
-class ManualClock implements Clock {
-  t = 0;
-  private next = 1;
-  private readonly timers = new Map<number, { at: number; fn: () => void }>();
-  now(): number {
-    return this.t;
-  }
-  setTimer(ms: number, fn: () => void): TimerHandle {
-    const id = this.next++;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimer(handle: TimerHandle): void {
-    this.timers.delete(handle as number);
-  }
-}
-
-function track<V>(p: Promise<V>): Promise<V> {
-  p.catch(() => undefined);
-  return p;
-}
-
-async function isPending(p: Promise<unknown>): Promise<boolean> {
-  const marker = Symbol('pending');
-  const winner = await Promise.race([p.then(() => 'settled', () => 'settled'), new Promise((r) => setImmediate(() => r(marker)))]);
-  return winner === marker;
-}
 
 function setup(clock: Clock = systemClock): Kernel {
   const k = new Kernel({ nodeId: 0, clock });

@@ -9,6 +9,7 @@ import { DvsError } from '../../src/ipc/errors.js';
 import { IPC_CALLS, type IpcCall, type Privileges } from '../../src/ipc/privileges.js';
 import { Kernel, type Process } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { track } from './helpers.js';
 
 const T = { timeoutMs: 1000 };
 const USER_CALLS: IpcCall[] = ['send', 'receive', 'sendrec', 'grant', 'copy'];
@@ -21,11 +22,6 @@ function codeOf(fn: () => unknown): string | undefined {
     return (err as DvsError).code;
   }
   return undefined;
-}
-
-function track<V>(p: Promise<V>): Promise<V> {
-  p.catch(() => undefined);
-  return p;
 }
 
 function setup(): Kernel {

@@ -9,6 +9,7 @@ import { ANY, NONE, SELF } from '../../src/ipc/endpoint.js';
 import { DvsError } from '../../src/ipc/errors.js';
 import { Kernel, type Process } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { track } from './helpers.js';
 
 const T = { timeoutMs: 1000 };
 const CHUNK = 1000;
@@ -22,11 +23,6 @@ function codeOf(fn: () => unknown): string | undefined {
     return (err as DvsError).code;
   }
   return undefined;
-}
-
-function track<V>(p: Promise<V>): Promise<V> {
-  p.catch(() => undefined);
-  return p;
 }
 
 /** Deterministic pseudo-random bytes, never all equal, so a shifted copy is detected. */

@@ -7,6 +7,7 @@ import { ANY } from '../../src/ipc/endpoint.js';
 import { DvsError } from '../../src/ipc/errors.js';
 import { Kernel, MISC } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { isPending, track } from './helpers.js';
 
 const T = { timeoutMs: 1000 };
 
@@ -18,17 +19,6 @@ function codeOf(fn: () => unknown): string | undefined {
     return (err as DvsError).code;
   }
   return undefined;
-}
-
-function track<V>(p: Promise<V>): Promise<V> {
-  p.catch(() => undefined);
-  return p;
-}
-
-async function isPending(p: Promise<unknown>): Promise<boolean> {
-  const marker = Symbol('pending');
-  const winner = await Promise.race([p.then(() => 'settled', () => 'settled'), new Promise((r) => setImmediate(() => r(marker)))]);
-  return winner === marker;
 }
 
 function setup(): Kernel {

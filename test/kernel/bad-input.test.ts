@@ -8,15 +8,11 @@ import type { OutgoingMessage } from '../../src/ipc/message.js';
 import type { Payload } from '../../src/ipc/payload.js';
 import { Kernel, type Process } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { track } from './helpers.js';
 
 const T = { timeoutMs: 1000 };
 const G = 36 + SELF + 1;
 const MAX_PAYLOAD = 1024;
-
-function track<V>(p: Promise<V>): Promise<V> {
-  p.catch(() => undefined);
-  return p;
-}
 
 interface World {
   k: Kernel;
