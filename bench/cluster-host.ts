@@ -15,7 +15,7 @@ import type { Message } from '../src/ipc/message.js';
 import type { Process } from '../src/kernel/index.js';
 import { parseNodeConfig } from '../src/node/config.js';
 import { Daemon } from '../src/node/daemon.js';
-import { emit, num, serveCommands, timedSendrecs, type Args } from './worker.js';
+import { emit, num, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 /** Message types the `serve` endpoints understand: PING is answered at once, HOLD never. */
 export const PING = 1;
@@ -58,20 +58,12 @@ directory.on('node', (e) => {
   if (e.type === 'down') nodeDowns.push({ node: e.node.nodeId, incarnation: e.node.incarnation, at: now() });
 });
 
-const roles = new Map<string, Process>();
+const roles = new RoleCache((dcid, opts) => daemon.bind(dcid, opts));
 /** Endpoints bound by `bindTimed`, to unbind later. */
 const bound = new Map<number, Process>();
 let held = 0;
 let parked: Promise<{ code: string; at: number }> | undefined;
 
-async function role(name: string, dcid: number, slot?: number): Promise<Process> {
-  let p = roles.get(name);
-  if (p === undefined || !p.bound) {
-    p = await daemon.bind(dcid, { ...(slot === undefined ? {} : { slot }), name: name.slice(0, 32) });
-    roles.set(name, p);
-  }
-  return p;
-}
 
 /** Answers every request with its own payload, except HOLD requests, which it keeps unanswered. */
 function serve(p: Process): void {
@@ -102,7 +94,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
 
   /** Binds a server endpoint at `slot` that answers PING and holds HOLD requests. */
   serve: async (a) => {
-    const p = await role(`serve${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    const p = await roles.get(`serve${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
     serve(p);
     return p.endpoint;
   },
@@ -110,12 +102,12 @@ const handlers: Record<string, (a: Args) => unknown> = {
 
   /** n timed sendrecs from a daemon-hosted client endpoint (as node-host's `sendrec`). */
   sendrec: async (a) => {
-    const p = await role('client', num(a, 'dcid'));
+    const p = await roles.get('client', num(a, 'dcid'));
     return timedSendrecs(p, num(a, 'dst'), { type: PING, payload: a.payload as number }, num(a, 'n'));
   },
   /** PING `dst` until one answers (the link to its node is up), at most `timeoutMs`; the attempts taken. */
   ping: async (a) => {
-    const p = await role('client', num(a, 'dcid'));
+    const p = await roles.get('client', num(a, 'dcid'));
     const deadline = now() + num(a, 'timeoutMs', 15_000);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -129,7 +121,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   },
   /** Starts a HOLD sendrec to `dst` and returns at once; `parked` tells how and when it ended. */
   park: async (a) => {
-    const p = await role('client', num(a, 'dcid'));
+    const p = await roles.get('client', num(a, 'dcid'));
     parked = p.sendrec(num(a, 'dst'), { type: HOLD, payload: 0 }).then(
       () => ({ code: 'OK', at: now() }),
       (err: unknown) => ({ code: codeOf(err), at: now() }),
@@ -202,7 +194,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   cpu: () => process.cpuUsage(),
 
   stop: async () => {
-    for (const p of [...roles.values(), ...bound.values()]) await p.unbind().catch(() => undefined);
+    for (const p of [...roles.byName.values(), ...bound.values()]) await p.unbind().catch(() => undefined);
     await daemon.stop();
     setImmediate(() => process.exit(0));
     return null;

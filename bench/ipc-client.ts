@@ -7,21 +7,13 @@
  */
 import { connect, type RemoteProcess } from '../src/client/index.js';
 import type { Message } from '../src/ipc/message.js';
-import { AllocMeter, emit, num, serveCommands, timedSendrecs, type Args } from './worker.js';
+import { AllocMeter, emit, num, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { socket: string; token: string; name?: string };
 const client = await connect({ socketPath: opts.socket, tokenPath: opts.token, name: opts.name ?? 'bench-client' });
-const roles = new Map<string, RemoteProcess>();
+const roles = new RoleCache((dcid, opts) => client.bind(dcid, opts));
 const meter = new AllocMeter();
 
-async function role(name: string, dcid: number, slot?: number): Promise<RemoteProcess> {
-  let p = roles.get(name);
-  if (p === undefined || !p.bound) {
-    p = await client.bind(dcid, { ...(slot === undefined ? {} : { slot }), name: name.slice(0, 32) });
-    roles.set(name, p);
-  }
-  return p;
-}
 
 /**
  * Answers every request with its own payload. The reply is written without waiting for the
@@ -44,12 +36,12 @@ function serveEcho(p: RemoteProcess): void {
 
 const handlers: Record<string, (a: Args) => unknown> = {
   echo: async (a) => {
-    const p = await role(`echo${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    const p = await roles.get(`echo${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
     serveEcho(p);
     return p.endpoint;
   },
   sendrec: async (a) => {
-    const p = await role('client', num(a, 'dcid'));
+    const p = await roles.get('client', num(a, 'dcid'));
     return timedSendrecs(p, num(a, 'dst'), { type: 7, payload: a.payload as number }, num(a, 'n'));
   },
   waitForBind: async (a) => client.waitForBind(num(a, 'dcid'), num(a, 'endpoint'), { timeoutMs: num(a, 'timeoutMs', 10_000) }),

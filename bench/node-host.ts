@@ -13,25 +13,17 @@ import type { Message } from '../src/ipc/message.js';
 import type { Process } from '../src/kernel/index.js';
 import { parseNodeConfig } from '../src/node/config.js';
 import { Daemon } from '../src/node/daemon.js';
-import { AllocMeter, emit, num, pipelinedSends, serveCommands, timedSendrecs, type Args } from './worker.js';
+import { AllocMeter, emit, num, pipelinedSends, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const config = parseNodeConfig(JSON.parse(process.argv[2] ?? '{}'));
 const logger = pino({ level: config.logLevel, base: { node: config.nodeId } }, pino.destination(2));
 const daemon = await Daemon.start(config, { logger });
 
 /** Endpoints bound here for the bench's roles, by role name. */
-const roles = new Map<string, Process>();
+const roles = new RoleCache((dcid, opts) => daemon.bind(dcid, opts));
 const meter = new AllocMeter();
 let sinkCount = 0;
 
-async function role(name: string, dcid: number, slot?: number): Promise<Process> {
-  let p = roles.get(name);
-  if (p === undefined || !p.bound) {
-    p = await daemon.bind(dcid, { ...(slot === undefined ? {} : { slot }), name: name.slice(0, 32) });
-    roles.set(name, p);
-  }
-  return p;
-}
 
 /** A request-reply loop: every request is answered with its own payload. */
 function serveEcho(p: Process): void {
@@ -77,12 +69,12 @@ const handlers: Record<string, (a: Args) => unknown> = {
   waitForBind: async (a) => daemon.kernel.waitForBind(num(a, 'dcid'), num(a, 'endpoint'), { timeoutMs: num(a, 'timeoutMs', 10_000) }),
 
   echo: async (a) => {
-    const p = await role(`echo${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    const p = await roles.get(`echo${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
     serveEcho(p);
     return p.endpoint;
   },
   sink: async (a) => {
-    const p = await role(`sink${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    const p = await roles.get(`sink${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
     serveSink(p);
     return p.endpoint;
   },
@@ -90,7 +82,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
 
   /** n timed sendrecs from a daemon-hosted client endpoint. */
   sendrec: async (a) => {
-    const p = await role('client', num(a, 'dcid'));
+    const p = await roles.get('client', num(a, 'dcid'));
     return timedSendrecs(p, num(a, 'dst'), { type: 7, payload: a.payload as number }, num(a, 'n'));
   },
 
@@ -102,7 +94,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
     const senders = num(a, 'senders');
     const window = num(a, 'window');
     const procs: Process[] = [];
-    for (let i = 0; i < senders; i++) procs.push(await role(`sender${i}`, dcid));
+    for (let i = 0; i < senders; i++) procs.push(await roles.get(`sender${i}`, dcid));
     const msg = { type: 9, payload: a.payload as number };
     const t0 = performance.now();
     await Promise.all(procs.map((p, i) => pipelinedSends(p, dst, msg, Math.floor(n / senders) + (i < n % senders ? 1 : 0), window)));
@@ -114,7 +106,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   bulkOwner: async (a) => {
     const dst: Endpoint = num(a, 'dst');
     const bytes = num(a, 'bytes');
-    const p = await role('bulk-owner', num(a, 'dcid'));
+    const p = await roles.get('bulk-owner', num(a, 'dcid'));
     const buffer = Buffer.allocUnsafe(bytes);
     randomFillSync(buffer);
     const grant = p.grant(buffer, { grantee: dst, access: 'read' });
@@ -135,14 +127,14 @@ const handlers: Record<string, (a: Args) => unknown> = {
 
   /** Copier side: binds a server endpoint that waits for the owner's request. */
   bulkCopier: async (a) => {
-    const p = await role(`copier${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+    const p = await roles.get(`copier${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
     bulk.request = p.receive(ANY);
     bulk.request.catch(() => undefined);
     return p.endpoint;
   },
   /** One copy of the whole grant from the owner blocked in sendrec with us; MB/s (10^6 bytes). */
   bulkCopy: async (a) => {
-    const p = roles.get(`copier${num(a, 'slot')}`);
+    const p = roles.byName.get(`copier${num(a, 'slot')}`);
     if (p === undefined || bulk.request === undefined) throw new Error('no bulk copier');
     const m = await bulk.request;
     const { grant, bytes, sha256 } = m.payload as { grant: number; bytes: number; sha256: string };
@@ -159,7 +151,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
     return { mbPerSec: bytes / 1e6 / (ms / 1000), ms };
   },
   bulkRelease: async (a) => {
-    const p = roles.get(`copier${num(a, 'slot')}`);
+    const p = roles.byName.get(`copier${num(a, 'slot')}`);
     const m = await bulk.request;
     if (p === undefined || m === undefined) throw new Error('no bulk request');
     await p.reply(m.source, { type: 0 });
@@ -173,7 +165,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   allocStop: () => meter.stop(),
 
   stop: async () => {
-    for (const p of roles.values()) await p.unbind().catch(() => undefined);
+    for (const p of roles.byName.values()) await p.unbind().catch(() => undefined);
     await daemon.stop();
     setImmediate(() => process.exit(0));
     return null;

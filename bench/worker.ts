@@ -260,3 +260,22 @@ export class AllocMeter {
     return { allocated: after - this.before + freed, retained, gcs: data?.statistics.length ?? 0 };
   }
 }
+
+/**
+ * Endpoints a bench host binds for its roles, by role name: bound once, bound again if unbound.
+ * `bind` is the host's way to bind (a daemon-hosted or a client-library process).
+ */
+export class RoleCache<P extends { readonly bound: boolean }> {
+  readonly byName = new Map<string, P>();
+
+  constructor(private readonly bind: (dcid: number, opts: { slot?: number; name: string }) => Promise<P>) {}
+
+  async get(name: string, dcid: number, slot?: number): Promise<P> {
+    let p = this.byName.get(name);
+    if (p === undefined || !p.bound) {
+      p = await this.bind(dcid, { ...(slot === undefined ? {} : { slot }), name: name.slice(0, 32) });
+      this.byName.set(name, p);
+    }
+    return p;
+  }
+}
