@@ -5,34 +5,14 @@
  * Prints `{"event":"ready"}` once connected, then obeys the commands of bench/worker.ts: `echo`
  * (serve requests at a slot), `sendrec` (timed loop), `allocStart` / `allocStop`, `stop`.
  */
-import { connect, type RemoteProcess } from '../src/client/index.js';
-import type { Message } from '../src/ipc/message.js';
-import { AllocMeter, emit, num, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { connect } from '../src/client/index.js';
+import { AllocMeter, emit, num, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { socket: string; token: string; name?: string };
 const client = await connect({ socketPath: opts.socket, tokenPath: opts.token, name: opts.name ?? 'bench-client' });
 const roles = new RoleCache((dcid, opts) => client.bind(dcid, opts));
 const meter = new AllocMeter();
 
-
-/**
- * Answers every request with its own payload. The reply is written without waiting for the
- * daemon's answer, followed at once by the next receiveRequest: the daemon handles a connection's
- * requests in order, so the reply reaches the kernel first (docs/protocol.md, section 11).
- */
-function serveEcho(p: RemoteProcess): void {
-  void (async () => {
-    for (;;) {
-      let m: Message;
-      try {
-        m = await p.receiveRequest();
-      } catch {
-        return; // unbound or disconnected
-      }
-      p.reply(m.source, { type: 1, payload: m.payload }).catch(() => undefined);
-    }
-  })();
-}
 
 const handlers: Record<string, (a: Args) => unknown> = {
   echo: async (a) => {

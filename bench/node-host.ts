@@ -13,7 +13,7 @@ import type { Message } from '../src/ipc/message.js';
 import type { Process } from '../src/kernel/index.js';
 import { parseNodeConfig } from '../src/node/config.js';
 import { Daemon } from '../src/node/daemon.js';
-import { AllocMeter, emit, num, pipelinedSends, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { AllocMeter, emit, num, pipelinedSends, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const config = parseNodeConfig(JSON.parse(process.argv[2] ?? '{}'));
 const logger = pino({ level: config.logLevel, base: { node: config.nodeId } }, pino.destination(2));
@@ -24,21 +24,6 @@ const roles = new RoleCache((dcid, opts) => daemon.bind(dcid, opts));
 const meter = new AllocMeter();
 let sinkCount = 0;
 
-
-/** A request-reply loop: every request is answered with its own payload. */
-function serveEcho(p: Process): void {
-  void (async () => {
-    for (;;) {
-      let m: Message;
-      try {
-        m = await p.receiveRequest();
-      } catch {
-        return; // unbound
-      }
-      await p.reply(m.source, { type: 1, payload: m.payload }).catch(() => undefined);
-    }
-  })();
-}
 
 /** Takes every message sent to it, counting them. */
 function serveSink(p: Process): void {

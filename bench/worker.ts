@@ -11,7 +11,8 @@ import { createInterface } from 'node:readline';
 import v8 from 'node:v8';
 import type { M3Ipc } from '../src/ipc/calls.js';
 import type { Endpoint } from '../src/ipc/endpoint.js';
-import type { OutgoingMessage } from '../src/ipc/message.js';
+import { DvsError } from '../src/ipc/errors.js';
+import type { Message, OutgoingMessage } from '../src/ipc/message.js';
 
 export type Args = Record<string, unknown>;
 export type Handler = (args: Args) => unknown;
@@ -184,6 +185,33 @@ export interface SendrecRun {
 }
 
 /** `n` sequential sendrecs to `dst`, each timed. */
+/**
+ * A server loop answering every request with its own payload: each step replies and receives the
+ * next request in one call (replyAndReceive). A reply that fails (the client gave up) is skipped.
+ */
+export function serveEcho(p: M3Ipc): void {
+  void (async () => {
+    let m: Message;
+    try {
+      m = await p.receiveRequest();
+    } catch {
+      return; // unbound or disconnected
+    }
+    for (;;) {
+      try {
+        m = await p.replyAndReceive(m.source, { type: 1, payload: m.payload });
+      } catch (err) {
+        if (!(err instanceof DvsError) || err.code !== 'EDVSPROCSTS') return;
+        try {
+          m = await p.receiveRequest();
+        } catch {
+          return;
+        }
+      }
+    }
+  })();
+}
+
 export async function timedSendrecs(p: M3Ipc, dst: Endpoint, msg: OutgoingMessage, n: number): Promise<SendrecRun> {
   const samples = new Float64Array(n);
   const t0 = performance.now();

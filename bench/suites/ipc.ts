@@ -16,7 +16,9 @@
  * ours and its baseline, to record the CPU time (user + system) every process on the path spent
  * per operation, and the JS-heap bytes allocated per message in each of our processes (an
  * estimate, see AllocMeter in bench/worker.ts).
- * `DVS_BENCH_CPU_PROF=<dir>` runs the worker processes under `--cpu-prof` into that directory.
+ * `DVS_BENCH_CASES=local,remote,hosted,pipeline,bulk` picks cases (all by default).
+ * `DVS_BENCH_CPU_PROF=<dir>` runs the worker processes under `--cpu-prof` into that directory;
+ * `DVS_BENCH_NODE_ARGS="--trace-gc ..."` adds Node flags to them.
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -66,6 +68,8 @@ function workerNodeArgs(name: string): string[] {
   const args = ['--expose-gc'];
   const prof = process.env.DVS_BENCH_CPU_PROF;
   if (prof !== undefined && prof !== '') args.push('--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${name}.cpuprofile`);
+  const extra = process.env.DVS_BENCH_NODE_ARGS;
+  if (extra !== undefined && extra.trim() !== '') args.push(...extra.trim().split(/\s+/));
   return args;
 }
 
@@ -277,6 +281,17 @@ function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cos
   return rows;
 }
 
+/** The cases of this suite; `DVS_BENCH_CASES=local,hosted` runs only those (all by default). */
+const CASES = ['local', 'remote', 'hosted', 'pipeline', 'bulk'] as const;
+
+function wanted(c: (typeof CASES)[number]): boolean {
+  const only = process.env.DVS_BENCH_CASES;
+  if (only === undefined || only.trim() === '') return true;
+  const list = only.split(',').map((x) => x.trim());
+  for (const x of list) if (!(CASES as readonly string[]).includes(x)) throw new Error(`DVS_BENCH_CASES: unknown case ${x}; known: ${CASES.join(', ')}`);
+  return list.includes(c);
+}
+
 function shapeName(s: { senders: number; window: number }): string {
   return `${s.senders} sender${s.senders > 1 ? 's' : ''} x ${s.window} in flight`;
 }
@@ -320,7 +335,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   const peerProbe = (p: RawPeer): Probe => ({ name: 'raw peer', pid: p.child.pid! });
 
   // 1. Local sendrec through one daemon.
-  {
+  if (wanted('local')) {
     const name = 'local sendrec (client proc -> daemon -> server proc)';
     const r = await comparePingPong(rounds, () => timedSendrecs(me, localEcho, MSG, nPing), () => rawPingPong(rawUnix, nPing, RAW_BODY));
     out.push(...pingPongRows(name, r, 2.5, { iterations: nPing, rounds, baselineIs: 'raw Unix-socket ping-pong between two processes' }));
@@ -330,7 +345,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   }
 
   // 2. Remote sendrec between client processes of two daemons.
-  {
+  if (wanted('remote')) {
     const name = 'remote sendrec (client proc -> daemon 0 -> daemon 1 -> server proc)';
     const r = await comparePingPong(rounds, () => timedSendrecs(me, remoteEcho, MSG, nRemote), () => rawPingPong(rawTcp, nPing, RAW_BODY));
     out.push(...pingPongRows(name, r, 3, { iterations: nRemote, rawIterations: nPing, rounds, baselineIs: 'raw TCP ping-pong between two processes' }));
@@ -340,7 +355,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   }
 
   // 3. Remote sendrec between daemon-hosted endpoints: one network hop.
-  {
+  if (wanted('hosted')) {
     const name = 'remote sendrec (daemon-hosted: daemon 0 -> daemon 1)';
     const hosted = (): Promise<SendrecRun> => host0.request<SendrecRun>('sendrec', { dcid: DC, dst: hostedEcho, n: nPing, payload: PAYLOAD }, 300_000);
     const r = await comparePingPong(rounds, hosted, () => rawPingPong(rawTcp, nPing, RAW_BODY));
@@ -351,7 +366,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   }
 
   // 4. Pipelined one-way sends across the daemons, in several shapes; the best is the headline.
-  {
+  if (wanted('pipeline')) {
     const pipeline = (shape: { senders: number; window: number }) => async (): Promise<number> =>
       (await host0.request<{ msgsPerSec: number }>('pipeline', { dcid: DC, dst: sink, n: nPipe, payload: PAYLOAD, ...shape }, 300_000)).msgsPerSec;
     const rawPipe = (): Promise<number> => rawPipelined(sinkPort, nRawPipe, RAW_SEND_BODY);
@@ -374,7 +389,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   }
 
   // 5. Bulk copy across the daemons: daemon 0's endpoint copies the grant of daemon 1's, blocked in sendrec with it.
-  {
+  if (wanted('bulk')) {
     const copier = await host0.request<number>('bulkCopier', { dcid: DC, slot: SLOT.copier });
     await host1.request('waitForBind', { dcid: DC, endpoint: copier });
     await host1.request('bulkOwner', { dcid: DC, dst: copier, bytes: BULK_BYTES });

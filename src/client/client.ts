@@ -1,7 +1,8 @@
 /**
  * The client library: an OS process's connection to its node daemon over the process socket
  * (docs/protocol.md). `connect` authenticates; `bind` returns a `RemoteProcess`, the same M3-IPC
- * API as the in-process `Process`. Calls are pipelined on one socket and complete out of order;
+ * API as the in-process `Process`. Calls are pipelined on one socket (the requests of one
+ * event-loop turn leave in one write) and complete out of order;
  * the daemon fetches the bytes of this process's grants from it when someone copies.
  */
 import { createConnection, type Socket } from 'node:net';
@@ -88,6 +89,7 @@ export class DvsClient {
   private readonly pending = new Map<number, PendingCall>();
   private readonly bound = new Map<string, RemoteProcess>();
   private nextId = 1;
+  private corked = false;
   private maxFrameBytes = DEFAULT_PROC_MAX_FRAME_BYTES;
   private closeError: DvsError | undefined;
   private byeReason: DvsError | undefined;
@@ -231,7 +233,7 @@ export class DvsClient {
         },
       };
       this.pending.set(id, entry);
-      this.socket.write(bytes);
+      this.send(bytes);
       const failLocally = (err: DvsError): void => {
         if (this.pending.get(id) !== entry) return;
         this.pending.delete(id);
@@ -268,8 +270,23 @@ export class DvsClient {
 
   private write(frame: Fields): void {
     if (this.closeError !== undefined || this.socket.destroyed) return;
-    this.socket.write(this.encode(frame));
+    this.send(this.encode(frame));
   }
+
+  /** Writes a frame; the frames of one turn of the event loop leave together, in one writev. */
+  private send(bytes: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(bytes);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /** @internal Runs the hello exchange. */
   async hello(token: string, name: string | undefined, timeoutMs: number): Promise<void> {

@@ -98,6 +98,10 @@ export class RemoteProcess implements M3Ipc {
     return rejectWith(() => this.call('reply', { dst: checkEndpointArg('dst', dst), ...this.message(msg) })).then(() => undefined);
   }
 
+  replyAndReceive(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message> {
+    return rejectWith(() => this.call('replyAndReceive', { dst: checkEndpointArg('dst', dst), ...this.message(msg) }, opts)).then(toMessage);
+  }
+
   notify(dst: Endpoint, opts?: NotifyOptions): Promise<NotifyOutcome> {
     return rejectWith(() => {
       const arg = opts?.arg;

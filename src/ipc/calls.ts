@@ -60,6 +60,11 @@ export interface M3Ipc {
   sendrec(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message>;
   receiveRequest(opts?: CallOptions): Promise<Message>;
   reply(dst: Endpoint, msg: OutgoingMessage): Promise<void>;
+  /**
+   * A server's loop step as one call: `reply(dst, msg)`, then `receiveRequest(opts)`. When the
+   * reply fails, the call fails with the reply's error and receives nothing.
+   */
+  replyAndReceive(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message>;
   notify(dst: Endpoint, opts?: NotifyOptions): Promise<NotifyOutcome>;
   grant(buffer: Uint8Array, opts: GrantOptions): number;
   revoke(grant: number): void;

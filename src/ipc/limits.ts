@@ -43,7 +43,7 @@ export const DEFAULT_DC_LIMITS: DcLimits = Object.freeze({
 
 export const DEFAULT_KERNEL_LIMITS: KernelLimits = Object.freeze({
   maxPayloadBytes: 64 * 1024,
-  maxCopyChunk: 64 * 1024,
+  maxCopyChunk: 1024 * 1024,
 });
 
 function positiveInt(name: string, value: unknown, max: number): number {

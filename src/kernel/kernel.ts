@@ -75,7 +75,7 @@ export interface KernelStats {
 const NAME_MAX = 32;
 const SYSTEM_ONLY_MASK = callMask(SYSTEM_ONLY_CALLS);
 const DEFAULT_MAX_REDIRECTS = 4;
-const DEFAULT_COPY_WINDOW = 8;
+const DEFAULT_COPY_WINDOW = 4;
 
 /** A call waiting on another node: a send (or sendrec's send phase) or one copy chunk. */
 interface RemoteSendOp {
@@ -520,29 +520,51 @@ export class Kernel {
   /** @internal Non-blocking: succeeds only if `dst` is blocked in sendrec with the caller and its request was taken. */
   reply(dc: DcState, proc: LocalProc, dst: Endpoint, msg: OutgoingMessage): Promise<void> {
     try {
-      this.checkCaller(proc, CALL_BIT.reply);
-      checkMessageType(msg.type);
-      checkPayload(msg.payload, this.limits.maxPayloadBytes);
-      if (dst === proc.endpoint || dst === SELF) fail('EDVSBADDEST', 'a process cannot reply to itself');
-      const entry = dc.lookup(dst);
-      if (entry.kind === 'local') {
-        const w = entry.recv;
-        if (w === undefined || w.mode !== RecvMode.SendrecReply || w.from !== proc.endpoint) {
-          fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
-        }
-        proc.counters.lclSent++;
-        this.deliver(entry, w, proc.endpoint, msg.type, msg.payload);
-        return Promise.resolve();
-      }
-      const pending = proc.replyTo?.get(dst);
-      if (pending === undefined) fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
-      proc.replyTo!.delete(dst);
-      proc.counters.rmtSent++;
-      this.emit(pending.node, { k: 'reply', dc: dc.dcid, id: pending.id, src: proc.endpoint, dst, type: msg.type, payload: msg.payload });
+      this.replyNow(dc, proc, dst, msg);
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  /**
+   * @internal reply, then receiveRequest. What would stop the receive before it waits (a bad
+   * timeout, an abort, another receive in progress) fails the call before the reply goes out; a
+   * failed reply fails it before it receives.
+   */
+  replyAndReceive(dc: DcState, proc: LocalProc, dst: Endpoint, msg: OutgoingMessage, opts: CallOptions | undefined): Promise<Message> {
+    try {
+      this.checkCaller(proc, CALL_BIT.receiveRequest);
+      checkTimeout(opts);
+      checkNotAborted(opts);
+      if (proc.recv !== undefined) fail('EDVSBUSY', 'a receive-side call is already in progress on this endpoint');
+      this.replyNow(dc, proc, dst, msg);
+      return this.receiveCommon(dc, proc, ANY, RecvMode.Request, opts);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  private replyNow(dc: DcState, proc: LocalProc, dst: Endpoint, msg: OutgoingMessage): void {
+    this.checkCaller(proc, CALL_BIT.reply);
+    checkMessageType(msg.type);
+    checkPayload(msg.payload, this.limits.maxPayloadBytes);
+    if (dst === proc.endpoint || dst === SELF) fail('EDVSBADDEST', 'a process cannot reply to itself');
+    const entry = dc.lookup(dst);
+    if (entry.kind === 'local') {
+      const w = entry.recv;
+      if (w === undefined || w.mode !== RecvMode.SendrecReply || w.from !== proc.endpoint) {
+        fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
+      }
+      proc.counters.lclSent++;
+      this.deliver(entry, w, proc.endpoint, msg.type, msg.payload);
+      return;
+    }
+    const pending = proc.replyTo?.get(dst);
+    if (pending === undefined) fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
+    proc.replyTo!.delete(dst);
+    proc.counters.rmtSent++;
+    this.emit(pending.node, { k: 'reply', dc: dc.dcid, id: pending.id, src: proc.endpoint, dst, type: msg.type, payload: msg.payload });
   }
 
   /** @internal */

@@ -50,6 +50,10 @@ export class Process implements M3Ipc {
     return this.kernel.reply(this.dc, this.proc, dst, msg);
   }
 
+  replyAndReceive(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message> {
+    return this.kernel.replyAndReceive(this.dc, this.proc, dst, msg, opts);
+  }
+
   notify(dst: Endpoint, opts?: NotifyOptions): Promise<NotifyOutcome> {
     return this.kernel.notify(this.dc, this.proc, dst, opts);
   }

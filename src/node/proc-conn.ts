@@ -126,6 +126,11 @@ export class ProcConnection {
   private readonly pending = new Map<number, AbortController | undefined>();
   private readonly serverRequests = new Map<number, ServerRequest>();
   private nextSid = 1;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
   private released = false;
   private preHelloBytes = 0;
 
@@ -356,6 +361,11 @@ export class ProcConnection {
         const p = this.proc(f);
         const dst = reqInt(f, 'dst');
         return this.tracked(id, p.reply(dst, this.message(f))).then(() => null);
+      }
+      case 'replyAndReceive': {
+        const p = this.proc(f);
+        const dst = reqInt(f, 'dst');
+        return p.replyAndReceive(dst, this.message(f), this.blocking(id, f)).then(messageResult);
       }
       case 'notify': {
         const p = this.proc(f);
@@ -604,6 +614,12 @@ export class ProcConnection {
         this.ctx.logger.error({ conn: this.id, err: (err as Error).message }, 'cannot encode a response');
       }
       return;
+    }
+    if (!this.corked) {
+      // The responses of one event-loop turn leave together, in one writev.
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
     }
     this.socket.write(bytes);
     if (this.socket.writableLength > this.ctx.maxWriteBufferBytes) {

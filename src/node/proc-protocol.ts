@@ -18,6 +18,7 @@ export const PROC_OPS = [
   'sendrec',
   'receiveRequest',
   'reply',
+  'replyAndReceive',
   'notify',
   'grant',
   'revoke',

@@ -5,7 +5,7 @@
  * docs/link-protocol.md.
  */
 import { DvsError } from '../ipc/errors.js';
-import { decodeValue, encodeValue } from './codec.js';
+import { decodeValue, encodeValueView } from './codec.js';
 import { compress, decompress } from './compress.js';
 
 export const WIRE_VERSION = 1;
@@ -23,7 +23,27 @@ export interface FramingOptions {
 
 /** Encodes one value as a complete frame. EDVSMSGSIZE above maxFrameBytes. */
 export function encodeFrame(value: unknown, opts: FramingOptions = {}): Buffer {
-  return frameFromBody(encodeValue(value), opts);
+  const body = encodeValueView(value);
+  if (opts.compressMinBytes !== undefined && body.byteLength >= opts.compressMinBytes) return frameFromBody(Buffer.from(body), opts);
+  // The common case: msgpack's scratch bytes straight into the frame, one copy.
+  checkBodySize(body.byteLength, opts);
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.byteLength);
+  writeFrameHeader(frame, body.byteLength, 0);
+  frame.set(body, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/** EDVSMSGSIZE for a body above the frame limit. */
+export function checkBodySize(bytes: number, opts: FramingOptions): void {
+  const max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (bytes > max) throw new DvsError('EDVSMSGSIZE', `frame body of ${bytes} bytes exceeds ${max}`);
+}
+
+/** Writes the 6-byte header of a frame whose body of `bodyBytes` follows at FRAME_HEADER_BYTES. */
+export function writeFrameHeader(frame: Buffer, bodyBytes: number, flags: number): void {
+  frame.writeUInt32BE(bodyBytes + 2, 0);
+  frame[4] = WIRE_VERSION;
+  frame[5] = flags;
 }
 
 /**
@@ -31,8 +51,7 @@ export function encodeFrame(value: unknown, opts: FramingOptions = {}): Buffer {
  * compressing it as `encodeFrame` would. EDVSMSGSIZE above maxFrameBytes.
  */
 export function frameFromBody(body: Buffer, opts: FramingOptions = {}): Buffer {
-  const max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  if (body.byteLength > max) throw new DvsError('EDVSMSGSIZE', `frame body of ${body.byteLength} bytes exceeds ${max}`);
+  checkBodySize(body.byteLength, opts);
   let flags = 0;
   if (opts.compressMinBytes !== undefined && body.byteLength >= opts.compressMinBytes) {
     const packed = compress(body);
@@ -42,9 +61,7 @@ export function frameFromBody(body: Buffer, opts: FramingOptions = {}): Buffer {
     }
   }
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.byteLength);
-  frame.writeUInt32BE(body.byteLength + 2, 0);
-  frame[4] = WIRE_VERSION;
-  frame[5] = flags;
+  writeFrameHeader(frame, body.byteLength, flags);
   body.copy(frame, FRAME_HEADER_BYTES);
   return frame;
 }
@@ -104,19 +121,33 @@ export class FrameDecoder {
   private peek(n: number): Buffer {
     const first = this.pending[0]!;
     if (first.byteLength >= n) return first;
-    return Buffer.concat(this.pending, this.pendingBytes).subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    for (let i = 0; at < n; i++) at += this.pending[i]!.copy(out, at, 0, Math.min(this.pending[i]!.byteLength, n - at));
+    return out;
   }
 
+  /** The next n bytes: a view when one chunk holds them, else one copy of exactly those bytes. */
   private take(n: number): Buffer {
-    let first = this.pending[0]!;
-    if (first.byteLength < n) {
-      first = Buffer.concat(this.pending, this.pendingBytes);
-      this.pending = [first];
-    }
-    const frame = first.subarray(0, n);
-    if (first.byteLength === n) this.pending.shift();
-    else this.pending[0] = first.subarray(n);
+    const first = this.pending[0]!;
     this.pendingBytes -= n;
-    return frame;
+    if (first.byteLength >= n) {
+      if (first.byteLength === n) this.pending.shift();
+      else this.pending[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    let used = 0;
+    while (at < n) {
+      const c = this.pending[used]!;
+      const k = Math.min(c.byteLength, n - at);
+      c.copy(out, at, 0, k);
+      at += k;
+      if (k === c.byteLength) used++;
+      else this.pending[used] = c.subarray(k);
+    }
+    this.pending.splice(0, used);
+    return out;
   }
 }

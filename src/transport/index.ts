@@ -29,7 +29,7 @@ export {
   type SessionToken,
   type WelcomeFrame,
 } from './frame-schema.js';
-export { encodeDataFrame, encodeKernelFrame, encodeLinkFrame } from './link-wire.js';
+export { BULK_MIN_BYTES, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, flattenWire, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
 export type { PeerLinkStats, PeerState } from './link.js';
 export {
   DEFAULT_LINK_TIMING,

@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { DvsError } from '../ipc/errors.js';
 import { FrameDecoder } from './framing.js';
+import { wireBytes, type Wire } from './link-wire.js';
 
 export type ConnEnd = 'closed' | 'protocol' | 'auth' | 'timeout' | 'refused' | 'replaced' | 'shutdown' | 'suspect' | 'down';
 
@@ -55,10 +56,17 @@ export class LinkConn {
     return true;
   }
 
-  write(buf: Buffer): void {
+  /** Writes one frame; a segmented one goes out in one writev. */
+  write(wire: Wire): void {
     if (this.ended !== undefined) return;
-    if (this.counters !== undefined) this.counters.bytesOut += buf.byteLength;
-    this.socket.write(buf);
+    if (this.counters !== undefined) this.counters.bytesOut += wireBytes(wire);
+    if (Buffer.isBuffer(wire)) {
+      this.socket.write(wire);
+      return;
+    }
+    this.socket.cork();
+    for (const b of wire) this.socket.write(b);
+    this.socket.uncork();
   }
 
   /** Ends the connection (idempotent); the first reason given wins. */

@@ -1,10 +1,11 @@
 /**
  * Encoding of link frames. A data frame's body is assembled from kernel frames encoded once, at
  * `send` time, so a batch costs one copy: `{t:'data', s, a, f:[frame, ...]}` as a plain msgpack
- * map, exactly what `encodeValue` would produce for the same value (modulo integer widths).
+ * map, exactly what `encodeValue` would produce for the same value (modulo integer widths). Bulk
+ * bytes (copy chunks) are not copied at all: they go to the socket as segments of the frame.
  */
-import { encodeValue } from './codec.js';
-import { encodeFrame, frameFromBody, type FramingOptions } from './framing.js';
+import { encodeValue, encodeValueView } from './codec.js';
+import { checkBodySize, encodeFrame, FRAME_HEADER_BYTES, frameFromBody, writeFrameHeader, type FramingOptions } from './framing.js';
 import type { LinkFrame } from './frame-schema.js';
 
 /** Bytes a data frame adds around its kernel frames, at most (map, keys, two u64s, array header). */
@@ -56,22 +57,109 @@ function writeArrayHeader(buf: Buffer, at: number, n: number): number {
   return at + 5;
 }
 
-/** Encodes one kernel frame for a later batch (EDVSBADVALUE when msgpack cannot carry it). */
-export function encodeKernelFrame(frame: unknown): Buffer {
-  return encodeValue(frame);
+/**
+ * A kernel frame encoded once, at send time: its msgpack bytes, or, for a frame carrying bulk bytes
+ * (`data` of at least BULK_MIN_BYTES), `[head, bytes]` whose concatenation is that msgpack map; the
+ * bytes are then written to the socket without being copied again.
+ */
+export type EncodedFrame = Buffer | readonly [head: Buffer, data: Buffer];
+
+/** A wire frame ready to write: one buffer, or segments written together (writev). */
+export type Wire = Buffer | readonly Buffer[];
+
+/** Bulk `data` at least this large travels as its own segment. */
+export const BULK_MIN_BYTES = 8 * 1024;
+
+// The key "data" (fixstr 4).
+const KEY_DATA = Buffer.from([0xa4, 0x64, 0x61, 0x74, 0x61]);
+
+export function encodedBytes(f: EncodedFrame): number {
+  return Buffer.isBuffer(f) ? f.byteLength : f[0].byteLength + f[1].byteLength;
 }
 
-/** A complete wire frame carrying pre-encoded kernel frames `frames` (totalling `bytes`). */
-export function encodeDataFrame(seq: number, ack: number, frames: readonly Buffer[], bytes: number, opts: FramingOptions): Buffer {
-  const body = Buffer.allocUnsafe(DATA_FRAME_OVERHEAD + bytes);
-  let at = HEAD.copy(body, 0);
+export function wireBytes(w: Wire): number {
+  if (Buffer.isBuffer(w)) return w.byteLength;
+  let n = 0;
+  for (const b of w) n += b.byteLength;
+  return n;
+}
+
+/** The bytes of a wire frame as one buffer (a copy when it is segmented). */
+export function flattenWire(w: Wire): Buffer {
+  return Buffer.isBuffer(w) ? w : Buffer.concat(w);
+}
+
+/** Encodes one kernel frame for a later batch (EDVSBADVALUE when msgpack cannot carry it). */
+export function encodeKernelFrame(frame: object): EncodedFrame {
+  const data = (frame as { data?: unknown }).data;
+  if (!(data instanceof Uint8Array) || data.byteLength < BULK_MIN_BYTES) return encodeValue(frame);
+  const rest: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(frame)) if (k !== 'data' && v !== undefined) rest[k] = v;
+  const packed = encodeValueView(rest);
+  // The same map with one more entry, "data", as a bin32 whose bytes follow as their own segment.
+  // msgpackr writes a map header as fixmap or map16; anything else goes the plain way.
+  const head = Buffer.allocUnsafe(packed.byteLength + KEY_DATA.byteLength + 5);
+  head.set(packed, 0);
+  if ((packed[0]! & 0xf0) === 0x80 && (packed[0]! & 0x0f) < 15) head[0] = packed[0]! + 1;
+  else if (packed[0] === 0xde && head.readUInt16BE(1) < 0xffff) head.writeUInt16BE(head.readUInt16BE(1) + 1, 1);
+  else return encodeValue(frame);
+  let at = packed.byteLength + KEY_DATA.copy(head, packed.byteLength);
+  head[at++] = 0xc6;
+  head.writeUInt32BE(data.byteLength, at);
+  return [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
+}
+
+/** Writes the data frame's own fields and the array header of its `count` kernel frames. */
+function writeDataHead(body: Buffer, at: number, seq: number, ack: number, count: number): number {
+  at += HEAD.copy(body, at);
   at = writeUint(body, at, seq);
   at += KEY_A.copy(body, at);
   at = writeUint(body, at, ack);
   at += KEY_F.copy(body, at);
-  at = writeArrayHeader(body, at, frames.length);
-  for (const f of frames) at += f.copy(body, at);
-  return frameFromBody(body.subarray(0, at), opts);
+  return writeArrayHeader(body, at, count);
+}
+
+/**
+ * A complete wire frame carrying pre-encoded kernel frames `frames` (totalling `bytes`): one buffer
+ * built with a single copy, or, when some frame carries bulk bytes and the frame is not to be
+ * compressed, segments that leave those bytes where they are.
+ */
+export function encodeDataFrame(seq: number, ack: number, frames: readonly EncodedFrame[], bytes: number, opts: FramingOptions): Wire {
+  const compress = opts.compressMinBytes !== undefined && bytes >= opts.compressMinBytes;
+  let bulk = 0;
+  if (!compress) for (const f of frames) if (!Buffer.isBuffer(f)) bulk += f[1].byteLength;
+  if (compress) {
+    const body = Buffer.allocUnsafe(DATA_FRAME_OVERHEAD + bytes);
+    let at = writeDataHead(body, 0, seq, ack, frames.length);
+    for (const f of frames) at = copyEncoded(f, body, at);
+    return frameFromBody(body.subarray(0, at), opts);
+  }
+  // Frame header, data head and every byte but the bulk ones in one buffer; cut where bulk goes.
+  const glue = Buffer.allocUnsafe(FRAME_HEADER_BYTES + DATA_FRAME_OVERHEAD + bytes - bulk);
+  let at = writeDataHead(glue, FRAME_HEADER_BYTES, seq, ack, frames.length);
+  const segments: Buffer[] = [];
+  let cut = 0;
+  for (const f of frames) {
+    if (Buffer.isBuffer(f)) {
+      at += f.copy(glue, at);
+      continue;
+    }
+    at += f[0].copy(glue, at);
+    segments.push(glue.subarray(cut, at), f[1]);
+    cut = at;
+  }
+  const bodyBytes = at - FRAME_HEADER_BYTES + bulk;
+  checkBodySize(bodyBytes, opts);
+  writeFrameHeader(glue, bodyBytes, 0);
+  if (segments.length === 0) return glue.subarray(0, at);
+  if (at > cut) segments.push(glue.subarray(cut, at));
+  return segments;
+}
+
+function copyEncoded(f: EncodedFrame, into: Buffer, at: number): number {
+  if (Buffer.isBuffer(f)) return at + f.copy(into, at);
+  at += f[0].copy(into, at);
+  return at + f[1].copy(into, at);
 }
 
 /** Any other link frame (handshake, ack, ping). */

@@ -8,7 +8,7 @@ import { DvsError } from '../ipc/errors.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import type { FramingOptions } from './framing.js';
 import type { ConnEnd, LinkConn } from './link-conn.js';
-import { DATA_FRAME_OVERHEAD, encodeDataFrame, encodeKernelFrame, encodeLinkFrame } from './link-wire.js';
+import { DATA_FRAME_OVERHEAD, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
 import type { AckFrame, DataFrame, SessionToken } from './frame-schema.js';
 
 /** What the link reports about a peer: 'connecting' until the first session (reported as nothing). */
@@ -68,7 +68,8 @@ const ACK_EVERY_BATCHES = 32;
 
 interface Unacked {
   readonly seq: number;
-  readonly buf: Buffer;
+  readonly wire: Wire;
+  readonly bytes: number;
 }
 
 /** Protocol errors in a row (without a data frame accepted in between) before the peer is dropped. */
@@ -94,7 +95,7 @@ export class PeerLink {
   private readonly unacked: Unacked[] = [];
   private unackedHead = 0;
   private inFlightBytes = 0;
-  private outbox: Buffer[] = [];
+  private outbox: EncodedFrame[] = [];
   private outboxBytes = 0;
   private ackDirty = false;
   /** Data batches received since our last acknowledgement went out. */
@@ -142,11 +143,12 @@ export class PeerLink {
       return;
     }
     const buf = encodeKernelFrame(frame);
-    if (buf.byteLength + DATA_FRAME_OVERHEAD > this.hostApi.maxFrameBytes) {
-      throw new DvsError('EDVSMSGSIZE', `kernel frame of ${buf.byteLength} bytes exceeds the link frame limit`, { details: { node: this.node, limit: this.hostApi.maxFrameBytes } });
+    const bytes = encodedBytes(buf);
+    if (bytes + DATA_FRAME_OVERHEAD > this.hostApi.maxFrameBytes) {
+      throw new DvsError('EDVSMSGSIZE', `kernel frame of ${bytes} bytes exceeds the link frame limit`, { details: { node: this.node, limit: this.hostApi.maxFrameBytes } });
     }
     this.outbox.push(buf);
-    this.outboxBytes += buf.byteLength;
+    this.outboxBytes += bytes;
     this.scheduleFlush();
   }
 
@@ -171,24 +173,26 @@ export class PeerLink {
     const h = this.hostApi;
     let i = 0;
     while (i < this.outbox.length && this.unacked.length - this.unackedHead < h.windowFrames && this.inFlightBytes < h.windowBytes) {
-      const parts: Buffer[] = [];
+      const parts: EncodedFrame[] = [];
       let bytes = 0;
       while (i < this.outbox.length) {
         const b = this.outbox[i]!;
-        if (parts.length > 0 && bytes + b.byteLength > h.batchMaxBytes) break;
+        const n = encodedBytes(b);
+        if (parts.length > 0 && bytes + n > h.batchMaxBytes) break;
         parts.push(b);
-        bytes += b.byteLength;
+        bytes += n;
         i++;
       }
       const seq = ++this.lastSeqSent;
-      const buf = encodeDataFrame(seq, this.lastSeqReceived, parts, bytes, h.framing);
-      this.unacked.push({ seq, buf });
-      this.inFlightBytes += buf.byteLength;
+      const wire = encodeDataFrame(seq, this.lastSeqReceived, parts, bytes, h.framing);
+      const wireLength = wireBytes(wire);
+      this.unacked.push({ seq, wire, bytes: wireLength });
+      this.inFlightBytes += wireLength;
       this.outboxBytes -= bytes;
       this.counters.framesOut += parts.length;
       this.counters.batchesOut++;
       this.ackSent();
-      this.writeNow(conn, buf);
+      this.writeNow(conn, wire);
     }
     if (i > 0) this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
     if (this.ackDirty && (this.ackTimer === undefined || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
@@ -234,8 +238,8 @@ export class PeerLink {
     this.ackTimer.unref();
   }
 
-  private writeNow(conn: LinkConn, buf: Buffer): void {
-    conn.write(buf);
+  private writeNow(conn: LinkConn, wire: Wire): void {
+    conn.write(wire);
     this.lastSent = Date.now();
   }
 
@@ -279,7 +283,7 @@ export class PeerLink {
     if (ack <= this.acked) return;
     this.acked = ack;
     while (this.unackedHead < this.unacked.length && this.unacked[this.unackedHead]!.seq <= ack) {
-      this.inFlightBytes -= this.unacked[this.unackedHead]!.buf.byteLength;
+      this.inFlightBytes -= this.unacked[this.unackedHead]!.bytes;
       this.unackedHead++;
     }
     if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
@@ -339,7 +343,7 @@ export class PeerLink {
     // Resend, in order and with their original sequence numbers, the frames the peer has not seen.
     for (let i = this.unackedHead; i < this.unacked.length; i++) {
       this.counters.resent++;
-      this.writeNow(conn, this.unacked[i]!.buf);
+      this.writeNow(conn, this.unacked[i]!.wire);
     }
     if (resume && before === 'up') this.hostApi.log('debug', 'link resumed', { node: this.node });
     else this.hostApi.report(this.node, 'up', peerToken.inc);

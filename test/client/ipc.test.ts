@@ -101,6 +101,16 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
     })();
     expect(await cli.sendrec(lsrv.endpoint, { type: 1, payload: 42 })).toEqual({ source: lsrv.endpoint, type: 7, payload: 42 });
     await lserve;
+    // replyAndReceive: the reply, then the next request, in one request on the socket.
+    const looping = (async () => {
+      let req = await srv.receiveRequest();
+      req = await srv.replyAndReceive(req.source, { type: 201, payload: req.payload });
+      await srv.reply(req.source, { type: 202, payload: req.payload });
+    })();
+    expect(await cli.sendrec(srv.endpoint, { type: 1, payload: 'x' })).toEqual({ source: srv.endpoint, type: 201, payload: 'x' });
+    expect(await local.sendrec(srv.endpoint, { type: 1, payload: 'y' })).toEqual({ source: srv.endpoint, type: 202, payload: 'y' });
+    await looping;
+    await expectCode(srv.replyAndReceive(cli.endpoint, { type: 1 }, { timeoutMs: 100 }), 'EDVSPROCSTS');
     // reply to someone not waiting: EDVSPROCSTS; receiveRequest by a user process: EDVSTRAPDENIED.
     await expectCode(srv.reply(cli.endpoint, { type: 1 }), 'EDVSPROCSTS');
     await expectCode(cli.receiveRequest({ timeoutMs: 0 }), 'EDVSTRAPDENIED');

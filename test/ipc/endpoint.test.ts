@@ -217,7 +217,7 @@ describe('DC limits', () => {
 describe('kernel limits', () => {
   it('defaults to 64 KiB payloads and 64 KiB copy chunks', () => {
     expect(resolveKernelLimits()).toEqual(DEFAULT_KERNEL_LIMITS);
-    expect(DEFAULT_KERNEL_LIMITS).toEqual({ maxPayloadBytes: 65536, maxCopyChunk: 65536 });
+    expect(DEFAULT_KERNEL_LIMITS).toEqual({ maxPayloadBytes: 65536, maxCopyChunk: 1048576 });
     expect(resolveKernelLimits({ maxCopyChunk: 1000 })).toEqual({ maxPayloadBytes: 65536, maxCopyChunk: 1000 });
   });
 

@@ -24,7 +24,7 @@ describe('A1: kernel and DC init, info, end', { timeout: 2000 }, () => {
   it('reports its node, that it runs, its DCs and its limits', () => {
     const k = new Kernel({ nodeId: 3, clock, limits: { maxPayloadBytes: 2048 } });
     expect(k.nodeId).toBe(3);
-    expect(k.info()).toEqual({ nodeId: 3, running: true, dcs: [], limits: { maxPayloadBytes: 2048, maxCopyChunk: 65536 }, downNodes: [] });
+    expect(k.info()).toEqual({ nodeId: 3, running: true, dcs: [], limits: { maxPayloadBytes: 2048, maxCopyChunk: 1048576 }, downNodes: [] });
     k.createDc({ dcid: 0 });
     k.createDc({ dcid: 7, name: 'web' });
     expect(k.info().dcs.sort()).toEqual([0, 7]);

@@ -171,6 +171,55 @@ describe('A5: reply to a process that is not waiting', { timeout: 2000 }, () => 
   });
 });
 
+describe('A5: replyAndReceive, a server loop step in one call', { timeout: 2000 }, () => {
+  it('replies to the client, then takes the next request', async () => {
+    const { k, server } = setup();
+    const [a, b] = [k.bind(0), k.bind(0)];
+    const ra = track(a.sendrec(server.endpoint, { type: 1, payload: 'a' }, T));
+    const m1 = await server.receiveRequest(T);
+    const next = track(server.replyAndReceive(m1.source, { type: 101, payload: 'A' }, T));
+    await expect(ra).resolves.toEqual({ source: server.endpoint, type: 101, payload: 'A' });
+    expect(await isPending(next)).toBe(true);
+    const rb = track(b.sendrec(server.endpoint, { type: 2, payload: 'b' }, T));
+    await expect(next).resolves.toEqual({ source: b.endpoint, type: 2, payload: 'b' });
+    await server.reply(b.endpoint, { type: 102 });
+    await expect(rb).resolves.toMatchObject({ type: 102 });
+  });
+
+  it('a request already queued is taken at once', async () => {
+    const { k, server } = setup();
+    const [a, b] = [k.bind(0), k.bind(0)];
+    const ra = track(a.sendrec(server.endpoint, { type: 1 }, T));
+    const rb = track(b.sendrec(server.endpoint, { type: 2 }, T));
+    const m1 = await server.receiveRequest(T);
+    await expect(server.replyAndReceive(m1.source, { type: 0 }, T)).resolves.toMatchObject({ source: b.endpoint, type: 2 });
+    await expect(ra).resolves.toMatchObject({ type: 0 });
+    expect(await isPending(rb)).toBe(true);
+  });
+
+  it('a failed reply fails the call before it receives; a receive that cannot start fails it before the reply', async () => {
+    const { k, server, client } = setup();
+    // Nobody waits for this reply: EDVSPROCSTS, and no receive was left behind.
+    await expect(server.replyAndReceive(client.endpoint, { type: 0 }, T)).rejects.toMatchObject({ code: 'EDVSPROCSTS' });
+    expect(k.procs(0).find((r) => r.endpoint === server.endpoint)!.rtsFlags).toBe(0);
+    // A receive already in progress: EDVSBUSY, and the client still waits for its reply.
+    const sr = track(client.sendrec(server.endpoint, { type: 1 }, T));
+    const m = await server.receiveRequest(T);
+    const pending = track(server.receiveRequest(T));
+    await expect(server.replyAndReceive(m.source, { type: 9 }, T)).rejects.toMatchObject({ code: 'EDVSBUSY' });
+    expect(await isPending(sr)).toBe(true);
+    // A timeout of 0 with nothing queued: the reply went out, then the receive gave up at once.
+    const other = setup();
+    const sr2 = track(other.client.sendrec(other.server.endpoint, { type: 1 }, T));
+    const m2 = await other.server.receiveRequest(T);
+    await expect(other.server.replyAndReceive(m2.source, { type: 5 }, { timeoutMs: 0 })).rejects.toMatchObject({ code: 'EDVSTIMEDOUT' });
+    await expect(sr2).resolves.toMatchObject({ type: 5 });
+    // A user process may not call it (it includes receiveRequest).
+    await expect(client.replyAndReceive(server.endpoint, { type: 0 }, T)).rejects.toMatchObject({ code: 'EDVSTRAPDENIED' });
+    void pending.catch(() => undefined);
+  });
+});
+
 describe('A5: one receive-side call at a time', { timeout: 2000 }, () => {
   it('a client in sendrec gets EDVSBUSY for receive, receiveRequest or another sendrec', async () => {
     const { k, server } = setup();

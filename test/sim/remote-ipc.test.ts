@@ -131,6 +131,30 @@ describe('remote sendrec, receiveRequest and reply', () => {
     }
   });
 
+  it('a server looping on replyAndReceive answers clients of every node, each its own reply', async () => {
+    const sim = new Simulation({ seed: 23, nodes: 3 });
+    const srv = sim.bind(1, { slot: 4, name: 'srv' });
+    const clients = [sim.bind(0), sim.bind(0), sim.bind(1), sim.bind(2)];
+    const answers = new Map<number, Message[]>();
+    sim.spawn(
+      'srv',
+      async () => {
+        let m = await srv.receiveRequest();
+        for (;;) m = await srv.replyAndReceive(m.source, { type: 100, payload: { echo: m.payload } });
+      },
+      { daemon: true },
+    );
+    for (const c of clients) {
+      sim.spawn(`c${c.endpoint}`, async () => {
+        const got: Message[] = [];
+        for (let i = 0; i < 3; i++) got.push(await c.sendrec(srv.endpoint, { type: 1, payload: `${c.endpoint}/${i}` }));
+        answers.set(c.endpoint, got);
+      });
+    }
+    assertClean(sim, await sim.run({ maxTime: 1000 }));
+    for (const c of clients) expect(answers.get(c.endpoint)?.map((m) => m.payload)).toEqual([0, 1, 2].map((i) => ({ echo: `${c.endpoint}/${i}` })));
+  });
+
   it('a second reply, or a reply to a client that gave up, fails with EDVSPROCSTS', async () => {
     const sim = new Simulation({ seed: 22, nodes: 2, latency: FIXED });
     const srv = sim.bind(1, { slot: 4, name: 'srv' });

@@ -8,11 +8,14 @@ import { DvsError } from '../../src/ipc/errors.js';
 import type { KernelFrame } from '../../src/kernel/frames.js';
 import {
   decodeValue,
+  BULK_MIN_BYTES,
   encodeDataFrame,
+  encodedBytes,
   encodeFrame,
   encodeKernelFrame,
   encodeValue,
   FLAG_LZ4,
+  flattenWire,
   FrameDecoder,
   parseKernelFrame,
   parseLinkFrame,
@@ -134,14 +137,14 @@ describe('framing', () => {
 describe('data frames', () => {
   it('are the plain msgpack map {t, s, a, f}, for every integer width', () => {
     const frames = ALL_KINDS.map((k) => encodeKernelFrame(k));
-    const bytes = frames.reduce((n, b) => n + b.byteLength, 0);
+    const bytes = frames.reduce((n, b) => n + encodedBytes(b), 0);
     for (const [s, a] of [
       [1, 0],
       [200, 127],
       [70_000, 300],
       [2 ** 33, 2 ** 32 + 7],
     ] as const) {
-      const wire = encodeDataFrame(s, a, frames, bytes, {});
+      const wire = flattenWire(encodeDataFrame(s, a, frames, bytes, {}));
       const [value] = new FrameDecoder().push(wire);
       expect(plain(value)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
       expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
@@ -149,14 +152,44 @@ describe('data frames', () => {
     // 16+ and 65536+ entries use the array16 and array32 headers.
     for (const n of [16, 70_000]) {
       const many = Array.from({ length: n }, () => frames[3]!);
-      const [value] = new FrameDecoder().push(encodeDataFrame(1, 0, many, many.length * frames[3]!.byteLength, {}));
+      const [value] = new FrameDecoder().push(flattenWire(encodeDataFrame(1, 0, many, many.length * encodedBytes(frames[3]!), {})));
       expect((value as { f: unknown[] }).f.length).toBe(n);
     }
   });
 
+  it('carry bulk bytes as segments of the same msgpack map, uncopied', () => {
+    const big = randomBytes(BULK_MIN_BYTES * 3 + 5);
+    const kinds: KernelFrame[] = [
+      ALL_KINDS[0]!,
+      { k: 'copy-data', dc: 1, id: 7, rc: 0, data: big.subarray(3) },
+      ALL_KINDS[3]!,
+      { k: 'copy-write', dc: 2, id: 8, requester: 5, owner: 6, grant: 1, offset: 99, data: big },
+    ];
+    const frames = kinds.map((k) => encodeKernelFrame(k));
+    expect(Buffer.isBuffer(frames[1])).toBe(false);
+    const wire = encodeDataFrame(9, 8, frames, frames.reduce((n, f) => n + encodedBytes(f), 0), {});
+    expect(Array.isArray(wire)).toBe(true);
+    // The bulk segments are the caller's bytes themselves, not copies.
+    expect((wire as Buffer[]).some((seg) => seg.buffer === big.buffer && seg.byteOffset === big.byteOffset + 3)).toBe(true);
+    const flat = flattenWire(wire);
+    // The same bytes a plain encoder would give, modulo the bin header width.
+    const [value] = new FrameDecoder().push(flat);
+    expect(plain(value)).toEqual(plain({ t: 'data', s: 9, a: 8, f: kinds }));
+    expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s: 9, a: 8, f: kinds.map((k) => plain(k)) });
+    // Split anywhere, the stream decodes the same.
+    const dec = new FrameDecoder();
+    const out: unknown[] = [];
+    for (let at = 0; at < flat.byteLength; at += 1000) out.push(...dec.push(flat.subarray(at, Math.min(flat.byteLength, at + 1000))));
+    expect(out.map(plain)).toEqual([plain(value)]);
+    // Compression needs the body whole: one buffer then.
+    const packed = encodeDataFrame(9, 8, frames, frames.reduce((n, f) => n + encodedBytes(f), 0), { compressMinBytes: 1024 });
+    expect(Buffer.isBuffer(packed)).toBe(true);
+    expect(plain(new FrameDecoder().push(packed as Buffer)[0])).toEqual(plain(value));
+  });
+
   it('compress like any other frame', () => {
-    const frames = Array.from({ length: 100 }, () => encodeKernelFrame(ALL_KINDS[0]));
-    const wire = encodeDataFrame(5, 4, frames, frames.length * frames[0]!.byteLength, { compressMinBytes: 512 });
+    const frames = Array.from({ length: 100 }, () => encodeKernelFrame(ALL_KINDS[0]!));
+    const wire = flattenWire(encodeDataFrame(5, 4, frames, frames.length * encodedBytes(frames[0]!), { compressMinBytes: 512 }));
     expect(wire[5]).toBe(FLAG_LZ4);
     expect((new FrameDecoder().push(wire)[0] as { f: unknown[] }).f).toHaveLength(100);
   });

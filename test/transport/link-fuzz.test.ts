@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { KernelFrame } from '../../src/kernel/frames.js';
-import { encodeDataFrame, encodeFrame, encodeKernelFrame, LINK_PROTOCOL_VERSION, newNonce } from '../../src/transport/index.js';
+import { encodeDataFrame, encodedBytes, encodeFrame, encodeKernelFrame, flattenWire, LINK_PROTOCOL_VERSION, newNonce } from '../../src/transport/index.js';
 import { Harness, KEY, notify, sleep, waitFor, waitUp } from './helpers.js';
 import { RawPeer } from './raw-peer.js';
 
@@ -64,7 +64,7 @@ function validData(rnd: () => number): Buffer {
     { k: 'copy-data', dc: 1, id: 9, rc: 0, data: new Uint8Array(16) },
   ];
   const parts = frames.map((f) => encodeKernelFrame(f));
-  return encodeDataFrame(1, 0, parts, parts.reduce((n, p) => n + p.byteLength, 0), {});
+  return flattenWire(encodeDataFrame(1, 0, parts, parts.reduce((n, p) => n + encodedBytes(p), 0), {}));
 }
 
 describe('link fuzzing', () => {
