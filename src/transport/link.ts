@@ -102,7 +102,8 @@ export class PeerLink {
   private receivedSinceAck = 0;
   /** A standalone ack waits this long for outgoing data to ride on (see onData). */
   private ackTimer: NodeJS.Timeout | undefined;
-  private flushHandle: NodeJS.Immediate | undefined;
+  /** A flush is scheduled (process.nextTick) and has not run yet. */
+  private flushScheduled = false;
   lastHeard: number;
   lastSent = 0;
   private consecutiveErrors = 0;
@@ -153,18 +154,26 @@ export class PeerLink {
   }
 
   private scheduleFlush(): void {
-    if (this.flushHandle !== undefined || this.conn === undefined) return;
-    this.flushHandle = setImmediate(() => {
-      this.flushHandle = undefined;
-      try {
-        this.flush();
-      } catch (err) {
-        // Not reachable with frames checked at send(); never let it escape into the event loop.
-        this.hostApi.log('error', 'link flush failed', { peer: this.node, err: err instanceof Error ? err.message : String(err) });
-        this.conn?.end('protocol', err);
-      }
-    });
+    if (this.flushScheduled || this.conn === undefined) return;
+    this.flushScheduled = true;
+    process.nextTick(this.flushNow);
   }
+
+  /**
+   * The scheduled flush: the frames queued during one callback of the event loop (its synchronous
+   * part and the promise reactions it starts) leave together, right after it.
+   */
+  private readonly flushNow = (): void => {
+    if (!this.flushScheduled) return;
+    this.flushScheduled = false;
+    try {
+      this.flush();
+    } catch (err) {
+      // Not reachable with frames checked at send(); never let it escape into the event loop.
+      this.hostApi.log('error', 'link flush failed', { peer: this.node, err: err instanceof Error ? err.message : String(err) });
+      this.conn?.end('protocol', err);
+    }
+  };
 
   /** Sends what the window allows, in batches of up to batchMaxBytes, then any pending ack. */
   flush(): void {
@@ -348,7 +357,7 @@ export class PeerLink {
     if (resume && before === 'up') this.hostApi.log('debug', 'link resumed', { node: this.node });
     else this.hostApi.report(this.node, 'up', peerToken.inc);
     this.flush();
-    if (this.flushHandle === undefined && this.outbox.length > 0) this.scheduleFlush();
+    if (this.outbox.length > 0) this.scheduleFlush();
   }
 
   /** The established connection ended. The session lives on until the peer is declared down. */
@@ -406,8 +415,7 @@ export class PeerLink {
 
   /** Stops everything this peer holds (timers, sockets); no report. */
   shutdown(): void {
-    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle);
-    this.flushHandle = undefined;
+    this.flushScheduled = false;
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     this.conn?.end('shutdown');
