@@ -6,11 +6,48 @@ import type { Endpoint } from './endpoint.js';
 import type { Message, OutgoingMessage } from './message.js';
 
 /** Every blocking call takes a timeout and an AbortSignal. */
+/**
+ * What the calls use of an AbortSignal. A real AbortSignal is one; a host making many calls may
+ * pass something lighter (Node's EventTarget costs microseconds per listener).
+ */
+export interface AbortLike {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface CallOptions {
   /** Milliseconds; -1 or absent waits forever, 0 fails at once with EDVSTIMEDOUT if the call would block. */
   readonly timeoutMs?: number;
   /** Aborting fails the call with EDVSINTR (unless it already completed: delivery wins). */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortLike;
+}
+
+/** A one-shot abort switch implementing AbortLike without EventTarget. */
+export class AbortSwitch implements AbortLike {
+  aborted = false;
+  private listeners: (() => void)[] | undefined;
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    if (this.aborted) return;
+    (this.listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const l = this.listeners;
+    if (l === undefined) return;
+    const i = l.indexOf(listener);
+    if (i >= 0) l.splice(i, 1);
+  }
+
+  /** Aborts once: every listener runs, in registration order. */
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const l = this.listeners;
+    this.listeners = undefined;
+    if (l !== undefined) for (const f of l) f();
+  }
 }
 
 /** What became of a notify: delivered to a waiting receiver, left pending, coalesced into a pending one, or handed to the link. */

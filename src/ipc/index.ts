@@ -7,3 +7,4 @@ export * from './payload.js';
 export * from './message.js';
 export * from './privileges.js';
 export type * from './calls.js';
+export { AbortSwitch } from './calls.js';

@@ -3,7 +3,7 @@
  * the waiter does not settle by itself: it asks its owner (`onExpire`), which withdraws the call if it
  * can and settles accordingly; a call already delivered reports success (delivery wins).
  */
-import type { CallOptions } from '../ipc/calls.js';
+import type { AbortLike, CallOptions } from '../ipc/calls.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Clock, TimerHandle } from './clock.js';
 
@@ -14,7 +14,7 @@ export class Waiter<T> {
   private res!: (value: T) => void;
   private rej!: (err: DvsError) => void;
   private timer: TimerHandle | undefined;
-  private signal: AbortSignal | undefined;
+  private signal: AbortLike | undefined;
   private abortListener: (() => void) | undefined;
   private clock: Clock | undefined;
   settled = false;

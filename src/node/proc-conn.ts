@@ -6,7 +6,7 @@
  * endpoint it bound.
  */
 import type { Socket } from 'node:net';
-import type { GrantAccess } from '../ipc/calls.js';
+import { AbortSwitch, type GrantAccess } from '../ipc/calls.js';
 import { ANY, EndpointSpace, type Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Message, OutgoingMessage } from '../ipc/message.js';
@@ -123,7 +123,7 @@ export class ProcConnection {
   private grantCount = 0;
   private bindsInFlight = 0;
   /** Requests in flight: their abort controller (undefined for calls that cannot block). */
-  private readonly pending = new Map<number, AbortController | undefined>();
+  private readonly pending = new Map<number, AbortSwitch | undefined>();
   private readonly serverRequests = new Map<number, ServerRequest>();
   private nextSid = 1;
   private corked = false;
@@ -306,11 +306,11 @@ export class ProcConnection {
   }
 
   /** Registers a blocking call as in flight (cancellable) and returns the options that carry its abort signal. */
-  private blocking(id: number, f: Fields): { timeoutMs?: number; signal: AbortSignal } {
+  private blocking(id: number, f: Fields): { timeoutMs?: number; signal: AbortSwitch } {
     const timeoutMs = optTimeout(f);
-    const ac = new AbortController();
+    const ac = new AbortSwitch();
     this.pending.set(id, ac);
-    return timeoutMs === undefined ? { signal: ac.signal } : { timeoutMs, signal: ac.signal };
+    return timeoutMs === undefined ? { signal: ac } : { timeoutMs, signal: ac };
   }
 
   /** Non-blocking calls still in flight (grant backends may answer later): tracked but not cancellable. */
