@@ -1,6 +1,7 @@
 /**
  * Structural validation of every value decoded from a node link, before any of it is used: link
- * control frames (handshake, data, ack, ping) and every KernelFrame kind with its field types.
+ * control frames (handshake, data, ack, ping) and every kernel frame (positional arrays, see
+ * kernel-wire.ts) with its field types.
  * A violation is a DvsError EDVSBADREQUEST; the link closes the connection. Parsers return fresh
  * objects holding only the known fields, so unknown fields never reach the kernel.
  * See docs/link-protocol.md.
@@ -9,6 +10,7 @@ import { DvsError } from '../ipc/errors.js';
 import type { Payload } from '../ipc/payload.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import { MAX_NODE_ID } from './auth.js';
+import { KIND, MAX_GROUPED_ACKS } from './kernel-wire.js';
 
 /** A side's session with its peer: its incarnation and how many times it reset the session. */
 export interface SessionToken {
@@ -95,7 +97,6 @@ function int(o: Rec, key: string, min = Number.MIN_SAFE_INTEGER, max = Number.MA
 }
 
 const uint = (o: Rec, key: string): number => int(o, key, 0);
-const endpoint = (o: Rec, key: string): number => int(o, key);
 const node = (o: Rec, key: string): number => int(o, key, 0, MAX_NODE_ID);
 
 function bytes(o: Rec, key: string, length?: number): Uint8Array {
@@ -104,12 +105,6 @@ function bytes(o: Rec, key: string, length?: number): Uint8Array {
   if (length !== undefined && v.byteLength !== length) bad(`${key} is ${v.byteLength} bytes, not ${length}`);
   // A plain Uint8Array view (no copy), as a local delivery would hand over, not the decoder's Buffer.
   return v.constructor === Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-}
-
-function bool(o: Rec, key: string): boolean {
-  const v = o[key];
-  if (typeof v !== 'boolean') bad(`${key} is not a boolean`);
-  return v;
 }
 
 function kind(o: Rec, key: string): string {
@@ -125,59 +120,100 @@ function token(o: Rec, key: string): SessionToken | null {
   return { inc: uint(t, 'inc'), epoch: uint(t, 'epoch') };
 }
 
-/** Validates one decoded kernel frame. */
-export function parseKernelFrame(value: unknown): KernelFrame {
-  const o = record(value, 'kernel frame');
-  const k = kind(o, 'k');
-  const dc = uint(o, 'dc');
-  switch (k) {
-    case 'send':
-      return { k, dc, id: uint(o, 'id'), src: endpoint(o, 'src'), dst: endpoint(o, 'dst'), type: int(o, 'type'), payload: o.payload as Payload, rec: bool(o, 'rec') };
-    case 'send-ack': {
-      const base = { k, dc, id: uint(o, 'id'), rc: int(o, 'rc') } as const;
-      return o.node === undefined || o.node === null ? base : { ...base, node: node(o, 'node') };
+/** Element i of a positional kernel frame as a safe integer within [min, max]. */
+function at(a: readonly unknown[], i: number, name: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number {
+  let v = a[i];
+  if (typeof v === 'bigint' && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) v = Number(v);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) bad(`${name} is not a safe integer`);
+  if (v < min || v > max) bad(`${name} = ${v} outside ${min}..${max}`);
+  return v;
+}
+
+function atBytes(a: readonly unknown[], i: number, name: string): Uint8Array {
+  const v = a[i];
+  if (!(v instanceof Uint8Array)) bad(`${name} is not binary`);
+  // A plain Uint8Array view (no copy), as a local delivery would hand over, not the decoder's Buffer.
+  return v.constructor === Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function arity(a: readonly unknown[], min: number, max: number, what: string): void {
+  if (a.length < min || a.length > max) bad(`${what} has ${a.length} elements, not ${min === max ? min : `${min}..${max}`}`);
+}
+
+const U = 0;
+const uAt = (a: readonly unknown[], i: number, name: string): number => at(a, i, name, U);
+
+/**
+ * Validates one decoded kernel frame (the positional form of src/transport/kernel-wire.ts) and
+ * appends it to `out`; a send-acks element appends one send-ack per id.
+ */
+export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
+  if (!Array.isArray(value) || value.length < 3) bad('a kernel frame is not an array of at least 3 elements');
+  const a = value as readonly unknown[];
+  const code = at(a, 0, 'kind', 1, KIND.sendAcks);
+  const dc = uAt(a, 1, 'dc');
+  switch (code) {
+    case KIND.send: {
+      arity(a, 8, 8, 'send');
+      const rec = a[7];
+      if (typeof rec !== 'boolean') bad('rec is not a boolean');
+      out.push({ k: 'send', dc, id: uAt(a, 2, 'id'), src: at(a, 3, 'src'), dst: at(a, 4, 'dst'), type: at(a, 5, 'type'), payload: a[6] as Payload, rec });
+      return;
     }
-    case 'cancel':
-    case 'cancel-ack':
-      return { k, dc, id: uint(o, 'id') };
-    case 'reply':
-      return { k, dc, id: uint(o, 'id'), src: endpoint(o, 'src'), dst: endpoint(o, 'dst'), type: int(o, 'type'), payload: o.payload as Payload };
-    case 'reply-cancel':
-      return { k, dc, client: endpoint(o, 'client'), server: endpoint(o, 'server') };
-    case 'notify':
-      return { k, dc, src: endpoint(o, 'src'), dst: endpoint(o, 'dst'), arg: int(o, 'arg') };
-    case 'unbound':
-      return { k, dc, ep: endpoint(o, 'ep') };
-    case 'copy-read':
-      return {
-        k,
-        dc,
-        id: uint(o, 'id'),
-        requester: endpoint(o, 'requester'),
-        owner: endpoint(o, 'owner'),
-        grant: int(o, 'grant'),
-        offset: uint(o, 'offset'),
-        length: uint(o, 'length'),
-      };
-    case 'copy-data': {
-      const base = { k, dc, id: uint(o, 'id'), rc: int(o, 'rc') } as const;
-      return o.data === undefined || o.data === null ? base : { ...base, data: bytes(o, 'data') };
+    case KIND.sendAck: {
+      arity(a, 4, 5, 'send-ack');
+      const base = { k: 'send-ack', dc, id: uAt(a, 2, 'id'), rc: at(a, 3, 'rc') } as const;
+      out.push(a.length === 4 || a[4] === null || a[4] === undefined ? base : { ...base, node: at(a, 4, 'node', 0, MAX_NODE_ID) });
+      return;
     }
-    case 'copy-write':
-      return {
-        k,
-        dc,
-        id: uint(o, 'id'),
-        requester: endpoint(o, 'requester'),
-        owner: endpoint(o, 'owner'),
-        grant: int(o, 'grant'),
-        offset: uint(o, 'offset'),
-        data: bytes(o, 'data'),
-      };
-    case 'copy-ack':
-      return { k, dc, id: uint(o, 'id'), rc: int(o, 'rc') };
+    case KIND.cancel:
+    case KIND.cancelAck:
+      arity(a, 3, 3, 'cancel');
+      out.push({ k: code === KIND.cancel ? 'cancel' : 'cancel-ack', dc, id: uAt(a, 2, 'id') });
+      return;
+    case KIND.reply:
+      arity(a, 7, 7, 'reply');
+      out.push({ k: 'reply', dc, id: uAt(a, 2, 'id'), src: at(a, 3, 'src'), dst: at(a, 4, 'dst'), type: at(a, 5, 'type'), payload: a[6] as Payload });
+      return;
+    case KIND.replyCancel:
+      arity(a, 4, 4, 'reply-cancel');
+      out.push({ k: 'reply-cancel', dc, client: at(a, 2, 'client'), server: at(a, 3, 'server') });
+      return;
+    case KIND.notify:
+      arity(a, 5, 5, 'notify');
+      out.push({ k: 'notify', dc, src: at(a, 2, 'src'), dst: at(a, 3, 'dst'), arg: at(a, 4, 'arg') });
+      return;
+    case KIND.unbound:
+      arity(a, 3, 3, 'unbound');
+      out.push({ k: 'unbound', dc, ep: at(a, 2, 'ep') });
+      return;
+    case KIND.copyRead:
+      arity(a, 8, 8, 'copy-read');
+      out.push({ k: 'copy-read', dc, id: uAt(a, 2, 'id'), requester: at(a, 3, 'requester'), owner: at(a, 4, 'owner'), grant: at(a, 5, 'grant'), offset: uAt(a, 6, 'offset'), length: uAt(a, 7, 'length') });
+      return;
+    case KIND.copyData: {
+      arity(a, 4, 5, 'copy-data');
+      const base = { k: 'copy-data', dc, id: uAt(a, 2, 'id'), rc: at(a, 3, 'rc') } as const;
+      out.push(a.length === 4 || a[4] === null || a[4] === undefined ? base : { ...base, data: atBytes(a, 4, 'data') });
+      return;
+    }
+    case KIND.copyWrite:
+      arity(a, 8, 8, 'copy-write');
+      out.push({ k: 'copy-write', dc, id: uAt(a, 2, 'id'), requester: at(a, 3, 'requester'), owner: at(a, 4, 'owner'), grant: at(a, 5, 'grant'), offset: uAt(a, 6, 'offset'), data: atBytes(a, 7, 'data') });
+      return;
+    case KIND.copyAck:
+      arity(a, 4, 4, 'copy-ack');
+      out.push({ k: 'copy-ack', dc, id: uAt(a, 2, 'id'), rc: at(a, 3, 'rc') });
+      return;
+    case KIND.sendAcks: {
+      arity(a, 3, 3, 'send-acks');
+      const ids = a[2];
+      if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_GROUPED_ACKS) bad(`send-acks ids is not an array of 1..${MAX_GROUPED_ACKS} ids`);
+      for (let i = 0; i < ids.length; i++) out.push({ k: 'send-ack', dc, id: uAt(ids as unknown[], i, 'id'), rc: 0 });
+      return;
+    }
     default:
-      return bad(`unknown kernel frame kind ${JSON.stringify(k).slice(0, 40)}`);
+      bad(`unknown kernel frame kind ${code}`);
   }
 }
 
@@ -189,8 +225,8 @@ export function parseLinkFrame(value: unknown, nonceBytes: number, macBytes: num
     case 'data': {
       const f = o.f;
       if (!Array.isArray(f) || f.length === 0) bad('f is not a non-empty array');
-      const frames = new Array<KernelFrame>(f.length);
-      for (let i = 0; i < f.length; i++) frames[i] = parseKernelFrame(f[i]);
+      const frames: KernelFrame[] = [];
+      for (let i = 0; i < f.length; i++) parseKernelFrame(f[i], frames);
       return { t, s: int(o, 's', 1), a: uint(o, 'a'), f: frames };
     }
     case 'ack':

@@ -29,7 +29,8 @@ export {
   type SessionToken,
   type WelcomeFrame,
 } from './frame-schema.js';
-export { BULK_MIN_BYTES, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, flattenWire, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
+export { BULK_MIN_BYTES, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, encodeSendAcks, flattenWire, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
+export { KIND, kernelFrameToWire, MAX_GROUPED_ACKS } from './kernel-wire.js';
 export type { PeerLinkStats, PeerState } from './link.js';
 export {
   DEFAULT_LINK_TIMING,

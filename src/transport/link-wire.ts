@@ -5,7 +5,9 @@
  * bytes (copy chunks) are not copied at all: they go to the socket as segments of the frame.
  */
 import { encodeValue, encodeValueView } from './codec.js';
+import type { KernelFrame } from '../kernel/frames.js';
 import { checkBodySize, encodeFrame, FRAME_HEADER_BYTES, frameFromBody, writeFrameHeader, type FramingOptions } from './framing.js';
+import { bulkOf, KIND, kernelFrameToWire } from './kernel-wire.js';
 import type { LinkFrame } from './frame-schema.js';
 
 /** Bytes a data frame adds around its kernel frames, at most (map, keys, two u64s, array header). */
@@ -59,8 +61,8 @@ function writeArrayHeader(buf: Buffer, at: number, n: number): number {
 
 /**
  * A kernel frame encoded once, at send time: its msgpack bytes, or, for a frame carrying bulk bytes
- * (`data` of at least BULK_MIN_BYTES), `[head, bytes]` whose concatenation is that msgpack map; the
- * bytes are then written to the socket without being copied again.
+ * (`data` of at least BULK_MIN_BYTES), `[head, bytes]` whose concatenation is that msgpack array;
+ * the bytes are then written to the socket without being copied again.
  */
 export type EncodedFrame = Buffer | readonly [head: Buffer, data: Buffer];
 
@@ -69,9 +71,6 @@ export type Wire = Buffer | readonly Buffer[];
 
 /** Bulk `data` at least this large travels as its own segment. */
 export const BULK_MIN_BYTES = 8 * 1024;
-
-// The key "data" (fixstr 4).
-const KEY_DATA = Buffer.from([0xa4, 0x64, 0x61, 0x74, 0x61]);
 
 export function encodedBytes(f: EncodedFrame): number {
   return Buffer.isBuffer(f) ? f.byteLength : f[0].byteLength + f[1].byteLength;
@@ -90,23 +89,29 @@ export function flattenWire(w: Wire): Buffer {
 }
 
 /** Encodes one kernel frame for a later batch (EDVSBADVALUE when msgpack cannot carry it). */
-export function encodeKernelFrame(frame: object): EncodedFrame {
-  const data = (frame as { data?: unknown }).data;
-  if (!(data instanceof Uint8Array) || data.byteLength < BULK_MIN_BYTES) return encodeValue(frame);
-  const rest: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(frame)) if (k !== 'data' && v !== undefined) rest[k] = v;
-  const packed = encodeValueView(rest);
-  // The same map with one more entry, "data", as a bin32 whose bytes follow as their own segment.
-  // msgpackr writes a map header as fixmap or map16; anything else goes the plain way.
-  const head = Buffer.allocUnsafe(packed.byteLength + KEY_DATA.byteLength + 5);
+export function encodeKernelFrame(frame: KernelFrame): EncodedFrame {
+  const wire = kernelFrameToWire(frame);
+  const data = bulkOf(frame);
+  if (data === undefined || data.byteLength < BULK_MIN_BYTES) return encodeValue(wire);
+  wire.pop(); // the data, last: it follows as its own segment
+  const packed = encodeValueView(wire);
+  // The same array with one more element, a bin32 whose bytes follow as their own segment.
+  // msgpackr writes a short array's header as a fixarray.
+  if ((packed[0]! & 0xf0) !== 0x90 || (packed[0]! & 0x0f) >= 15) {
+    wire.push(data);
+    return encodeValue(wire);
+  }
+  const head = Buffer.allocUnsafe(packed.byteLength + 5);
   head.set(packed, 0);
-  if ((packed[0]! & 0xf0) === 0x80 && (packed[0]! & 0x0f) < 15) head[0] = packed[0]! + 1;
-  else if (packed[0] === 0xde && head.readUInt16BE(1) < 0xffff) head.writeUInt16BE(head.readUInt16BE(1) + 1, 1);
-  else return encodeValue(frame);
-  let at = packed.byteLength + KEY_DATA.copy(head, packed.byteLength);
-  head[at++] = 0xc6;
-  head.writeUInt32BE(data.byteLength, at);
+  head[0] = packed[0]! + 1;
+  head[packed.byteLength] = 0xc6;
+  head.writeUInt32BE(data.byteLength, packed.byteLength + 1);
   return [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
+}
+
+/** Several successful send-acks of one DC as one element (kernel-wire.ts). */
+export function encodeSendAcks(dc: number, ids: readonly number[]): Buffer {
+  return encodeValue([KIND.sendAcks, dc, ids]);
 }
 
 /** Writes the data frame's own fields and the array header of its `count` kernel frames. */

@@ -8,7 +8,8 @@ import { DvsError } from '../ipc/errors.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import type { FramingOptions } from './framing.js';
 import type { ConnEnd, LinkConn } from './link-conn.js';
-import { DATA_FRAME_OVERHEAD, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
+import { MAX_GROUPED_ACKS } from './kernel-wire.js';
+import { DATA_FRAME_OVERHEAD, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, encodeSendAcks, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
 import type { AckFrame, DataFrame, SessionToken } from './frame-schema.js';
 
 /** What the link reports about a peer: 'connecting' until the first session (reported as nothing). */
@@ -96,6 +97,10 @@ export class PeerLink {
   private unackedHead = 0;
   private inFlightBytes = 0;
   private outbox: EncodedFrame[] = [];
+  /** How many kernel frames each outbox element stands for (a send-acks element, several). */
+  private outboxFrames: number[] = [];
+  /** Successful send-acks queued since the last other frame, not yet encoded. */
+  private ackGroup: { dc: number; ids: number[] } | undefined;
   private outboxBytes = 0;
   private ackDirty = false;
   /** Data batches received since our last acknowledgement went out. */
@@ -137,20 +142,47 @@ export class PeerLink {
 
   // ---- sending -------------------------------------------------------------------------------
 
-  /** Queues a kernel frame; it leaves with the other frames of this event-loop turn. */
+  /** Queues a kernel frame; it leaves with the other frames queued during this callback. */
   send(frame: KernelFrame): void {
     if (this.state === 'down') {
       this.counters.dropped++;
       return;
     }
+    if (frame.k === 'send-ack' && frame.rc === 0 && frame.node === undefined) {
+      // Successful send-acks that follow each other travel as one element (kernel-wire.ts).
+      const g = this.ackGroup;
+      if (g !== undefined && g.dc === frame.dc && g.ids.length < MAX_GROUPED_ACKS) g.ids.push(frame.id);
+      else {
+        this.closeAckGroup();
+        this.ackGroup = { dc: frame.dc, ids: [frame.id] };
+      }
+      this.scheduleFlush();
+      return;
+    }
+    this.closeAckGroup();
     const buf = encodeKernelFrame(frame);
     const bytes = encodedBytes(buf);
     if (bytes + DATA_FRAME_OVERHEAD > this.hostApi.maxFrameBytes) {
       throw new DvsError('EDVSMSGSIZE', `kernel frame of ${bytes} bytes exceeds the link frame limit`, { details: { node: this.node, limit: this.hostApi.maxFrameBytes } });
     }
+    this.queue(buf, bytes, 1);
+  }
+
+  /** Queues an encoded element standing for `frames` kernel frames. */
+  private queue(buf: EncodedFrame, bytes: number, frames: number): void {
     this.outbox.push(buf);
+    this.outboxFrames.push(frames);
     this.outboxBytes += bytes;
     this.scheduleFlush();
+  }
+
+  /** Queues the open group of send-acks, if any, in its place among the other frames. */
+  private closeAckGroup(): void {
+    const g = this.ackGroup;
+    if (g === undefined) return;
+    this.ackGroup = undefined;
+    const buf = g.ids.length === 1 ? encodeKernelFrame({ k: 'send-ack', dc: g.dc, id: g.ids[0]!, rc: 0 }) : encodeSendAcks(g.dc, g.ids);
+    this.queue(buf, encodedBytes(buf), g.ids.length);
   }
 
   private scheduleFlush(): void {
@@ -179,6 +211,7 @@ export class PeerLink {
   flush(): void {
     const conn = this.conn;
     if (conn === undefined || !conn.open || this.hostApi.isClosed()) return;
+    this.closeAckGroup();
     const h = this.hostApi;
     let i = 0;
     while (i < this.outbox.length && this.unacked.length - this.unackedHead < h.windowFrames && this.inFlightBytes < h.windowBytes) {
@@ -190,6 +223,7 @@ export class PeerLink {
         if (parts.length > 0 && bytes + n > h.batchMaxBytes) break;
         parts.push(b);
         bytes += n;
+        this.counters.framesOut += this.outboxFrames[i]!;
         i++;
       }
       const seq = ++this.lastSeqSent;
@@ -198,12 +232,14 @@ export class PeerLink {
       this.unacked.push({ seq, wire, bytes: wireLength });
       this.inFlightBytes += wireLength;
       this.outboxBytes -= bytes;
-      this.counters.framesOut += parts.length;
       this.counters.batchesOut++;
       this.ackSent();
       this.writeNow(conn, wire);
     }
-    if (i > 0) this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
+    if (i > 0) {
+      this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
+      this.outboxFrames = i === this.outboxFrames.length ? [] : this.outboxFrames.slice(i);
+    }
     if (this.ackDirty && (this.ackTimer === undefined || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
       this.ackSent();
       this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
@@ -379,9 +415,12 @@ export class PeerLink {
     this.acked = 0;
     this.ackSent();
     if (dropOutbox) {
-      this.counters.dropped += this.outbox.length;
+      for (const n of this.outboxFrames) this.counters.dropped += n;
+      this.counters.dropped += this.ackGroup?.ids.length ?? 0;
       this.outbox = [];
+      this.outboxFrames = [];
       this.outboxBytes = 0;
+      this.ackGroup = undefined;
     }
   }
 
@@ -431,7 +470,7 @@ export class PeerLink {
       incarnation: this.peer?.inc,
       connected: this.conn !== undefined,
       ...this.counters,
-      queued: this.outbox.length,
+      queued: this.outbox.length + (this.ackGroup === undefined ? 0 : 1),
       queuedBytes: this.outboxBytes,
       unacked: this.unacked.length - this.unackedHead,
       lastSeqSent: this.lastSeqSent,

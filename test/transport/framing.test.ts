@@ -13,10 +13,11 @@ import {
   encodedBytes,
   encodeFrame,
   encodeKernelFrame,
-  encodeValue,
+  encodeSendAcks,
   FLAG_LZ4,
   flattenWire,
   FrameDecoder,
+  kernelFrameToWire,
   parseKernelFrame,
   parseLinkFrame,
   WIRE_VERSION,
@@ -146,7 +147,7 @@ describe('data frames', () => {
     ] as const) {
       const wire = flattenWire(encodeDataFrame(s, a, frames, bytes, {}));
       const [value] = new FrameDecoder().push(wire);
-      expect(plain(value)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
+      expect(plain(value)).toEqual(plain({ t: 'data', s, a, f: ALL_KINDS.map(kernelFrameToWire) }));
       expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
     }
     // 16+ and 65536+ entries use the array16 and array32 headers.
@@ -174,7 +175,7 @@ describe('data frames', () => {
     const flat = flattenWire(wire);
     // The same bytes a plain encoder would give, modulo the bin header width.
     const [value] = new FrameDecoder().push(flat);
-    expect(plain(value)).toEqual(plain({ t: 'data', s: 9, a: 8, f: kinds }));
+    expect(plain(value)).toEqual(plain({ t: 'data', s: 9, a: 8, f: kinds.map(kernelFrameToWire) }));
     expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s: 9, a: 8, f: kinds.map((k) => plain(k)) });
     // Split anywhere, the stream decodes the same.
     const dec = new FrameDecoder();
@@ -196,44 +197,59 @@ describe('data frames', () => {
 });
 
 describe('frame schema', () => {
-  it('accepts every kernel frame kind and keeps only known fields', () => {
-    for (const k of ALL_KINDS) expect(parseKernelFrame(decodeValue(encodeValue(k)))).toEqual(k);
-    expect(parseKernelFrame({ ...ALL_KINDS[3], extra: 1 })).toEqual(ALL_KINDS[3]);
+  const parseOne = (v: unknown): KernelFrame[] => {
+    const out: KernelFrame[] = [];
+    parseKernelFrame(v, out);
+    return out;
+  };
+
+  it('accepts every kernel frame kind in its positional form', () => {
+    for (const k of ALL_KINDS) expect(parseOne(decodeValue(flattenWire(encodeKernelFrame(k))))).toEqual([k]);
     // 64-bit integers from other implementations arrive as bigint: accepted within the safe range.
-    expect(parseKernelFrame({ k: 'cancel', dc: 1n, id: 5n })).toEqual({ k: 'cancel', dc: 1, id: 5 });
+    expect(parseOne([3n, 1n, 5n])).toEqual([{ k: 'cancel', dc: 1, id: 5 }]);
+    // A send-acks element is one send-ack per id.
+    expect(parseOne(decodeValue(encodeSendAcks(4, [7, 8, 2 ** 40])))).toEqual([7, 8, 2 ** 40].map((id) => ({ k: 'send-ack', dc: 4, id, rc: 0 })));
   });
 
-  it('rejects wrong field types with EDVSBADREQUEST', () => {
+  it('rejects wrong element types and counts with EDVSBADREQUEST', () => {
+    const w = (i: number): unknown[] => kernelFrameToWire(ALL_KINDS[i]!);
     const bad: unknown[] = [
       null,
       [],
       'send',
       new Uint8Array(3),
-      { k: 'nope', dc: 1 },
-      { k: 'cancel', dc: 1 },
-      { k: 'cancel', dc: -1, id: 1 },
-      { k: 'cancel', dc: 1, id: 1.5 },
-      { k: 'cancel', dc: 1, id: '1' },
-      { k: 'cancel', dc: 1, id: 2 ** 53 },
-      { k: 'cancel', dc: 1, id: 2n ** 60n },
-      { ...ALL_KINDS[0], rec: 1 },
-      { ...ALL_KINDS[0], src: NaN },
-      { ...ALL_KINDS[0], dst: Infinity },
-      { ...ALL_KINDS[2], node: -1 },
-      { ...ALL_KINDS[10], data: 'bytes' },
-      { ...ALL_KINDS[12], data: undefined },
-      { ...ALL_KINDS[9], offset: -1 },
+      { k: 'cancel', dc: 1, id: 1 },
+      [99, 1, 1],
+      [0, 1, 1],
+      [3, 1],
+      [3, -1, 1],
+      [3, 1, 1.5],
+      [3, 1, '1'],
+      [3, 1, 2 ** 53],
+      [3, 1, 2n ** 60n],
+      [3, 1, 1, 'extra'],
+      [...w(0).slice(0, 7), 1],
+      [...w(0).slice(0, 3), NaN, ...w(0).slice(4)],
+      [...w(0).slice(0, 4), Infinity, ...w(0).slice(5)],
+      [...w(2).slice(0, 4), -1],
+      [...w(10).slice(0, 4), 'bytes'],
+      w(12).slice(0, 7),
+      [...w(9).slice(0, 6), -1, ...w(9).slice(7)],
+      [13, 1, []],
+      [13, 1, [1, -2]],
+      [13, 1, 5],
     ];
-    for (const v of bad) expect(codeOf(() => parseKernelFrame(v)), JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x))).toBe('EDVSBADREQUEST');
+    for (const v of bad) expect(codeOf(() => parseOne(v)), JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x))).toBe('EDVSBADREQUEST');
   });
 
   it('rejects malformed link frames', () => {
     const bad: unknown[] = [
-      { t: 'data', s: 0, a: 0, f: [ALL_KINDS[3]] },
+      { t: 'data', s: 0, a: 0, f: [kernelFrameToWire(ALL_KINDS[3]!)] },
       { t: 'data', s: 1, a: 0, f: [] },
       { t: 'data', s: 1, a: 0, f: {} },
-      { t: 'data', s: 1, a: -1, f: [ALL_KINDS[3]] },
-      { t: 'data', s: 1, a: 0, f: [ALL_KINDS[3], { k: 'cancel' }] },
+      { t: 'data', s: 1, a: -1, f: [kernelFrameToWire(ALL_KINDS[3]!)] },
+      { t: 'data', s: 1, a: 0, f: [kernelFrameToWire(ALL_KINDS[3]!), [3]] },
+      { t: 'data', s: 1, a: 0, f: [ALL_KINDS[3]] },
       { t: 'ack' },
       { t: 'hello', v: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(31) },
       { t: 'hello', v: 1, from: 2 ** 32, to: 2, inc: 3, nonce: new Uint8Array(32) },

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { KernelFrame } from '../../src/kernel/frames.js';
-import { LinkManager, type LinkManagerOptions, type LinkTiming } from '../../src/transport/index.js';
+import { kernelFrameToWire, LinkManager, type LinkManagerOptions, type LinkTiming } from '../../src/transport/index.js';
 
 export const KEY = randomBytes(32);
 
@@ -32,6 +32,11 @@ let nextInc = Date.now();
 
 export function notify(arg: number, dc = 1): KernelFrame {
   return { k: 'notify', dc, src: -2, dst: 3, arg };
+}
+
+/** notify(arg, dc) in its wire form, for peers written by hand (docs/link-protocol.md, section 6). */
+export function wnotify(arg: number, dc = 1): unknown[] {
+  return kernelFrameToWire(notify(arg, dc));
 }
 
 /** Polls `cond` every few ms; rejects after `timeoutMs`. */

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { KernelFrame } from '../../src/kernel/frames.js';
 import { encodeDataFrame, encodedBytes, encodeFrame, encodeKernelFrame, flattenWire, LINK_PROTOCOL_VERSION, newNonce } from '../../src/transport/index.js';
-import { Harness, KEY, notify, sleep, waitFor, waitUp } from './helpers.js';
+import { Harness, KEY, notify, wnotify, sleep, waitFor, waitUp } from './helpers.js';
 import { RawPeer } from './raw-peer.js';
 
 const h = new Harness();
@@ -144,7 +144,7 @@ describe('link fuzzing', () => {
     const { ready } = await raw.dial({ from: 1, to: 5, inc: 43, key: KEY });
     expect(ready).toMatchObject({ t: 'ready' });
     const before = target.frames.filter((f) => f.from === 1).length;
-    raw.send({ t: 'data', s: 1, a: 0, f: [notify(999_999)] });
+    raw.send({ t: 'data', s: 1, a: 0, f: [wnotify(999_999)] });
     await waitFor(() => target.frames.filter((f) => f.from === 1).length === before + 1, 'frame from the reformed peer');
     expect(target.frames[target.frames.length - 1]).toEqual({ from: 1, frame: notify(999_999) });
     const { accepted, handshakeFailures, authFailures, protocolErrors, handshakeTimeouts, refused } = st;

@@ -6,7 +6,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { handshakeMac, handshakeMacInput, LINK_PROTOCOL_VERSION, ROLE_ACCEPTOR, ROLE_DIALER, type LinkTlsOptions } from '../../src/transport/index.js';
-import { Harness, KEY, link, notify, sleep, waitFor, waitUp } from './helpers.js';
+import { Harness, KEY, link, notify, wnotify, sleep, waitFor, waitUp } from './helpers.js';
 import { RawPeer } from './raw-peer.js';
 
 const h = new Harness();
@@ -62,7 +62,7 @@ describe('cluster-key handshake', () => {
     const welcome = (await raw.next()) as { t: string };
     expect(welcome.t).toBe('welcome');
     raw.send({ t: 'auth', mac: randomBytes(32), epoch: 0, view: null, ack: 0 });
-    raw.send({ t: 'data', s: 1, a: 0, f: [notify(1)] });
+    raw.send({ t: 'data', s: 1, a: 0, f: [wnotify(1)] });
     expect(await raw.waitClosed()).toBe(true);
     expect(raw.values).toEqual([]); // no ready, no data
     expect(b.frames).toEqual([]);
@@ -88,11 +88,11 @@ describe('cluster-key handshake', () => {
     b.lm.send(1, notify(41));
     const raw = await RawPeer.connect(h, b.port);
     const { welcome, ready } = await raw.dial({ from: 1, to: 5, inc: 1234, key: KEY });
-    expect(welcome).toMatchObject({ t: 'welcome', v: 1, from: 5, to: 1, inc: b.incarnation });
+    expect(welcome).toMatchObject({ t: 'welcome', v: LINK_PROTOCOL_VERSION, from: 5, to: 1, inc: b.incarnation });
     expect(ready).toEqual({ t: 'ready', epoch: 0, view: null, ack: 0 });
     // The frame queued before the link existed arrives as data frame 1.
-    expect(await raw.next()).toEqual({ t: 'data', s: 1, a: 0, f: [notify(41)] });
-    raw.send({ t: 'data', s: 1, a: 1, f: [notify(42), notify(43)] });
+    expect(await raw.next()).toEqual({ t: 'data', s: 1, a: 0, f: [wnotify(41)] });
+    raw.send({ t: 'data', s: 1, a: 1, f: [wnotify(42), wnotify(43)] });
     await waitFor(() => b.frames.length === 2, 'two frames');
     expect(b.frames.map((f) => f.frame)).toEqual([notify(42), notify(43)]);
     expect(b.reports).toEqual([expect.objectContaining({ node: 1, state: 'up', inc: 1234 })]);
@@ -106,10 +106,10 @@ describe('cluster-key handshake', () => {
       { nodeId: 7, host: '127.0.0.1', port: 1 },
     ]);
     const hellos = [
-      { from: 7, to: 5, v: 1 }, // 7 > 5: node 5 dials node 7, never the reverse
-      { from: 1, to: 6, v: 1 },
-      { from: 3, to: 5, v: 1 }, // not a peer
-      { from: 1, to: 5, v: 2 },
+      { from: 7, to: 5, v: LINK_PROTOCOL_VERSION }, // 7 > 5: node 5 dials node 7, never the reverse
+      { from: 1, to: 6, v: LINK_PROTOCOL_VERSION },
+      { from: 3, to: 5, v: LINK_PROTOCOL_VERSION }, // not a peer
+      { from: 1, to: 5, v: LINK_PROTOCOL_VERSION + 1 },
     ];
     for (const x of hellos) {
       const raw = await RawPeer.connect(h, b.port);

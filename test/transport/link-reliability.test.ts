@@ -69,8 +69,8 @@ describe('node link reliability', () => {
     const proxy = await h.proxy(b.port);
     link(a, b, proxy.port);
     await waitUp(a, b);
-    // The next 6 connections die after relaying 150 kB, in the middle of a chunk.
-    proxy.cutAfterBytes = 150_000;
+    // The next 6 connections die after relaying 50 kB, in the middle of a chunk.
+    proxy.cutAfterBytes = 50_000;
     proxy.cutsLeft = 6;
     proxy.cut();
     const N = 20_000;

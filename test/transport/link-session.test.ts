@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { KernelFrame } from '../../src/kernel/frames.js';
-import { FAST, Harness, KEY, link, notify, waitFor, waitUp } from './helpers.js';
+import { FAST, Harness, KEY, link, notify, wnotify, waitFor, waitUp } from './helpers.js';
 import { RawPeer } from './raw-peer.js';
 
 const h = new Harness();
@@ -21,14 +21,14 @@ describe('link sessions', () => {
     let raw = await RawPeer.connect(h, b.port);
     let r = await raw.dial({ from: 1, to: 5, inc: INC, key: KEY });
     expect(r.ready).toEqual({ t: 'ready', epoch: 0, view: null, ack: 0 });
-    raw.send({ t: 'data', s: 1, a: 0, f: [notify(1)] });
-    raw.send({ t: 'data', s: 2, a: 0, f: [notify(2)] });
+    raw.send({ t: 'data', s: 1, a: 0, f: [wnotify(1)] });
+    raw.send({ t: 'data', s: 2, a: 0, f: [wnotify(2)] });
     await waitFor(() => b.frames.length === 2, 'two frames');
     b.lm.send(1, notify(10));
-    expect(await raw.nextData()).toMatchObject({ t: 'data', s: 1, f: [notify(10)] });
+    expect(await raw.nextData()).toMatchObject({ t: 'data', s: 1, f: [wnotify(10)] });
     await new Promise((res) => setImmediate(res));
     b.lm.send(1, notify(11));
-    expect(await raw.nextData()).toMatchObject({ t: 'data', s: 2, f: [notify(11)] });
+    expect(await raw.nextData()).toMatchObject({ t: 'data', s: 2, f: [wnotify(11)] });
     raw.socket.destroy();
     await waitFor(() => b.lm.peerState(1)!.connected === false, 'connection gone');
 
@@ -36,9 +36,9 @@ describe('link sessions', () => {
     raw = await RawPeer.connect(h, b.port);
     r = await raw.dial({ from: 1, to: 5, inc: INC, key: KEY, epoch: 0, view: { inc: b.incarnation, epoch: 0 }, ack: 1 });
     expect(r.ready).toEqual({ t: 'ready', epoch: 0, view: { inc: INC, epoch: 0 }, ack: 2 });
-    expect(await raw.nextData()).toMatchObject({ t: 'data', s: 2, f: [notify(11)] });
-    raw.send({ t: 'data', s: 2, a: 2, f: [notify(2)] }); // a duplicate: dropped
-    raw.send({ t: 'data', s: 3, a: 2, f: [notify(3)] });
+    expect(await raw.nextData()).toMatchObject({ t: 'data', s: 2, f: [wnotify(11)] });
+    raw.send({ t: 'data', s: 2, a: 2, f: [wnotify(2)] }); // a duplicate: dropped
+    raw.send({ t: 'data', s: 3, a: 2, f: [wnotify(3)] });
     await waitFor(() => b.frames.length === 3, 'third frame');
     expect(b.frames.map((f) => (f.frame as Extract<KernelFrame, { k: 'notify' }>).arg)).toEqual([1, 2, 3]);
     expect(b.lm.peerState(1)).toMatchObject({ duplicatesDropped: 1, resent: 1, reconnects: 1 });
@@ -57,7 +57,7 @@ describe('link sessions', () => {
       ['down', INC],
       ['up', INC],
     ]);
-    raw.send({ t: 'data', s: 1, a: 0, f: [notify(4)] });
+    raw.send({ t: 'data', s: 1, a: 0, f: [wnotify(4)] });
     await waitFor(() => b.frames.length === 4, 'frame of the new session');
     expect(b.lm.peerState(1)).toMatchObject({ lastSeqSent: 0, lastSeqReceived: 1 });
     expect(b.lm.peerState(1)!.dropped).toBeGreaterThanOrEqual(1);
