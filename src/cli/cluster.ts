@@ -124,7 +124,13 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterFile> {
 export async function clusterDown(dirArg: string, log: (line: string) => void = () => undefined): Promise<number> {
   const dir = path.resolve(dirArg);
   const cluster = readClusterFile(dir);
-  const alive = cluster.nodes.filter((n) => isAlive(n.pid));
+  // A node restarted since `cluster up` (e.g. `dvs node start` after a crash) runs under another
+  // pid: its runtime file names the live one.
+  const current = cluster.nodes.map((n) => {
+    const live = readRuntime(n.dataDir)?.pid;
+    return live !== undefined && live !== n.pid && isAlive(live) ? { ...n, pid: live } : n;
+  });
+  const alive = current.filter((n) => isAlive(n.pid));
   // The store's host (node 0) last, so the others can deregister cleanly on their way out.
   for (const wave of [alive.filter((n) => n.nodeId !== 0), alive.filter((n) => n.nodeId === 0)]) {
     for (const n of wave) process.kill(n.pid, 'SIGTERM');

@@ -92,8 +92,12 @@ export async function startCluster(nodes: number, deadMs = 1500): Promise<TestCl
     stop: async () => {
       killActors();
       await clusterDown(dir).catch(() => undefined);
+      // `cluster down` must also stop nodes restarted since `cluster up` (their runtime file names them).
+      const leaked = cluster.nodes.map((n) => readRuntime(n.dataDir)?.pid).filter((pid): pid is number => pid !== undefined && isAlive(pid));
+      for (const pid of leaked) process.kill(pid, 'SIGKILL');
       for (const n of cluster.nodes) if (isAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
       await rm(dir, { recursive: true, force: true });
+      if (leaked.length > 0) throw new Error(`cluster down left daemons running: pids ${leaked.join(', ')}`);
     },
   };
 }
