@@ -10,9 +10,9 @@ export interface RawPeer {
 }
 
 /** Starts bench/raw-peer.js as its own OS process and waits for "ready". */
-export function startRawPeer(mode: 'echo' | 'sink', where: string): Promise<RawPeer> {
+export function startRawPeer(mode: 'echo' | 'sink' | 'relay', where: string, target?: string): Promise<RawPeer> {
   const script = fileURLToPath(new URL('./raw-peer.js', import.meta.url));
-  const child = spawn(process.execPath, [script, mode, where], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [script, mode, where, ...(target === undefined ? [] : [target])], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('raw peer did not start')), 10_000);
     child.stdout!.once('data', () => {

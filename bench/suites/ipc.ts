@@ -141,8 +141,8 @@ class Env {
     return c;
   }
 
-  async rawPeer(mode: 'echo' | 'sink', where: string): Promise<RawPeer> {
-    const p = await startRawPeer(mode, where);
+  async rawPeer(mode: 'echo' | 'sink' | 'relay', where: string, target?: string): Promise<RawPeer> {
+    const p = await startRawPeer(mode, where, target);
     this.raw.push(p);
     return p;
   }
@@ -179,6 +179,15 @@ async function comparePingPong(rounds: number, ours: () => Promise<SendrecRun>, 
     },
   );
   return { ...r, oursSamples: Float64Array.from(os).sort(), baseSamples: Float64Array.from(bs).sort() };
+}
+
+/**
+ * Ours against the same hops with byte-forwarding relays in place of the daemons: how far above
+ * the floor of the architecture we are (no target; the issue's targets compare with two processes).
+ */
+async function floorRow(name: string, ours: () => Promise<SendrecRun>, relayed: () => Promise<{ opsPerSec: number; samples: Float64Array | number[] }>, baselineIs: string): Promise<BenchResult> {
+  const r = await comparePingPong(3, ours, relayed);
+  return { ...throughput(SUITE, `${name} vs relay floor`, r.ours, r.base, { baselineIs }), p50: round(percentile(r.oursSamples, 50), 1), baselineP50: round(percentile(r.baseSamples, 50), 1) };
 }
 
 function pingPongRows(name: string, r: Awaited<ReturnType<typeof comparePingPong>>, target: number, extra: Record<string, unknown>): BenchResult[] {
@@ -315,6 +324,15 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   const rawUnixPeer = await env.rawPeer('echo', unixPath);
   const rawTcpPeer = await env.rawPeer('echo', String(echoPort));
   const rawSinkPeer = await env.rawPeer('sink', String(sinkPort));
+  // The same hops as ours with nothing but byte forwarding in the routing processes: the floor of
+  // the architecture. Local: client -> relay -> echo (Unix sockets); remote: client -> relay A
+  // (Unix) -> relay B (TCP) -> echo (Unix).
+  const relayLocalPath = path.join(env.dir, 'raw-relay-local.sock');
+  const relayRemotePath = path.join(env.dir, 'raw-relay-remote.sock');
+  const relayTcpPort = await freePort();
+  await env.rawPeer('relay', relayLocalPath, unixPath);
+  await env.rawPeer('relay', String(relayTcpPort), unixPath);
+  await env.rawPeer('relay', relayRemotePath, String(relayTcpPort));
   const server0 = await env.clientWorker(0, 'echo-proc-node0');
   const server1 = await env.clientWorker(1, 'echo-proc-node1');
   const localEcho = await server0.request<number>('echo', { dcid: DC, slot: SLOT.localEcho });
@@ -339,6 +357,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     const name = 'local sendrec (client proc -> daemon -> server proc)';
     const r = await comparePingPong(rounds, () => timedSendrecs(me, localEcho, MSG, nPing), () => rawPingPong(rawUnix, nPing, RAW_BODY));
     out.push(...pingPongRows(name, r, 2.5, { iterations: nPing, rounds, baselineIs: 'raw Unix-socket ping-pong between two processes' }));
+    out.push(await floorRow(name, () => timedSendrecs(me, localEcho, MSG, nPing), () => rawPingPong({ path: relayLocalPath }, nPing, RAW_BODY), 'raw ping-pong through a byte-forwarding relay process (Unix sockets): the same three processes'));
     const ours = await measureCost(nPing, [{ ...bench, name: 'client proc' }, { ...d0, name: 'daemon' }, { name: 'server proc', worker: server0 }], () => timedSendrecs(me, localEcho, MSG, nPing));
     const raw = await measureCost(nPing, [bench, peerProbe(rawUnixPeer)], () => rawPingPong(rawUnix, nPing, RAW_BODY));
     out.push(...costRows('local sendrec', 'op', nPing, ours, raw, 'client proc'));
@@ -349,6 +368,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     const name = 'remote sendrec (client proc -> daemon 0 -> daemon 1 -> server proc)';
     const r = await comparePingPong(rounds, () => timedSendrecs(me, remoteEcho, MSG, nRemote), () => rawPingPong(rawTcp, nPing, RAW_BODY));
     out.push(...pingPongRows(name, r, 3, { iterations: nRemote, rawIterations: nPing, rounds, baselineIs: 'raw TCP ping-pong between two processes' }));
+    out.push(await floorRow(name, () => timedSendrecs(me, remoteEcho, MSG, nRemote), () => rawPingPong({ path: relayRemotePath }, nRemote, RAW_BODY), 'raw ping-pong through two byte-forwarding relay processes (Unix, TCP, Unix): the same four processes'));
     const ours = await measureCost(nRemote, [{ ...bench, name: 'client proc' }, d0, d1, { name: 'server proc', worker: server1 }], () => timedSendrecs(me, remoteEcho, MSG, nRemote));
     const raw = await measureCost(nPing, [bench, peerProbe(rawTcpPeer)], () => rawPingPong(rawTcp, nPing, RAW_BODY));
     out.push(...costRows('remote sendrec via client procs', 'op', nRemote, ours, raw, 'client proc'));

@@ -12,6 +12,7 @@ import { DvsError } from '../ipc/errors.js';
 import type { ProcInfo } from '../kernel/procfs.js';
 import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../node/proc-protocol.js';
 import { checkToken, readTokenFile } from '../node/proc-token.js';
+import { BatchWriter } from '../transport/batch-writer.js';
 import { encodeFrame, FrameDecoder } from '../transport/framing.js';
 import { RemoteProcess } from './remote-process.js';
 
@@ -89,7 +90,7 @@ export class DvsClient {
   private readonly pending = new Map<number, PendingCall>();
   private readonly bound = new Map<string, RemoteProcess>();
   private nextId = 1;
-  private corked = false;
+  private readonly out: BatchWriter;
   private maxFrameBytes = DEFAULT_PROC_MAX_FRAME_BYTES;
   private closeError: DvsError | undefined;
   private byeReason: DvsError | undefined;
@@ -98,6 +99,7 @@ export class DvsClient {
   /** @internal Use `connect`. */
   constructor(socket: Socket, opts: ConnectOptions) {
     this.socket = socket;
+    this.out = new BatchWriter(socket);
     this.graceMs = opts.localGraceMs ?? DEFAULT_GRACE_MS;
     this.compress = opts.compress ?? true;
     this.onAsyncError = opts.onAsyncError;
@@ -165,6 +167,7 @@ export class DvsClient {
   /** Closes the connection; the daemon unbinds every endpoint bound through it. */
   async close(): Promise<void> {
     if (!this.socket.destroyed) {
+      this.out.flush();
       this.socket.end();
       const t = setTimeout(() => this.socket.destroy(), 1000);
       t.unref();
@@ -273,20 +276,10 @@ export class DvsClient {
     this.send(this.encode(frame));
   }
 
-  /** Writes a frame; the frames of one turn of the event loop leave together, in one writev. */
+  /** Writes a frame; the frames of one callback of the event loop leave together. */
   private send(bytes: Buffer): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
-    this.socket.write(bytes);
+    this.out.write(bytes);
   }
-
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
 
   /** @internal Runs the hello exchange. */
   async hello(token: string, name: string | undefined, timeoutMs: number): Promise<void> {

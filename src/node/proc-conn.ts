@@ -14,6 +14,7 @@ import type { Payload } from '../ipc/payload.js';
 import type { GrantBackend } from '../kernel/proc.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
+import { BatchWriter } from '../transport/batch-writer.js';
 import { encodeFrame, FrameDecoder } from '../transport/framing.js';
 import {
   MAX_CLIENT_NAME,
@@ -126,17 +127,14 @@ export class ProcConnection {
   private readonly pending = new Map<number, AbortSwitch | undefined>();
   private readonly serverRequests = new Map<number, ServerRequest>();
   private nextSid = 1;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  private readonly out: BatchWriter;
   private released = false;
   private preHelloBytes = 0;
 
   constructor(id: number, socket: Socket, ctx: ConnContext) {
     this.id = id;
     this.socket = socket;
+    this.out = new BatchWriter(socket);
     this.ctx = ctx;
     this.decoder = new FrameDecoder({ maxFrameBytes: ctx.maxFrameBytes });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -615,14 +613,9 @@ export class ProcConnection {
       }
       return;
     }
-    if (!this.corked) {
-      // The responses of one event-loop turn leave together, in one writev.
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
-    this.socket.write(bytes);
-    if (this.socket.writableLength > this.ctx.maxWriteBufferBytes) {
+    // The responses of one callback of the event loop leave together.
+    this.out.write(bytes);
+    if (this.socket.writableLength + this.out.pendingBytes > this.ctx.maxWriteBufferBytes) {
       this.ctx.logger.warn({ conn: this.id, buffered: this.socket.writableLength }, 'process client does not read its responses; dropping it');
       this.socket.destroy();
     }
@@ -643,6 +636,7 @@ export class ProcConnection {
     if (reason !== undefined) this.write({ op: 'bye', error: toWireError(reason) });
     this.state = 'closing';
     this.release();
+    this.out.flush();
     this.socket.end();
     this.destroyTimer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
     this.destroyTimer.unref();
