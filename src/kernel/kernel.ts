@@ -16,6 +16,7 @@ import type { CopyAckFrame, CopyDataFrame, CopyReadFrame, CopyWriteFrame, Kernel
 import { LocalProc, RecvMode, type Grant, type GrantBackend, type ProcEntry, type QueuedSend, type RecvWait, type RemoteProc } from './proc.js';
 import { Process } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
+import { IdTable } from './id-table.js';
 import { checkNotAborted, checkTimeout, Waiter, type ExpireReason } from './waiter.js';
 
 export interface KernelOptions {
@@ -150,9 +151,9 @@ export class Kernel {
   private readonly maxRedirects: number;
   private readonly copyWindow: number;
   private readonly dcs = new Map<number, DcState>();
-  private readonly outstanding = new Map<number, RemoteOp>();
+  private readonly outstanding = new IdTable<RemoteOp>();
   /** Sends from other nodes queued here, by node then frame id, so a cancel can withdraw them. */
-  private readonly remoteQueued = new Map<number, Map<number, QueuedSend>>();
+  private readonly remoteQueued = new Map<number, IdTable<QueuedSend>>();
   private readonly downNodes = new Set<number>();
   private readonly observer: KernelObserver | undefined;
   private nextId = 1;
@@ -227,7 +228,7 @@ export class Kernel {
   shutdown(): void {
     if (!this.running) return;
     for (const dcid of [...this.dcs.keys()]) this.destroyDc(dcid);
-    for (const op of [...this.outstanding.values()]) this.failOp(op, 'EDVSSHUTDOWN');
+    for (const op of this.outstanding.values()) this.failOp(op, 'EDVSSHUTDOWN');
     this.running = false;
   }
 
@@ -708,7 +709,7 @@ export class Kernel {
       proc.replyTo!.delete(dst);
       this.emit(pending.node, { k: 'send-ack', dc: dc.dcid, id: pending.id, rc: 0 });
     }
-    this.outstanding.set(op.id, op);
+    this.outstanding.set(op);
     this.emit(op.node, { k: 'send', dc: dc.dcid, id: op.id, src: proc.endpoint, dst, type, payload, rec: sendrec });
     return op;
   }
@@ -801,7 +802,7 @@ export class Kernel {
       op.id = this.nextId++;
       if (op.sendrec) op.proc.sendrecOpId = op.id;
       op.cancelling = false;
-      this.outstanding.set(op.id, op);
+      this.outstanding.set(op);
       this.emit(node, { k: 'send', dc: dc.dcid, id: op.id, src: op.proc.endpoint, dst: op.dst, type: op.type, payload: op.payload, rec: op.sendrec });
       return true;
     }
@@ -1084,7 +1085,7 @@ export class Kernel {
         proc,
         done: (rc, data) => (rc === 0 ? resolve(data) : reject(DvsError.fromErrno(rc, undefined, { details: { node } }))),
       };
-      this.outstanding.set(id, op);
+      this.outstanding.set(op);
       this.emit(node, build(id));
     });
   }
@@ -1126,7 +1127,7 @@ export class Kernel {
         rec = next;
       }
     }
-    for (const op of [...this.outstanding.values()]) {
+    for (const op of this.outstanding.values()) {
       if (op.proc !== proc) continue;
       this.outstanding.delete(op.id);
       if (op.kind === 'chunk') op.done(shutdown().errno, undefined);
@@ -1201,7 +1202,7 @@ export class Kernel {
   }
 
   private failNode(node: number, code: DvsErrorCode, only: DcState | undefined): void {
-    for (const op of [...this.outstanding.values()]) {
+    for (const op of this.outstanding.values()) {
       if (op.node !== node) continue;
       if (only !== undefined && op.dc !== only) continue;
       this.failOp(op, code);
@@ -1375,8 +1376,8 @@ export class Kernel {
     const rec: QueuedSend = { src: frame.src, type: frame.type, payload: frame.payload, sendrec: frame.rec, sender: undefined, waiter: undefined, node: from, id: frame.id, prev: undefined, next: undefined, queuedOn: undefined };
     entry.enqueue(rec);
     let byId = this.remoteQueued.get(from);
-    if (byId === undefined) this.remoteQueued.set(from, (byId = new Map()));
-    byId.set(frame.id, rec);
+    if (byId === undefined) this.remoteQueued.set(from, (byId = new IdTable()));
+    byId.set(rec);
   }
 
   /** Learns a sender's location from its traffic (the original's autobind), replacing older incarnations. */
