@@ -1,5 +1,5 @@
 /** Layer 3: codec, framing and node links. See docs/link-protocol.md. */
-export { decodeValue, encodeValue } from './codec.js';
+export { decodeValue, encodeValue, encodeValueView } from './codec.js';
 export { compress, decompress } from './compress.js';
 export { DEFAULT_MAX_FRAME_BYTES, encodeFrame, frameFromBody, FLAG_LZ4, FRAME_HEADER_BYTES, FrameDecoder, WIRE_VERSION, type FramingOptions } from './framing.js';
 export {
@@ -30,7 +30,7 @@ export {
   type WelcomeFrame,
 } from './frame-schema.js';
 export { BULK_MIN_BYTES, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, encodeSendAcks, flattenWire, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
-export { KIND, kernelFrameToWire, MAX_GROUPED_ACKS } from './kernel-wire.js';
+export { encodeWireArray, KIND, kernelFrameToWire, MAX_GROUPED_ACKS } from './kernel-wire.js';
 export type { PeerLinkStats, PeerState } from './link.js';
 export {
   DEFAULT_LINK_TIMING,

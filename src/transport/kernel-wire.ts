@@ -61,3 +61,102 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
 export function bulkOf(f: KernelFrame): Uint8Array | undefined {
   return f.k === 'copy-data' || f.k === 'copy-write' ? f.data : undefined;
 }
+
+/** Bytes msgpack needs for a number (ints in their smallest form, others as float64). */
+function numberBytes(n: number): number {
+  if (Number.isInteger(n) && n >= -0x8000_0000 && n <= 0xffff_ffff) {
+    if (n >= -32 && n <= 127) return 1;
+    if (n >= -128 && n <= 255) return 2;
+    if (n >= -32768 && n <= 65535) return 3;
+    return 5;
+  }
+  return 9;
+}
+
+function writeNumber(buf: Buffer, at: number, n: number): number {
+  if (Number.isInteger(n) && n >= -0x8000_0000 && n <= 0xffff_ffff) {
+    if (n >= 0) {
+      if (n <= 127) {
+        buf[at] = n;
+        return at + 1;
+      }
+      if (n <= 255) {
+        buf[at] = 0xcc;
+        buf[at + 1] = n;
+        return at + 2;
+      }
+      if (n <= 65535) {
+        buf[at] = 0xcd;
+        buf.writeUInt16BE(n, at + 1);
+        return at + 3;
+      }
+      buf[at] = 0xce;
+      buf.writeUInt32BE(n, at + 1);
+      return at + 5;
+    }
+    if (n >= -32) {
+      buf[at] = n & 0xff;
+      return at + 1;
+    }
+    if (n >= -128) {
+      buf[at] = 0xd0;
+      buf.writeInt8(n, at + 1);
+      return at + 2;
+    }
+    if (n >= -32768) {
+      buf[at] = 0xd1;
+      buf.writeInt16BE(n, at + 1);
+      return at + 3;
+    }
+    buf[at] = 0xd2;
+    buf.writeInt32BE(n, at + 1);
+    return at + 5;
+  }
+  buf[at] = 0xcb;
+  buf.writeDoubleBE(n, at + 1);
+  return at + 9;
+}
+
+/**
+ * Encodes a kernel frame's positional form (at most 15 elements) as msgpack, writing numbers,
+ * booleans, nil and undefined itself and handing only other values (payloads) to `packValue`:
+ * the same bytes msgpackr would produce, without its per-call cost.
+ */
+export function encodeWireArray(wire: readonly unknown[], packValue: (v: unknown) => Uint8Array): Buffer {
+  let size = 1;
+  let packed: Uint8Array | undefined;
+  let packedAt = -1;
+  for (let i = 0; i < wire.length; i++) {
+    const v = wire[i];
+    if (typeof v === 'number') size += numberBytes(v);
+    else if (typeof v === 'boolean' || v === null) size += 1;
+    else if (v === undefined) size += 3;
+    else {
+      if (packed !== undefined) throw new Error('encodeWireArray: one packed element at most');
+      packed = packValue(v);
+      packedAt = i;
+      size += packed.byteLength;
+    }
+  }
+  const buf = Buffer.allocUnsafe(size);
+  buf[0] = 0x90 | wire.length;
+  let at = 1;
+  for (let i = 0; i < wire.length; i++) {
+    const v = wire[i];
+    if (typeof v === 'number') at = writeNumber(buf, at, v);
+    else if (v === true) buf[at++] = 0xc3;
+    else if (v === false) buf[at++] = 0xc2;
+    else if (v === null) buf[at++] = 0xc0;
+    else if (v === undefined) {
+      // msgpackr's undefined: fixext 1, type 0, data 0.
+      buf[at] = 0xd4;
+      buf[at + 1] = 0;
+      buf[at + 2] = 0;
+      at += 3;
+    } else if (i === packedAt) {
+      buf.set(packed!, at);
+      at += packed!.byteLength;
+    }
+  }
+  return buf;
+}

@@ -7,7 +7,7 @@
 import { encodeValue, encodeValueView } from './codec.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import { checkBodySize, encodeFrame, FRAME_HEADER_BYTES, frameFromBody, writeFrameHeader, type FramingOptions } from './framing.js';
-import { bulkOf, KIND, kernelFrameToWire } from './kernel-wire.js';
+import { bulkOf, encodeWireArray, KIND, kernelFrameToWire } from './kernel-wire.js';
 import type { LinkFrame } from './frame-schema.js';
 
 /** Bytes a data frame adds around its kernel frames, at most (map, keys, two u64s, array header). */
@@ -92,7 +92,7 @@ export function flattenWire(w: Wire): Buffer {
 export function encodeKernelFrame(frame: KernelFrame): EncodedFrame {
   const wire = kernelFrameToWire(frame);
   const data = bulkOf(frame);
-  if (data === undefined || data.byteLength < BULK_MIN_BYTES) return encodeValue(wire);
+  if (data === undefined || data.byteLength < BULK_MIN_BYTES) return encodeWireArray(wire, encodeValueView);
   wire.pop(); // the data, last: it follows as its own segment
   const packed = encodeValueView(wire);
   // The same array with one more element, a bin32 whose bytes follow as their own segment.

@@ -14,6 +14,8 @@ import {
   encodeFrame,
   encodeKernelFrame,
   encodeSendAcks,
+  encodeValueView,
+  encodeWireArray,
   FLAG_LZ4,
   flattenWire,
   FrameDecoder,
@@ -193,6 +195,22 @@ describe('data frames', () => {
     const wire = flattenWire(encodeDataFrame(5, 4, frames, frames.length * encodedBytes(frames[0]!), { compressMinBytes: 512 }));
     expect(wire[5]).toBe(FLAG_LZ4);
     expect((new FrameDecoder().push(wire)[0] as { f: unknown[] }).f).toHaveLength(100);
+  });
+});
+
+describe('the kernel frame encoder', () => {
+  it('writes the same bytes as msgpackr for every number width, nil, booleans, undefined and payloads', () => {
+    const numbers = [0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 40, 2 ** 53 - 1, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1, 1.5, -0.25, 1e300];
+    const payloads: unknown[] = [undefined, null, true, false, 42, 'héllo', { a: [1, 2, { b: new Uint8Array([1, 2]) }] }, new Uint8Array(300), [1, 'x'], 2n ** 60n];
+    for (const n of numbers) {
+      const wire = [1, 2, n, n === 0 ? 0 : -n, n, 9, n, false];
+      expect(encodeWireArray(wire, encodeValueView)).toEqual(Buffer.from(encodeValueView(wire)));
+      expect(decodeValue(encodeWireArray(wire, encodeValueView))).toEqual(wire);
+    }
+    for (const p of payloads) {
+      const wire = [5, 1, 7, -3, 2 ** 33, 9, p];
+      expect(plain(decodeValue(encodeWireArray(wire, encodeValueView)))).toEqual(plain(wire));
+    }
   });
 });
 
