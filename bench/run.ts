@@ -1,11 +1,16 @@
 /** `npm run bench -- <suite|all> [--json] [--scale f]`: runs benchmark suites; see harness.ts for the output convention. */
 import { Command } from 'commander';
+import { daemonEnv } from '../src/cli/daemon-env.js';
 import type { BenchResult, Suite } from './harness.js';
 import { clusterSuite } from './suites/cluster.js';
 import { ipcSuite } from './suites/ipc.js';
 import { kernelSuite } from './suites/kernel.js';
 
 const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite];
+
+// Every process the suites start (daemons and raw baselines alike) runs with the malloc settings
+// `dvs cluster up` gives daemons; this process itself started without them.
+Object.assign(process.env, daemonEnv());
 
 function printTable(results: readonly BenchResult[]): void {
   const rows = results.map((r) => [r.suite, r.case, `${r.value} ${r.unit}`, r.baseline === undefined ? '' : `${r.baseline} ${r.unit}`, r.slowdown === undefined ? '' : `x${r.slowdown}`]);

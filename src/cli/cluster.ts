@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { DvsError } from '../ipc/errors.js';
 import type { NodeRuntimeInfo } from '../node/daemon.js';
 import { nodePaths } from '../node/config.js';
+import { daemonEnv } from './daemon-env.js';
 import { clusterFilePath, isAlive, readClusterFile, readRuntime, writeClusterFile, writeClusterKey, type ClusterFile, type ClusterNodeEntry, type ClusterStore } from './cluster-files.js';
 
 /** The compiled CLI; when this module runs from TypeScript sources (tests), the built copy in dist/. */
@@ -48,7 +49,7 @@ export async function spawnNode(config: Record<string, unknown> & { nodeId: numb
   await writeFile(configFile, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   const log = openSync(paths.log, 'a');
   const argv = [process.execPath, CLI_MAIN, 'node', 'start', '--config', configFile];
-  const child = spawn(prefix[0] ?? argv[0]!, [...prefix.slice(1), ...(prefix.length > 0 ? argv : argv.slice(1))], { detached: true, stdio: ['ignore', log, log] });
+  const child = spawn(prefix[0] ?? argv[0]!, [...prefix.slice(1), ...(prefix.length > 0 ? argv : argv.slice(1))], { detached: true, stdio: ['ignore', log, log], env: daemonEnv() });
   closeSync(log);
   child.unref();
   const pid = child.pid;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode } from '../../src/cli/admin.js';
 import { spawnNode } from '../../src/cli/cluster.js';
+import { DAEMON_MALLOC_ENV } from '../../src/cli/daemon-env.js';
 import { connect } from '../../src/client/index.js';
 import { eventually, killActors, startActor, startCluster, type TestCluster } from './helpers.js';
 
@@ -48,6 +49,11 @@ describe('A10: node and DC administration', () => {
       [2, true, true],
     ]);
     expect(s.dcs.map((d) => d.dcid)).toContain(1);
+    // cluster up starts daemons with the malloc settings of src/cli/daemon-env.ts.
+    for (const n of tc.cluster.nodes) {
+      const env = (await readFile(`/proc/${n.pid}/environ`, 'utf8')).split('\0');
+      for (const [k, v] of Object.entries(DAEMON_MALLOC_ENV)) expect(env).toContain(`${k}=${v}`);
+    }
   });
 
   it('creates, grows, shrinks and removes a DC, and every daemon follows', async () => {
