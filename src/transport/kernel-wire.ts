@@ -27,34 +27,53 @@ export const KIND = {
 /** Most ids one send-acks element carries. */
 export const MAX_GROUPED_ACKS = 4096;
 
-/** The positional form of a kernel frame (bulk `data`, when present, is the last element). */
-export function kernelFrameToWire(f: KernelFrame): unknown[] {
+/**
+ * The positional form of a kernel frame (bulk `data`, when present, is the last element), written
+ * into `out` (a fresh array by default; the encoder reuses one).
+ */
+export function kernelFrameToWire(f: KernelFrame, out: unknown[] = []): unknown[] {
+  out.length = 0;
   switch (f.k) {
     case 'send':
-      return [KIND.send, f.dc, f.id, f.src, f.dst, f.type, f.payload, f.rec];
+      out.push(KIND.send, f.dc, f.id, f.src, f.dst, f.type, f.payload, f.rec);
+      break;
     case 'send-ack':
-      return f.node === undefined ? [KIND.sendAck, f.dc, f.id, f.rc] : [KIND.sendAck, f.dc, f.id, f.rc, f.node];
+      out.push(KIND.sendAck, f.dc, f.id, f.rc);
+      if (f.node !== undefined) out.push(f.node);
+      break;
     case 'cancel':
-      return [KIND.cancel, f.dc, f.id];
+      out.push(KIND.cancel, f.dc, f.id);
+      break;
     case 'cancel-ack':
-      return [KIND.cancelAck, f.dc, f.id];
+      out.push(KIND.cancelAck, f.dc, f.id);
+      break;
     case 'reply':
-      return [KIND.reply, f.dc, f.id, f.src, f.dst, f.type, f.payload];
+      out.push(KIND.reply, f.dc, f.id, f.src, f.dst, f.type, f.payload);
+      break;
     case 'reply-cancel':
-      return [KIND.replyCancel, f.dc, f.client, f.server];
+      out.push(KIND.replyCancel, f.dc, f.client, f.server);
+      break;
     case 'notify':
-      return [KIND.notify, f.dc, f.src, f.dst, f.arg];
+      out.push(KIND.notify, f.dc, f.src, f.dst, f.arg);
+      break;
     case 'unbound':
-      return [KIND.unbound, f.dc, f.ep];
+      out.push(KIND.unbound, f.dc, f.ep);
+      break;
     case 'copy-read':
-      return [KIND.copyRead, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length];
+      out.push(KIND.copyRead, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length);
+      break;
     case 'copy-data':
-      return f.data === undefined ? [KIND.copyData, f.dc, f.id, f.rc] : [KIND.copyData, f.dc, f.id, f.rc, f.data];
+      out.push(KIND.copyData, f.dc, f.id, f.rc);
+      if (f.data !== undefined) out.push(f.data);
+      break;
     case 'copy-write':
-      return [KIND.copyWrite, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.data];
+      out.push(KIND.copyWrite, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.data);
+      break;
     case 'copy-ack':
-      return [KIND.copyAck, f.dc, f.id, f.rc];
+      out.push(KIND.copyAck, f.dc, f.id, f.rc);
+      break;
   }
+  return out;
 }
 
 /** The bulk bytes of a frame that carries them (copy-data, copy-write), else undefined. */

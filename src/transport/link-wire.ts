@@ -88,11 +88,18 @@ export function flattenWire(w: Wire): Buffer {
   return Buffer.isBuffer(w) ? w : Buffer.concat(w);
 }
 
+const SCRATCH: unknown[] = [];
+
 /** Encodes one kernel frame for a later batch (EDVSBADVALUE when msgpack cannot carry it). */
 export function encodeKernelFrame(frame: KernelFrame): EncodedFrame {
-  const wire = kernelFrameToWire(frame);
   const data = bulkOf(frame);
-  if (data === undefined || data.byteLength < BULK_MIN_BYTES) return encodeWireArray(wire, encodeValueView);
+  if (data === undefined || data.byteLength < BULK_MIN_BYTES) {
+    // The positional form in a reused array: encoding is synchronous and never re-entered.
+    const buf = encodeWireArray(kernelFrameToWire(frame, SCRATCH), encodeValueView);
+    SCRATCH.length = 0;
+    return buf;
+  }
+  const wire = kernelFrameToWire(frame);
   wire.pop(); // the data, last: it follows as its own segment
   const packed = encodeValueView(wire);
   // The same array with one more element, a bin32 whose bytes follow as their own segment.

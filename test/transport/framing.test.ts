@@ -149,7 +149,7 @@ describe('data frames', () => {
     ] as const) {
       const wire = flattenWire(encodeDataFrame(s, a, frames, bytes, {}));
       const [value] = new FrameDecoder().push(wire);
-      expect(plain(value)).toEqual(plain({ t: 'data', s, a, f: ALL_KINDS.map(kernelFrameToWire) }));
+      expect(plain(value)).toEqual(plain({ t: 'data', s, a, f: ALL_KINDS.map((k) => kernelFrameToWire(k)) }));
       expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s, a, f: ALL_KINDS });
     }
     // 16+ and 65536+ entries use the array16 and array32 headers.
@@ -177,7 +177,7 @@ describe('data frames', () => {
     const flat = flattenWire(wire);
     // The same bytes a plain encoder would give, modulo the bin header width.
     const [value] = new FrameDecoder().push(flat);
-    expect(plain(value)).toEqual(plain({ t: 'data', s: 9, a: 8, f: kinds.map(kernelFrameToWire) }));
+    expect(plain(value)).toEqual(plain({ t: 'data', s: 9, a: 8, f: kinds.map((k) => kernelFrameToWire(k)) }));
     expect(parseLinkFrame(value, 32, 32)).toEqual({ t: 'data', s: 9, a: 8, f: kinds.map((k) => plain(k)) });
     // Split anywhere, the stream decodes the same.
     const dec = new FrameDecoder();
