@@ -27,53 +27,34 @@ export const KIND = {
 /** Most ids one send-acks element carries. */
 export const MAX_GROUPED_ACKS = 4096;
 
-/**
- * The positional form of a kernel frame (bulk `data`, when present, is the last element), written
- * into `out` (a fresh array by default; the encoder reuses one).
- */
-export function kernelFrameToWire(f: KernelFrame, out: unknown[] = []): unknown[] {
-  out.length = 0;
+/** The positional form of a kernel frame (bulk `data`, when present, is the last element). */
+export function kernelFrameToWire(f: KernelFrame): unknown[] {
   switch (f.k) {
     case 'send':
-      out.push(KIND.send, f.dc, f.id, f.src, f.dst, f.type, f.payload, f.rec);
-      break;
+      return [KIND.send, f.dc, f.id, f.src, f.dst, f.type, f.payload, f.rec];
     case 'send-ack':
-      out.push(KIND.sendAck, f.dc, f.id, f.rc);
-      if (f.node !== undefined) out.push(f.node);
-      break;
+      return f.node === undefined ? [KIND.sendAck, f.dc, f.id, f.rc] : [KIND.sendAck, f.dc, f.id, f.rc, f.node];
     case 'cancel':
-      out.push(KIND.cancel, f.dc, f.id);
-      break;
+      return [KIND.cancel, f.dc, f.id];
     case 'cancel-ack':
-      out.push(KIND.cancelAck, f.dc, f.id);
-      break;
+      return [KIND.cancelAck, f.dc, f.id];
     case 'reply':
-      out.push(KIND.reply, f.dc, f.id, f.src, f.dst, f.type, f.payload);
-      break;
+      return [KIND.reply, f.dc, f.id, f.src, f.dst, f.type, f.payload];
     case 'reply-cancel':
-      out.push(KIND.replyCancel, f.dc, f.client, f.server);
-      break;
+      return [KIND.replyCancel, f.dc, f.client, f.server];
     case 'notify':
-      out.push(KIND.notify, f.dc, f.src, f.dst, f.arg);
-      break;
+      return [KIND.notify, f.dc, f.src, f.dst, f.arg];
     case 'unbound':
-      out.push(KIND.unbound, f.dc, f.ep);
-      break;
+      return [KIND.unbound, f.dc, f.ep];
     case 'copy-read':
-      out.push(KIND.copyRead, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length);
-      break;
+      return [KIND.copyRead, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length];
     case 'copy-data':
-      out.push(KIND.copyData, f.dc, f.id, f.rc);
-      if (f.data !== undefined) out.push(f.data);
-      break;
+      return f.data === undefined ? [KIND.copyData, f.dc, f.id, f.rc] : [KIND.copyData, f.dc, f.id, f.rc, f.data];
     case 'copy-write':
-      out.push(KIND.copyWrite, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.data);
-      break;
+      return [KIND.copyWrite, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.data];
     case 'copy-ack':
-      out.push(KIND.copyAck, f.dc, f.id, f.rc);
-      break;
+      return [KIND.copyAck, f.dc, f.id, f.rc];
   }
-  return out;
 }
 
 /** The bulk bytes of a frame that carries them (copy-data, copy-write), else undefined. */

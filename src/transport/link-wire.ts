@@ -88,18 +88,11 @@ export function flattenWire(w: Wire): Buffer {
   return Buffer.isBuffer(w) ? w : Buffer.concat(w);
 }
 
-const SCRATCH: unknown[] = [];
-
 /** Encodes one kernel frame for a later batch (EDVSBADVALUE when msgpack cannot carry it). */
 export function encodeKernelFrame(frame: KernelFrame): EncodedFrame {
   const data = bulkOf(frame);
-  if (data === undefined || data.byteLength < BULK_MIN_BYTES) {
-    // The positional form in a reused array: encoding is synchronous and never re-entered.
-    const buf = encodeWireArray(kernelFrameToWire(frame, SCRATCH), encodeValueView);
-    SCRATCH.length = 0;
-    return buf;
-  }
   const wire = kernelFrameToWire(frame);
+  if (data === undefined || data.byteLength < BULK_MIN_BYTES) return encodeWireArray(wire, encodeValueView);
   wire.pop(); // the data, last: it follows as its own segment
   const packed = encodeValueView(wire);
   // The same array with one more element, a bin32 whose bytes follow as their own segment.
@@ -153,10 +146,12 @@ export function encodeDataFrame(seq: number, ack: number, frames: readonly Encod
   let cut = 0;
   for (const f of frames) {
     if (Buffer.isBuffer(f)) {
-      at += f.copy(glue, at);
+      glue.set(f, at);
+      at += f.byteLength;
       continue;
     }
-    at += f[0].copy(glue, at);
+    glue.set(f[0], at);
+    at += f[0].byteLength;
     segments.push(glue.subarray(cut, at), f[1]);
     cut = at;
   }
