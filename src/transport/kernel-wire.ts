@@ -117,30 +117,37 @@ function writeNumber(buf: Buffer, at: number, n: number): number {
   return at + 9;
 }
 
+/** The non-primitive element measured by the last sizeWireArray, for the writeWireArray that follows. */
+let measured: Uint8Array | undefined;
+let measuredAt = -1;
+
 /**
- * Encodes a kernel frame's positional form (at most 15 elements) as msgpack, writing numbers,
- * booleans, nil and undefined itself and handing only other values (payloads) to `packValue`:
- * the same bytes msgpackr would produce, without its per-call cost.
+ * Bytes of a kernel frame's positional form (at most 15 elements) as msgpack. Numbers, booleans,
+ * nil and undefined are measured here; the one other value (a payload) is packed by `packValue`,
+ * whose bytes stay valid only until the next pack: call writeWireArray right after.
  */
-export function encodeWireArray(wire: readonly unknown[], packValue: (v: unknown) => Uint8Array): Buffer {
+export function sizeWireArray(wire: readonly unknown[], packValue: (v: unknown) => Uint8Array): number {
   let size = 1;
-  let packed: Uint8Array | undefined;
-  let packedAt = -1;
+  measured = undefined;
+  measuredAt = -1;
   for (let i = 0; i < wire.length; i++) {
     const v = wire[i];
     if (typeof v === 'number') size += numberBytes(v);
     else if (typeof v === 'boolean' || v === null) size += 1;
     else if (v === undefined) size += 3;
     else {
-      if (packed !== undefined) throw new Error('encodeWireArray: one packed element at most');
-      packed = packValue(v);
-      packedAt = i;
-      size += packed.byteLength;
+      if (measured !== undefined) throw new Error('sizeWireArray: one packed element at most');
+      measured = packValue(v);
+      measuredAt = i;
+      size += measured.byteLength;
     }
   }
-  const buf = Buffer.allocUnsafe(size);
-  buf[0] = 0x90 | wire.length;
-  let at = 1;
+  return size;
+}
+
+/** Writes the array measured by the sizeWireArray just before at `at` of `buf`; returns the end. */
+export function writeWireArray(buf: Buffer, at: number, wire: readonly unknown[]): number {
+  buf[at++] = 0x90 | wire.length;
   for (let i = 0; i < wire.length; i++) {
     const v = wire[i];
     if (typeof v === 'number') at = writeNumber(buf, at, v);
@@ -153,10 +160,21 @@ export function encodeWireArray(wire: readonly unknown[], packValue: (v: unknown
       buf[at + 1] = 0;
       buf[at + 2] = 0;
       at += 3;
-    } else if (i === packedAt) {
-      buf.set(packed!, at);
-      at += packed!.byteLength;
+    } else if (i === measuredAt) {
+      buf.set(measured!, at);
+      at += measured!.byteLength;
     }
   }
+  measured = undefined;
+  return at;
+}
+
+/**
+ * Encodes a kernel frame's positional form as msgpack: the same bytes msgpackr would produce,
+ * without its per-call cost (only a payload goes through `packValue`).
+ */
+export function encodeWireArray(wire: readonly unknown[], packValue: (v: unknown) => Uint8Array): Buffer {
+  const buf = Buffer.allocUnsafe(sizeWireArray(wire, packValue));
+  writeWireArray(buf, 0, wire);
   return buf;
 }

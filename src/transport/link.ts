@@ -8,8 +8,9 @@ import { DvsError } from '../ipc/errors.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import type { FramingOptions } from './framing.js';
 import type { ConnEnd, LinkConn } from './link-conn.js';
-import { MAX_GROUPED_ACKS } from './kernel-wire.js';
-import { DATA_FRAME_OVERHEAD, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, encodeSendAcks, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
+import { encodeValueView } from './codec.js';
+import { bulkOf, kernelFrameToWire, MAX_GROUPED_ACKS, sizeWireArray, writeWireArray } from './kernel-wire.js';
+import { BULK_MIN_BYTES, DATA_FRAME_OVERHEAD, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, encodeSendAcks, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
 import type { AckFrame, DataFrame, SessionToken } from './frame-schema.js';
 
 /** What the link reports about a peer: 'connecting' until the first session (reported as nothing). */
@@ -62,6 +63,9 @@ export interface PeerLinkHost {
   readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** Bytes of a run buffer (see PeerLink.run). */
+const RUN_BYTES = 64 * 1024;
+
 /** How long a standalone ack waits for outgoing data to carry it instead. */
 const ACK_DELAY_MS = 5;
 /** Received batches after which an ack goes out at once. */
@@ -97,10 +101,21 @@ export class PeerLink {
   private unackedHead = 0;
   private inFlightBytes = 0;
   private outbox: EncodedFrame[] = [];
-  /** How many kernel frames each outbox element stands for (a send-acks element, several). */
+  /** How many kernel frames each outbox entry stands for (a send-acks element or a run, several). */
   private outboxFrames: number[] = [];
+  /** How many elements of a data frame's `f` each outbox entry holds (a run, several). */
+  private outboxElements: number[] = [];
   /** Successful send-acks queued since the last other frame, not yet encoded. */
   private ackGroup: { dc: number; ids: number[] } | undefined;
+  /**
+   * The run: consecutive small kernel frames encoded back to back into `run` from `runStart` to
+   * `runAt`, queued as one outbox element when another kind of element comes or at flush. Its
+   * bytes are copied into the data frame, so the buffer is reused once the outbox is empty.
+   */
+  private run: Buffer | undefined;
+  private runStart = 0;
+  private runAt = 0;
+  private runFrames = 0;
   private outboxBytes = 0;
   private ackDirty = false;
   /** Data batches received since our last acknowledgement went out. */
@@ -150,6 +165,7 @@ export class PeerLink {
     }
     if (frame.k === 'send-ack' && frame.rc === 0 && frame.node === undefined) {
       // Successful send-acks that follow each other travel as one element (kernel-wire.ts).
+      this.closeRun();
       const g = this.ackGroup;
       if (g !== undefined && g.dc === frame.dc && g.ids.length < MAX_GROUPED_ACKS) g.ids.push(frame.id);
       else {
@@ -160,18 +176,58 @@ export class PeerLink {
       return;
     }
     this.closeAckGroup();
-    const buf = encodeKernelFrame(frame);
-    const bytes = encodedBytes(buf);
+    const bulk = bulkOf(frame);
+    if (bulk !== undefined && bulk.byteLength >= BULK_MIN_BYTES) {
+      this.closeRun();
+      const buf = encodeKernelFrame(frame);
+      this.checkSize(encodedBytes(buf));
+      this.queue(buf, encodedBytes(buf), 1);
+      return;
+    }
+    // Small frames are written straight into the open run: no buffer of their own.
+    const wire = kernelFrameToWire(frame);
+    const size = sizeWireArray(wire, encodeValueView);
+    this.checkSize(size);
+    const h = this.hostApi;
+    if (size > RUN_BYTES / 2) {
+      this.closeRun();
+      const buf = Buffer.allocUnsafe(size);
+      writeWireArray(buf, 0, wire);
+      this.queue(buf, size, 1);
+      return;
+    }
+    if (this.runAt - this.runStart + size > h.batchMaxBytes) this.closeRun();
+    if (this.run === undefined || this.runAt + size > this.run.byteLength) {
+      this.closeRun();
+      // The old buffer may still back queued runs: start a new one rather than overwrite it.
+      this.run = Buffer.allocUnsafe(RUN_BYTES);
+      this.runStart = 0;
+      this.runAt = 0;
+    }
+    this.runAt = writeWireArray(this.run, this.runAt, wire);
+    this.runFrames++;
+    this.scheduleFlush();
+  }
+
+  private checkSize(bytes: number): void {
     if (bytes + DATA_FRAME_OVERHEAD > this.hostApi.maxFrameBytes) {
       throw new DvsError('EDVSMSGSIZE', `kernel frame of ${bytes} bytes exceeds the link frame limit`, { details: { node: this.node, limit: this.hostApi.maxFrameBytes } });
     }
-    this.queue(buf, bytes, 1);
   }
 
-  /** Queues an encoded element standing for `frames` kernel frames. */
-  private queue(buf: EncodedFrame, bytes: number, frames: number): void {
+  /** Queues the open run of small frames, if any, in its place among the other frames. */
+  private closeRun(): void {
+    if (this.runFrames === 0) return;
+    this.queue(this.run!.subarray(this.runStart, this.runAt), this.runAt - this.runStart, this.runFrames);
+    this.runStart = this.runAt;
+    this.runFrames = 0;
+  }
+
+  /** Queues encoded bytes holding `elements` elements of a data frame's `f`, standing for `frames` kernel frames. */
+  private queue(buf: EncodedFrame, bytes: number, frames: number, elements = frames): void {
     this.outbox.push(buf);
     this.outboxFrames.push(frames);
+    this.outboxElements.push(elements);
     this.outboxBytes += bytes;
     this.scheduleFlush();
   }
@@ -182,7 +238,7 @@ export class PeerLink {
     if (g === undefined) return;
     this.ackGroup = undefined;
     const buf = g.ids.length === 1 ? encodeKernelFrame({ k: 'send-ack', dc: g.dc, id: g.ids[0]!, rc: 0 }) : encodeSendAcks(g.dc, g.ids);
-    this.queue(buf, encodedBytes(buf), g.ids.length);
+    this.queue(buf, encodedBytes(buf), g.ids.length, 1);
   }
 
   private scheduleFlush(): void {
@@ -212,22 +268,27 @@ export class PeerLink {
     const conn = this.conn;
     if (conn === undefined || !conn.open || this.hostApi.isClosed()) return;
     this.closeAckGroup();
+    this.closeRun();
     const h = this.hostApi;
     let i = 0;
     while (i < this.outbox.length && this.unacked.length - this.unackedHead < h.windowFrames && this.inFlightBytes < h.windowBytes) {
       const parts: EncodedFrame[] = [];
       let bytes = 0;
+      let frames = 0;
+      let elements = 0;
       while (i < this.outbox.length) {
         const b = this.outbox[i]!;
         const n = encodedBytes(b);
         if (parts.length > 0 && bytes + n > h.batchMaxBytes) break;
         parts.push(b);
         bytes += n;
-        this.counters.framesOut += this.outboxFrames[i]!;
+        frames += this.outboxFrames[i]!;
+        elements += this.outboxElements[i]!;
         i++;
       }
+      this.counters.framesOut += frames;
       const seq = ++this.lastSeqSent;
-      const wire = encodeDataFrame(seq, this.lastSeqReceived, parts, bytes, h.framing);
+      const wire = encodeDataFrame(seq, this.lastSeqReceived, parts, bytes, h.framing, elements);
       const wireLength = wireBytes(wire);
       this.unacked.push({ seq, wire, bytes: wireLength });
       this.inFlightBytes += wireLength;
@@ -239,6 +300,12 @@ export class PeerLink {
     if (i > 0) {
       this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
       this.outboxFrames = i === this.outboxFrames.length ? [] : this.outboxFrames.slice(i);
+      this.outboxElements = i === this.outboxElements.length ? [] : this.outboxElements.slice(i);
+    }
+    if (this.outbox.length === 0) {
+      // Every run's bytes were copied into data frames: the run buffer is free again.
+      this.runStart = 0;
+      this.runAt = 0;
     }
     if (this.ackDirty && (this.ackTimer === undefined || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
       this.ackSent();
@@ -416,9 +483,13 @@ export class PeerLink {
     this.ackSent();
     if (dropOutbox) {
       for (const n of this.outboxFrames) this.counters.dropped += n;
-      this.counters.dropped += this.ackGroup?.ids.length ?? 0;
+      this.counters.dropped += (this.ackGroup?.ids.length ?? 0) + this.runFrames;
       this.outbox = [];
       this.outboxFrames = [];
+      this.outboxElements = [];
+      this.runStart = 0;
+      this.runAt = 0;
+      this.runFrames = 0;
       this.outboxBytes = 0;
       this.ackGroup = undefined;
     }
@@ -470,7 +541,7 @@ export class PeerLink {
       incarnation: this.peer?.inc,
       connected: this.conn !== undefined,
       ...this.counters,
-      queued: this.outbox.length + (this.ackGroup === undefined ? 0 : 1),
+      queued: this.outbox.length + (this.ackGroup === undefined ? 0 : 1) + (this.runFrames === 0 ? 0 : 1),
       queuedBytes: this.outboxBytes,
       unacked: this.unacked.length - this.unackedHead,
       lastSeqSent: this.lastSeqSent,

@@ -20,6 +20,34 @@ function expectExactlyInOrder(got: number[], count: number): void {
 }
 
 describe('node link reliability', () => {
+  it('delivers a mix of kinds in order: runs of small frames, grouped send-acks, bulk bytes, across batches', async () => {
+    const [a, b] = await h.pair(1, 2, { batchMaxBytes: 4096 });
+    const bulk = new Uint8Array(40_000).map((_, i) => i & 0xff);
+    const sent: KernelFrame[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const r = i % 7;
+      const f: KernelFrame =
+        r < 3
+          ? { k: 'send-ack', dc: i % 14 < 7 ? 1 : 2, id: i, rc: 0 }
+          : r === 3
+            ? { k: 'send-ack', dc: 1, id: i, rc: -5, node: 3 }
+            : r === 4 && i % 100 === 4
+              ? { k: 'copy-data', dc: 1, id: i, rc: 0, data: bulk }
+              : r === 5
+                ? { k: 'send', dc: 1, id: i, src: -3, dst: 40, type: 9, payload: { n: i, s: 'x'.repeat(i % 50) }, rec: i % 2 === 0 }
+                : notify(i);
+      sent.push(f);
+      a.lm.send(2, f);
+      if (i % 450 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => b.frames.length >= sent.length, 'every frame', 15_000);
+    await sleep(20);
+    expect(b.frames.length).toBe(sent.length);
+    expect(b.frames.map((f) => f.frame)).toEqual(sent);
+    expect(a.lm.peerState(2)!.framesOut).toBe(sent.length);
+    expect(b.lm.peerState(1)!.framesIn).toBe(sent.length);
+  });
+
   it('carries 50k frames in order, without loss or duplicate, both ways', async () => {
     const [a, b] = await h.pair(1, 2);
     const N = 50_000;
