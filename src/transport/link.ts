@@ -120,8 +120,10 @@ export class PeerLink {
   private ackDirty = false;
   /** Data batches received since our last acknowledgement went out. */
   private receivedSinceAck = 0;
-  /** A standalone ack waits this long for outgoing data to ride on (see onData). */
+  /** Bounds how long a standalone ack waits for outgoing data to ride on (see scheduleAck). */
   private ackTimer: NodeJS.Timeout | undefined;
+  /** The wait is over: the next flush sends the ack even without data. */
+  private ackDue = false;
   /** A flush is scheduled (process.nextTick) and has not run yet. */
   private flushScheduled = false;
   lastHeard: number;
@@ -307,7 +309,7 @@ export class PeerLink {
       this.runStart = 0;
       this.runAt = 0;
     }
-    if (this.ackDirty && (this.ackTimer === undefined || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
+    if (this.ackDirty && (this.ackDue || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
       this.ackSent();
       this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
     }
@@ -315,24 +317,19 @@ export class PeerLink {
 
   private ackSent(): void {
     this.ackDirty = false;
+    this.ackDue = false;
     this.receivedSinceAck = 0;
-    if (this.ackTimer !== undefined) {
-      clearTimeout(this.ackTimer);
-      this.ackTimer = undefined;
-    }
   }
 
   /**
-   * Delays a standalone ack by ACK_DELAY_MS so it can ride on the next data frame (a request is
-   * usually answered within that time: one write per message instead of two). Under one-way load
-   * an ack still goes out every ACK_EVERY_BATCHES batches, well inside the sender's window.
+   * Delays a standalone ack by at most ACK_DELAY_MS so it can ride on the next data frame (a
+   * request is usually answered within that time: one write per message instead of two). Under
+   * one-way load an ack still goes out every ACK_EVERY_BATCHES batches, well inside the sender's
+   * window. The timer is left running when an ack rides on data (arming and clearing one per
+   * message costs more than an idle expiry every few milliseconds).
    */
   private scheduleAck(): void {
     if (this.receivedSinceAck >= ACK_EVERY_BATCHES) {
-      if (this.ackTimer !== undefined) {
-        clearTimeout(this.ackTimer);
-        this.ackTimer = undefined;
-      }
       this.scheduleFlush();
       return;
     }
@@ -340,6 +337,7 @@ export class PeerLink {
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
       if (!this.ackDirty) return;
+      this.ackDue = true;
       try {
         this.flush();
       } catch (err) {
@@ -526,6 +524,8 @@ export class PeerLink {
   /** Stops everything this peer holds (timers, sockets); no report. */
   shutdown(): void {
     this.flushScheduled = false;
+    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     this.conn?.end('shutdown');
