@@ -186,7 +186,9 @@ export class PeerLink {
       this.queue(buf, encodedBytes(buf), 1);
       return;
     }
-    // Small frames are written straight into the open run: no buffer of their own.
+    // Small frames are written straight into the open run: no buffer of their own. Nothing may
+    // encode between sizeWireArray and writeWireArray (the measured payload lives in msgpackr's
+    // scratch buffer), hence the ack group is closed above.
     const wire = kernelFrameToWire(frame);
     const size = sizeWireArray(wire, encodeValueView);
     this.checkSize(size);
