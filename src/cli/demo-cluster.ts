@@ -9,6 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect, type DvsClient, type RemoteProcess } from '../client/index.js';
+import { DvsError } from '../ipc/errors.js';
+import type { Message, OutgoingMessage } from '../ipc/message.js';
 import { formatProcTable } from '../kernel/index.js';
 import { clusterPs, clusterStatus, createDc } from './admin.js';
 import { clusterDown, clusterUp } from './cluster.js';
@@ -20,28 +22,44 @@ const PUT = 1;
 const GET = 2;
 const PUT_BULK = 3;
 
+/** The answer of the data store to one request. */
+async function answer(ds: RemoteProcess, store: Map<string, unknown>, m: Message): Promise<OutgoingMessage> {
+  const req = m.payload as { key: string; value?: unknown; grant?: number; length?: number };
+  if (m.type === PUT) {
+    store.set(req.key, req.value);
+    return { type: 0 };
+  }
+  if (m.type === GET) return { type: 0, payload: { value: (store.get(req.key) ?? null) as never } };
+  if (m.type === PUT_BULK) {
+    const bytes = new Uint8Array(req.length ?? 0);
+    await ds.copyFrom({ owner: m.source, grant: req.grant ?? -1 }, bytes);
+    store.set(req.key, bytes);
+    return { type: 0, payload: { sha256: createHash('sha256').update(bytes).digest('hex') } };
+  }
+  return { type: -22 };
+}
+
+/** A server loop: each step replies and takes the next request in one call (replyAndReceive). */
 async function serveDataStore(ds: RemoteProcess): Promise<void> {
   const store = new Map<string, unknown>();
+  let m: Message;
+  try {
+    m = await ds.receiveRequest();
+  } catch {
+    return; // unbound at shutdown
+  }
   for (;;) {
-    let m;
+    const out = await answer(ds, store, m).catch((): OutgoingMessage => ({ type: -5 }));
     try {
-      m = await ds.receiveRequest();
-    } catch {
-      return; // unbound at shutdown
-    }
-    const req = m.payload as { key: string; value?: unknown; grant?: number; length?: number };
-    if (m.type === PUT) {
-      store.set(req.key, req.value);
-      await ds.reply(m.source, { type: 0 });
-    } else if (m.type === GET) {
-      await ds.reply(m.source, { type: 0, payload: { value: (store.get(req.key) ?? null) as never } });
-    } else if (m.type === PUT_BULK) {
-      const bytes = new Uint8Array(req.length ?? 0);
-      await ds.copyFrom({ owner: m.source, grant: req.grant ?? -1 }, bytes);
-      store.set(req.key, bytes);
-      await ds.reply(m.source, { type: 0, payload: { sha256: createHash('sha256').update(bytes).digest('hex') } });
-    } else {
-      await ds.reply(m.source, { type: -22 });
+      m = await ds.replyAndReceive(m.source, out);
+    } catch (err) {
+      // A client that gave up is skipped; anything else means the endpoint is gone.
+      if (!(err instanceof DvsError) || err.code !== 'EDVSPROCSTS') return;
+      try {
+        m = await ds.receiveRequest();
+      } catch {
+        return;
+      }
     }
   }
 }
