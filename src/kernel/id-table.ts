@@ -58,14 +58,11 @@ export class IdTable<T extends { readonly id: number }> {
     this.slots = new Array<T | undefined>(n).fill(undefined);
     this.mask = n - 1;
     this.inRing = 0;
+    // Ids distinct modulo the old size stay distinct modulo the new one: no collisions here.
     for (const e of old) {
       if (e === undefined) continue;
-      const i = e.id & this.mask;
-      const there = this.slots[i];
-      if (there === undefined) {
-        this.slots[i] = e;
-        this.inRing++;
-      } else this.overflow.set(e.id, e); // unreachable: ids distinct modulo the smaller ring
+      this.slots[e.id & this.mask] = e;
+      this.inRing++;
     }
   }
 }

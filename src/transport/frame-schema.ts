@@ -140,8 +140,7 @@ function arity(a: readonly unknown[], min: number, max: number, what: string): v
   if (a.length < min || a.length > max) bad(`${what} has ${a.length} elements, not ${min === max ? min : `${min}..${max}`}`);
 }
 
-const U = 0;
-const uAt = (a: readonly unknown[], i: number, name: string): number => at(a, i, name, U);
+const uAt = (a: readonly unknown[], i: number, name: string): number => at(a, i, name, 0);
 
 /**
  * Validates one decoded kernel frame (the positional form of src/transport/kernel-wire.ts) and

@@ -73,7 +73,8 @@ function numberBytes(n: number): number {
   return 9;
 }
 
-function writeNumber(buf: Buffer, at: number, n: number): number {
+/** Writes a number as numberBytes measures it; returns the end. */
+export function writeNumber(buf: Buffer, at: number, n: number): number {
   if (Number.isInteger(n) && n >= -0x8000_0000 && n <= 0xffff_ffff) {
     if (n >= 0) {
       if (n <= 127) {

@@ -7,7 +7,7 @@
 import { encodeValue, encodeValueView } from './codec.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import { checkBodySize, encodeFrame, FRAME_HEADER_BYTES, frameFromBody, writeFrameHeader, type FramingOptions } from './framing.js';
-import { bulkOf, encodeWireArray, KIND, kernelFrameToWire } from './kernel-wire.js';
+import { bulkOf, encodeWireArray, KIND, kernelFrameToWire, sizeWireArray, writeNumber, writeWireArray } from './kernel-wire.js';
 import type { LinkFrame } from './frame-schema.js';
 
 /** Bytes a data frame adds around its kernel frames, at most (map, keys, two u64s, array header). */
@@ -17,32 +17,6 @@ export const DATA_FRAME_OVERHEAD = 48;
 const HEAD = Buffer.from([0x84, 0xa1, 0x74, 0xa4, 0x64, 0x61, 0x74, 0x61, 0xa1, 0x73]);
 const KEY_A = Buffer.from([0xa1, 0x61]);
 const KEY_F = Buffer.from([0xa1, 0x66]);
-
-/** A non-negative safe integer in msgpack's smallest uint form, or float64 above 32 bits. */
-function writeUint(buf: Buffer, at: number, n: number): number {
-  if (n <= 0x7f) {
-    buf[at] = n;
-    return at + 1;
-  }
-  if (n <= 0xff) {
-    buf[at] = 0xcc;
-    buf[at + 1] = n;
-    return at + 2;
-  }
-  if (n <= 0xffff) {
-    buf[at] = 0xcd;
-    buf.writeUInt16BE(n, at + 1);
-    return at + 3;
-  }
-  if (n <= 0xffff_ffff) {
-    buf[at] = 0xce;
-    buf.writeUInt32BE(n, at + 1);
-    return at + 5;
-  }
-  buf[at] = 0xcb;
-  buf.writeDoubleBE(n, at + 1);
-  return at + 9;
-}
 
 function writeArrayHeader(buf: Buffer, at: number, n: number): number {
   if (n < 16) {
@@ -94,18 +68,13 @@ export function encodeKernelFrame(frame: KernelFrame): EncodedFrame {
   const wire = kernelFrameToWire(frame);
   if (data === undefined || data.byteLength < BULK_MIN_BYTES) return encodeWireArray(wire, encodeValueView);
   wire.pop(); // the data, last: it follows as its own segment
-  const packed = encodeValueView(wire);
-  // The same array with one more element, a bin32 whose bytes follow as their own segment.
-  // msgpackr writes a short array's header as a fixarray.
-  if ((packed[0]! & 0xf0) !== 0x90 || (packed[0]! & 0x0f) >= 15) {
-    wire.push(data);
-    return encodeValue(wire);
-  }
-  const head = Buffer.allocUnsafe(packed.byteLength + 5);
-  head.set(packed, 0);
-  head[0] = packed[0]! + 1;
-  head[packed.byteLength] = 0xc6;
-  head.writeUInt32BE(data.byteLength, packed.byteLength + 1);
+  // The array without it, its fixarray header counting it, then a bin32 header for its bytes.
+  const size = sizeWireArray(wire, encodeValueView);
+  const head = Buffer.allocUnsafe(size + 5);
+  writeWireArray(head, 0, wire);
+  head[0] = 0x90 | (wire.length + 1);
+  head[size] = 0xc6;
+  head.writeUInt32BE(data.byteLength, size + 1);
   return [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)];
 }
 
@@ -117,9 +86,9 @@ export function encodeSendAcks(dc: number, ids: readonly number[]): Buffer {
 /** Writes the data frame's own fields and the array header of its `count` kernel frames. */
 function writeDataHead(body: Buffer, at: number, seq: number, ack: number, count: number): number {
   at += HEAD.copy(body, at);
-  at = writeUint(body, at, seq);
+  at = writeNumber(body, at, seq);
   at += KEY_A.copy(body, at);
-  at = writeUint(body, at, ack);
+  at = writeNumber(body, at, ack);
   at += KEY_F.copy(body, at);
   return writeArrayHeader(body, at, count);
 }

@@ -258,14 +258,18 @@ export class PeerLink {
   private readonly flushNow = (): void => {
     if (!this.flushScheduled) return;
     this.flushScheduled = false;
+    this.flushGuarded();
+  };
+
+  /** flush() from a callback: an error (not reachable with frames checked at send) never escapes into the event loop. */
+  private flushGuarded(): void {
     try {
       this.flush();
     } catch (err) {
-      // Not reachable with frames checked at send(); never let it escape into the event loop.
       this.hostApi.log('error', 'link flush failed', { peer: this.node, err: err instanceof Error ? err.message : String(err) });
       this.conn?.end('protocol', err);
     }
-  };
+  }
 
   /** Sends what the window allows, in batches of up to batchMaxBytes, then any pending ack. */
   flush(): void {
@@ -340,12 +344,7 @@ export class PeerLink {
       this.ackTimer = undefined;
       if (!this.ackDirty) return;
       this.ackDue = true;
-      try {
-        this.flush();
-      } catch (err) {
-        this.hostApi.log('error', 'link flush failed', { peer: this.node, err: err instanceof Error ? err.message : String(err) });
-        this.conn?.end('protocol', err);
-      }
+      this.flushGuarded();
     }, ACK_DELAY_MS);
     this.ackTimer.unref();
   }
