@@ -43,3 +43,4 @@ export {
   type PeerAddress,
   type PeerReport,
 } from './link-manager.js';
+export { certNodeIds, checkPeerNode } from './tls-identity.js';

@@ -26,6 +26,7 @@ import { DEFAULT_MAX_FRAME_BYTES, type FramingOptions } from './framing.js';
 import { LinkConn, type ConnEnd } from './link-conn.js';
 import { encodeLinkFrame } from './link-wire.js';
 import { PeerLink, type PeerLinkHost, type PeerLinkStats } from './link.js';
+import { checkPeerNode } from './tls-identity.js';
 
 export interface LinkTiming {
   /** A ping goes out after this long without sending anything. */
@@ -53,7 +54,7 @@ export interface LinkLogger {
 export interface LinkTlsOptions {
   readonly key: string | Buffer;
   readonly cert: string | Buffer;
-  /** The cluster CA(s); a peer must present a certificate signed by it. */
+  /** The cluster CA(s); a peer must present a certificate signed by it that names the node it claims to be (see tls-identity.ts). */
   readonly ca: string | Buffer | ReadonlyArray<string | Buffer>;
 }
 
@@ -455,6 +456,14 @@ export class LinkManager implements KernelTransport {
 
     socket.once(tlsOpts === undefined ? 'connect' : 'secureConnect', () => {
       if (!conn.open) return;
+      if (tlsOpts !== undefined) {
+        try {
+          checkPeerNode(socket as tls.TLSSocket, peer.node);
+        } catch (err) {
+          conn.end('auth', err);
+          return;
+        }
+      }
       stage = 'welcome';
       conn.write(encodeLinkFrame({ t: 'hello', v: LINK_PROTOCOL_VERSION, from: this.nodeId, to: peer.node, inc: this.incarnation, nonce }, this.host.framing));
     });
@@ -546,6 +555,7 @@ export class LinkManager implements KernelTransport {
         if (f.from >= this.nodeId) refuse(`node ${f.from} must accept, not dial, node ${this.nodeId}`);
         const peer = this.peers.get(f.from);
         if (peer === undefined) refuse(`node ${f.from} is not a peer`);
+        if (this.opts.tls !== undefined) checkPeerNode(conn.socket as tls.TLSSocket, f.from);
         hello = f;
         peerOf = peer;
         stage = 'auth';

@@ -15,8 +15,10 @@ afterEach(() => h.closeAll());
 const tlsDir = new URL('./fixtures/tls/', import.meta.url);
 const pem = (name: string): Buffer => readFileSync(new URL(name, tlsDir));
 const ca = pem('ca.pem');
-const tlsA: LinkTlsOptions = { key: pem('node-a-key.pem'), cert: pem('node-a.pem'), ca };
-const tlsB: LinkTlsOptions = { key: pem('node-b-key.pem'), cert: pem('node-b.pem'), ca };
+const tlsA: LinkTlsOptions = { key: pem('node-1-key.pem'), cert: pem('node-1.pem'), ca };
+const tlsB: LinkTlsOptions = { key: pem('node-2-key.pem'), cert: pem('node-2.pem'), ca };
+/** Issued to node 3 (named by a subjectAltName URI, its CN names no node). */
+const tlsC: LinkTlsOptions = { key: pem('node-3-key.pem'), cert: pem('node-3.pem'), ca };
 const tlsRogue: LinkTlsOptions = { key: pem('rogue-key.pem'), cert: pem('rogue.pem'), ca: pem('rogue-ca.pem') };
 /** A rogue certificate that trusts the cluster CA (so only the other side can refuse it). */
 const tlsRogueTrusting: LinkTlsOptions = { ...tlsRogue, ca };
@@ -193,6 +195,40 @@ describe('mutual TLS', () => {
     expect(a.lm.peerState(2)!.authFailures).toBeGreaterThanOrEqual(1);
     expect(a.reports.some((r) => r.state === 'up')).toBe(false);
     expect(b.frames).toEqual([]);
+  });
+
+  it('a certificate named by subjectAltName URI links its node', async () => {
+    const a = await h.node(1, { clusterKey: undefined, tls: tlsA });
+    const c = await h.node(3, { clusterKey: undefined, tls: tlsC });
+    link(a, c);
+    await waitUp(a, c);
+    c.lm.send(1, notify(3));
+    await waitFor(() => a.frames.length === 1, 'a frame from node 3');
+  });
+
+  it('a dialer holding another node\'s certificate is refused by the acceptor', async () => {
+    // Node 1 presents node 3's (valid, cluster-signed) certificate.
+    const a = await h.node(1, { clusterKey: undefined, tls: tlsC });
+    const b = await h.node(2, { clusterKey: undefined, tls: tlsB });
+    link(a, b);
+    a.lm.send(2, notify(1));
+    await waitFor(() => b.lm.stats().authFailures >= 1, 'impersonating dialer refused');
+    await sleep(50);
+    expect(b.frames).toEqual([]);
+    expect(b.reports).toEqual([]);
+    expect(a.reports.some((r) => r.state === 'up')).toBe(false);
+  });
+
+  it('an acceptor holding another node\'s certificate is refused by the dialer', async () => {
+    // Node 2 presents node 1's certificate: the dialer (node 1) expects node 2.
+    const a = await h.node(1, { clusterKey: undefined, tls: tlsA });
+    const b = await h.node(2, { clusterKey: undefined, tls: { ...tlsA } });
+    link(a, b);
+    a.lm.send(2, notify(1));
+    await waitFor(() => a.lm.peerState(2)!.authFailures >= 1, 'impersonating acceptor refused');
+    await sleep(50);
+    expect(b.frames).toEqual([]);
+    expect(a.reports.some((r) => r.state === 'up')).toBe(false);
   });
 
   it('a plain TCP client cannot talk to a TLS node', async () => {
