@@ -42,11 +42,9 @@ function tail(file: string, lines = 15): string {
  * runs it through another command, e.g. `ip netns exec <ns>` to place it in a network namespace.
  */
 export async function spawnNode(config: Record<string, unknown> & { nodeId: number; dataDir: string }, prefix: readonly string[] = []): Promise<{ entry: ClusterNodeEntry; runtime: NodeRuntimeInfo }> {
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const paths = nodePaths(config.dataDir);
+  const configFile = await writeNodeConfig(config);
   await rm(paths.runtime, { force: true });
-  const configFile = path.join(config.dataDir, 'config.json');
-  await writeFile(configFile, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   const log = openSync(paths.log, 'a');
   const argv = [process.execPath, CLI_MAIN, 'node', 'start', '--config', configFile];
   const child = spawn(prefix[0] ?? argv[0]!, [...prefix.slice(1), ...(prefix.length > 0 ? argv : argv.slice(1))], { detached: true, stdio: ['ignore', log, log], env: daemonEnv() });
@@ -65,6 +63,14 @@ export async function spawnNode(config: Record<string, unknown> & { nodeId: numb
     }
     await sleep(50);
   }
+}
+
+/** Writes `<dataDir>/config.json` (what `dvs node start --config` reads) and returns its path. */
+export async function writeNodeConfig(config: Record<string, unknown> & { dataDir: string }): Promise<string> {
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const configFile = path.join(config.dataDir, 'config.json');
+  await writeFile(configFile, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+  return configFile;
 }
 
 /** How a node reaches the coordination store: serving the embedded one, connecting to it, or etcd. */
@@ -100,9 +106,12 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterFile> {
   await writeClusterKey(keyFile);
   const log = opts.log ?? (() => undefined);
   const nodes: ClusterNodeEntry[] = [];
-  const first = await spawnNode(nodeConfig(dir, keyFile, 0, opts.etcd === undefined ? { serve: true } : { etcd: opts.etcd }, opts));
+  const firstConfig = nodeConfig(dir, keyFile, 0, opts.etcd === undefined ? { serve: true } : { etcd: opts.etcd }, opts);
+  const first = await spawnNode(firstConfig);
   nodes.push(first.entry);
   const s0 = first.runtime.store;
+  // The other nodes are configured with the port the store got: node 0 must serve there again after a restart.
+  if (s0.backend === 'embedded') await writeNodeConfig({ ...firstConfig, store: { backend: 'embedded', serve: true, address: `${s0.host}:${s0.port}` } });
   const store: ClusterStore = s0.backend === 'etcd' ? { backend: 'etcd', endpoints: s0.endpoints } : { backend: 'embedded', host: s0.host, port: s0.port };
   log(`node 0 up (pid ${first.entry.pid}, link port ${first.runtime.link.port}, ${store.backend === 'etcd' ? `etcd at ${store.endpoints.join(',')}` : `embedded store on ${store.host}:${store.port}`})`);
   const others: NodeStoreChoice = store.backend === 'etcd' ? { etcd: store.endpoints } : { address: { host: store.host, port: store.port } };

@@ -7,7 +7,7 @@
  * `CoordinationStore` methods wrap them. Values are kept encoded (msgpack), so a caller never shares
  * an object with the store and `value` compares are by encoding, as on etcd.
  */
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { DvsError } from '../ipc/errors.js';
 import { checkPayload } from '../ipc/payload.js';
 import type { Clock, TimerHandle } from '../kernel/clock.js';
@@ -43,6 +43,7 @@ import {
   type WatchEvent,
   type WatchOptions,
 } from './store.js';
+import { StoreWal, type PersistedEntry, type Recovered, type StoreWalOptions } from './store-wal.js';
 
 export interface MemoryStoreOptions {
   /** Time for lease expiry. Default: the system clock. */
@@ -50,6 +51,8 @@ export interface MemoryStoreOptions {
   /** Revisions of history kept for watches that resume; older ones are compacted. Default 10000. */
   readonly historyRevisions?: number;
   readonly limits?: Partial<StoreLimits>;
+  /** Durable mode: every change goes to this log first; the store starts from what it recovered. See `MemoryStore.open`. */
+  readonly log?: { readonly wal: StoreWal; readonly recovered: Recovered };
 }
 
 interface Entry {
@@ -129,6 +132,9 @@ function compareNumbers(a: number, op: string, b: number): boolean {
 export class MemoryStore implements CoordinationStore {
   readonly calls = new StoreCallCounter();
   readonly limits: StoreLimits;
+  /** Identifies this store's data: kept across restarts in durable mode, new for each memory-only store. */
+  readonly storeId: string;
+  private readonly wal: StoreWal | undefined;
   private readonly clock: Clock;
   private readonly historyMax: number;
   private readonly data = new Map<string, Entry>();
@@ -151,7 +157,28 @@ export class MemoryStore implements CoordinationStore {
     this.historyMax = h;
     // Lease ids start at a random point so ids of a restarted store do not repeat old ones.
     this.nextLease = randomInt(1, 2 ** 40);
+    this.wal = opts.log?.wal;
+    this.storeId = opts.log?.wal.storeId ?? randomUUID();
+    if (opts.log !== undefined) this.restore(opts.log.recovered);
   }
+
+  /**
+   * A durable store kept in `dir` (which must exist): it starts with every write acknowledged before
+   * (same revisions, store id and lease ids; each lease gets its full TTL again, as etcd does after a
+   * leader change) and logs each change to disk before acknowledging it. EDVSIO if the files are damaged.
+   */
+  static open(dir: string, opts: Omit<MemoryStoreOptions, 'log'> & StoreWalOptions = {}): MemoryStore {
+    const { wal, recovered } = StoreWal.open(dir, opts);
+    try {
+      return new MemoryStore({ ...opts, log: { wal, recovered } });
+    } catch (err) {
+      wal.close();
+      throw err;
+    }
+  }
+
+  /** Bytes of a torn log tail cut off when this store was opened (0 normally, and for a memory-only store). */
+  truncatedOnOpen = 0;
 
   // ---------------------------------------------------------------- introspection
 
@@ -320,6 +347,7 @@ export class MemoryStore implements CoordinationStore {
     this.checkOpen();
     const ttl = checkTtl(ttlMs, this.limits);
     const id = this.nextLease++;
+    this.log({ t: 'lease', id, ttlMs: ttl });
     const lease: Lease = { id, ttlMs: ttl, deadline: this.clock.now() + ttl, keys: new Set(), timer: undefined };
     this.leases.set(id, lease);
     this.arm(lease);
@@ -386,9 +414,68 @@ export class MemoryStore implements CoordinationStore {
     for (const w of this.watchers) w.cancelled = true;
     this.watchers.clear();
     this.deliveries.length = 0;
+    this.wal?.close();
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** Rebuilds the state a durable store's files hold: the snapshot, then the log's records in order. */
+  private restore(r: Recovered): void {
+    const img = r.image;
+    const put = (e: PersistedEntry): void => {
+      this.data.set(e[0], { bytes: e[1], createRevision: e[2], modRevision: e[3], version: e[4], lease: e[5] });
+    };
+    const ttls = new Map<number, number>(img.leases.map(([id, ttl]) => [id, ttl]));
+    let nextLease = img.nextLease;
+    img.entries.forEach(put);
+    this.rev = img.revision;
+    this.compacted = img.revision;
+    for (const rec of r.records) {
+      if (rec.t === 'lease') {
+        ttls.set(rec.id, rec.ttlMs);
+        nextLease = Math.max(nextLease, rec.id + 1);
+      } else if (rec.t === 'unlease') {
+        ttls.delete(rec.id);
+      } else {
+        const events: StoredEvent[] = [];
+        for (const [key, e] of rec.events) {
+          if (e === null) this.data.delete(key);
+          else put(e);
+          events.push({ key, entry: e === null ? undefined : this.data.get(key) });
+        }
+        this.rev = rec.revision;
+        this.history.push({ revision: rec.revision, events });
+      }
+    }
+    this.trimHistory();
+    this.nextLease = nextLease;
+    const now = this.clock.now();
+    for (const [id, ttlMs] of ttls) this.leases.set(id, { id, ttlMs, deadline: now + ttlMs, keys: new Set(), timer: undefined });
+    for (const [key, e] of this.data) {
+      if (e.lease !== 0) this.leases.get(e.lease)?.keys.add(key);
+    }
+    for (const lease of this.leases.values()) this.arm(lease);
+    this.truncatedOnOpen = r.truncatedBytes;
+  }
+
+  /** Logs a change before it is acknowledged; a store that cannot log closes (EDVSIO), as etcd stops on a WAL error. */
+  private log(rec: Parameters<StoreWal['append']>[0]): void {
+    const wal = this.wal;
+    if (wal === undefined) return;
+    try {
+      wal.append(rec);
+      if (wal.wantsSnapshot) wal.snapshot(this.image());
+    } catch (err) {
+      this.closeSync();
+      throw err;
+    }
+  }
+
+  private image(): Parameters<StoreWal['snapshot']>[0] {
+    const entries: PersistedEntry[] = [];
+    for (const [key, e] of this.data) entries.push([key, e.bytes, e.createRevision, e.modRevision, e.version, e.lease]);
+    return { revision: this.rev, nextLease: this.nextLease, entries, leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs] as const) };
+  }
 
   private checkOpen(): void {
     if (this.closed) throw new DvsError('EDVSSHUTDOWN', 'store closed');
@@ -447,6 +534,9 @@ export class MemoryStore implements CoordinationStore {
 
   private commit(revision: number, events: StoredEvent[]): void {
     if (events.length === 0) return;
+    if (this.wal !== undefined) {
+      this.log({ t: 'commit', revision, events: events.map((ev) => [ev.key, ev.entry === undefined ? null : [ev.key, ev.entry.bytes, ev.entry.createRevision, ev.entry.modRevision, ev.entry.version, ev.entry.lease]]) });
+    }
     this.rev = revision;
     this.history.push({ revision, events });
     this.trimHistory();
@@ -544,5 +634,7 @@ export class MemoryStore implements CoordinationStore {
       events.push({ key: k, entry: undefined });
     }
     this.commit(this.rev + 1, events);
+    // After its keys' deletion: a crash between the two records leaves an empty lease, which expires.
+    this.log({ t: 'unlease', id: lease.id });
   }
 }

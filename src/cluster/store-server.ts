@@ -6,7 +6,7 @@
  * that breaks the framing or the handshake gets a closed connection: never a crash or a hang.
  * Protocol: docs/coordination.md.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { DvsError } from '../ipc/errors.js';
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from '../transport/framing.js';
@@ -311,8 +311,8 @@ class Connection {
 
 export class StoreServer {
   readonly store: MemoryStore;
-  /** Identifies this store instance; a client that reconnects to a different one resynchronises. */
-  readonly storeId = randomUUID();
+  /** Identifies the store served (its data); a client that reconnects to a different one resynchronises. */
+  readonly storeId: string;
   readonly stats: StoreServerStats = { connections: 0, accepted: 0, authFailures: 0, protocolErrors: 0, requests: 0 };
   private readonly key: Buffer;
   private readonly host: string;
@@ -328,6 +328,7 @@ export class StoreServer {
     this.key = clusterKeyBytes(opts.clusterKey);
     this.store = opts.store ?? new MemoryStore();
     this.ownsStore = opts.store === undefined;
+    this.storeId = this.store.storeId;
     this.host = opts.host ?? '127.0.0.1';
     this.port = opts.port ?? 0;
     const maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;

@@ -3,6 +3,7 @@
  * cluster directory (DCs, remote endpoints, peers) and serves local processes on a Unix socket.
  * Subsystems start in order (store, links, directory, process server) and stop in reverse.
  */
+import path from 'node:path';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
 import { EtcdStore } from '../cluster/etcd-store.js';
@@ -129,12 +130,16 @@ export class Daemon {
       await etcd.revision(); // fail fast when no member answers
       storeInfo = { backend: 'etcd', endpoints: storeConfig.endpoints, served: false };
     } else if (storeConfig.serve) {
-      const memory = new MemoryStore();
+      // Durable: DC definitions, generations and revisions survive a restart of this node.
+      const storeDir = path.join(config.dataDir, 'store');
+      await mkdir(storeDir, { recursive: true, mode: 0o700 });
+      const memory = MemoryStore.open(storeDir);
+      if (memory.truncatedOnOpen > 0) log.warn({ bytes: memory.truncatedOnOpen }, 'cut a torn tail off the store log');
       this.storeServer = new StoreServer({ clusterKey: key, store: memory, host: storeConfig.address.host, port: storeConfig.address.port });
       const address = await this.storeServer.listen();
       this.store = memory;
       storeInfo = { backend: 'embedded', ...address, served: true };
-      log.info({ store: address }, 'serving the embedded store');
+      log.info({ store: address, storeId: memory.storeId, revision: memory.revision }, 'serving the embedded store');
     } else {
       this.store = await StoreClient.connect({ host: storeConfig.address.host, port: storeConfig.address.port, clusterKey: key });
       storeInfo = { backend: 'embedded', ...storeConfig.address, served: false };
@@ -375,8 +380,8 @@ export class Daemon {
     }
     this.kernel.shutdown();
     await this.links.close().catch(() => undefined);
-    if (this.store !== undefined && this.storeServer === undefined) await this.store.close().catch(() => undefined);
     await this.storeServer?.close().catch(() => undefined);
+    await this.store?.close().catch(() => undefined);
     await rm(nodePaths(this.config.dataDir).runtime, { force: true });
     log.info('stopped');
   }
