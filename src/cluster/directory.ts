@@ -199,6 +199,8 @@ export class Directory extends Emitter<DirectoryEvents> {
   private readonly inFlight = new Set<string>();
   private readonly refills = new Map<string, Promise<void>>();
   private readonly publishing = new Map<string, Promise<void>>();
+  /** Releases in progress by `dcid/slot`: a claim of the same slot waits for them (a server restarting at once). */
+  private readonly releasing = new Map<string, Promise<void>>();
 
   private unwatch: Unsubscribe | undefined;
   private started: Promise<void> | undefined;
@@ -564,7 +566,20 @@ export class Directory extends Emitter<DirectoryEvents> {
   }
 
   /** Unpublishes an endpoint (after its process unbound). EDVSNOTBIND if not published, EDVSENDPOINT if the slot holds another generation. */
-  async releaseEndpoint(dcid: number, endpoint: Endpoint): Promise<void> {
+  releaseEndpoint(dcid: number, endpoint: Endpoint): Promise<void> {
+    const p = this.release(dcid, endpoint);
+    const space = this.dcMap.get(dcid)?.space;
+    if (space !== undefined && Number.isSafeInteger(endpoint)) {
+      const tag = `${dcid}/${space.slotOf(endpoint)}`;
+      const tracked = p.then(noop, noop).finally(() => {
+        if (this.releasing.get(tag) === tracked) this.releasing.delete(tag);
+      });
+      this.releasing.set(tag, tracked);
+    }
+    return p;
+  }
+
+  private async release(dcid: number, endpoint: Endpoint): Promise<void> {
     this.checkOpen();
     await this.start();
     await this.publishing.get(`${dcid}/${endpoint}`)?.catch(noop);
@@ -600,6 +615,7 @@ export class Directory extends Emitter<DirectoryEvents> {
   // ---------------------------------------------------------------- claims (internals)
 
   private async claimFixed(dcid: number, node: number, reg: Registration, slot: number, name: string | undefined): Promise<Endpoint> {
+    await this.releasing.get(`${dcid}/${slot}`);
     const s = await this.dcForClaim(dcid, node);
     const space = s.space!;
     space.checkSlot(slot);

@@ -160,6 +160,23 @@ describe('claiming endpoints', () => {
     expect(await codeOf(a.claimEndpoint(1, 1, { slot: 6 }))).toBe('EDVSNODCNODE');
   });
 
+  it('a claim of a slot this directory is still releasing waits for the release (a server restarting at once)', async () => {
+    const { dir } = world();
+    const a = dir();
+    await a.registerNode(node(1), 3000);
+    await a.createDc({ dcid: 0, nodes: [1] });
+    for (let round = 0; round < 5; round++) {
+      const old = await a.claimEndpoint(0, 1, { slot: 4, name: 'fs' });
+      // The daemon starts the release when the process unbinds and does not wait for it.
+      const released = a.releaseEndpoint(0, old);
+      const again = await a.claimEndpoint(0, 1, { slot: 4, name: 'fs' });
+      await released;
+      expect(SPACE.generationOf(again)).toBe(SPACE.generationOf(old) + 1);
+      expect(a.lookup(0, again)).toMatchObject({ node: 1, name: 'fs' });
+      await a.releaseEndpoint(0, again);
+    }
+  });
+
   it('concurrent claims of one slot: exactly one wins', async () => {
     const { dir } = world();
     const dirs = [dir(), dir(), dir(), dir()];

@@ -81,6 +81,24 @@ describe('A10: node and DC administration', () => {
   });
 });
 
+describe('a server that restarts at once', () => {
+  it('gets its fixed slot again, a newer generation each time, never EDVSSLOTUSED', async () => {
+    const r = tc.runtime(1);
+    let last = -1;
+    for (let i = 0; i < 15; i++) {
+      const c = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'restarting' });
+      try {
+        const p = await c.bind(1, { slot: 14, name: 'restarting' });
+        expect(p.endpoint).toBeGreaterThan(last);
+        last = p.endpoint;
+      } finally {
+        // Closing unbinds; the daemon releases the slot in the store without waiting.
+        await c.close();
+      }
+    }
+  }, 30_000);
+});
+
 describe('A11 + B3: remote request/reply with many concurrent client processes', () => {
   it('serves 12 client processes on two other nodes, every reply correct', async () => {
     const server = startActor(tc.runtime(1), 'echo-server', { dcid: 1, slot: 5 });
