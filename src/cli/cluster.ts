@@ -103,7 +103,8 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterFile> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 32) throw new DvsError('EDVSRANGE', 'nodes must be 1..32');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const keyFile = path.join(dir, 'cluster.key');
-  await writeClusterKey(keyFile);
+  // A directory that held a cluster brings it back: same key, and node 0's store keeps its DCs.
+  if (!existsSync(keyFile)) await writeClusterKey(keyFile);
   const log = opts.log ?? (() => undefined);
   const nodes: ClusterNodeEntry[] = [];
   const firstConfig = nodeConfig(dir, keyFile, 0, opts.etcd === undefined ? { serve: true } : { etcd: opts.etcd }, opts);
