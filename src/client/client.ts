@@ -13,7 +13,7 @@ import type { ProcInfo } from '../kernel/procfs.js';
 import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../node/proc-protocol.js';
 import { checkToken, readTokenFile } from '../node/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
-import { encodeFrame, FrameDecoder } from '../transport/framing.js';
+import { encodeFrameSegments, FrameDecoder } from '../transport/framing.js';
 import { RemoteProcess } from './remote-process.js';
 
 export interface ConnectOptions {
@@ -218,7 +218,7 @@ export class DvsClient {
     const frame: Fields = { id, op };
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) frame[k] = v;
     if (timeoutMs !== undefined) frame.timeoutMs = timeoutMs;
-    let bytes: Buffer;
+    let bytes: Buffer | Buffer[];
     try {
       bytes = this.encode(frame);
     } catch (err) {
@@ -267,8 +267,9 @@ export class DvsClient {
     this.call('cancel', { target }).catch(() => undefined);
   }
 
-  private encode(frame: Fields): Buffer {
-    return encodeFrame(frame, { maxFrameBytes: this.maxFrameBytes, ...(this.compress ? { compressMinBytes: COMPRESS_MIN_BYTES } : {}) });
+  /** Bulk bytes (grant answers, copyTo data) go to the socket from where they lie, uncompressed. */
+  private encode(frame: Fields): Buffer | Buffer[] {
+    return encodeFrameSegments(frame, { maxFrameBytes: this.maxFrameBytes, ...(this.compress ? { compressMinBytes: COMPRESS_MIN_BYTES } : {}) });
   }
 
   private write(frame: Fields): void {
@@ -277,7 +278,7 @@ export class DvsClient {
   }
 
   /** Writes a frame; the frames of one callback of the event loop leave together. */
-  private send(bytes: Buffer): void {
+  private send(bytes: Buffer | Buffer[]): void {
     this.out.write(bytes);
   }
 

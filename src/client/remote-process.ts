@@ -22,6 +22,13 @@ interface LocalGrant {
 
 const NOTIFY_OUTCOMES: readonly string[] = ['delivered', 'pending', 'overrun', 'sent'];
 
+/**
+ * Copies longer than this run as one third-party copy between the far grant and a grant of the
+ * caller's own buffer: the daemon's kernel moves the chunks with its copy window, fetching them
+ * from (or storing them into) this process as they go. Shorter ones are a single request.
+ */
+const STREAM_COPY_MIN_BYTES = 1024 * 1024;
+
 function rejectWith<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return fn();
@@ -152,6 +159,10 @@ export class RemoteProcess implements M3Ipc {
       const intoOffset = count('intoOffset', opts?.intoOffset, 0, into.byteLength);
       const length = count('length', opts?.length, into.byteLength - intoOffset, into.byteLength - intoOffset);
       const ref = this.ref(src);
+      if (length > STREAM_COPY_MIN_BYTES) {
+        const streamed = await this.viaOwnGrant(into, intoOffset, length, 'write', (grant) => this.call('copy', { src: ref, dst: { owner: this.endpoint, grant, offset: 0 }, length }, opts));
+        if (streamed) return length;
+      }
       const piece = this.client.maxCopyBytes;
       const deadline = this.deadline(opts);
       let done = 0;
@@ -171,6 +182,10 @@ export class RemoteProcess implements M3Ipc {
     return rejectWith(async () => {
       if (!(data instanceof Uint8Array)) throw new DvsError('EDVSBADVALUE', 'copyTo needs a Uint8Array of data');
       const ref = this.ref(dst);
+      if (data.byteLength > STREAM_COPY_MIN_BYTES) {
+        const streamed = await this.viaOwnGrant(data, 0, data.byteLength, 'read', (grant) => this.call('copy', { src: { owner: this.endpoint, grant, offset: 0 }, dst: ref, length: data.byteLength }, opts));
+        if (streamed) return data.byteLength;
+      }
       const piece = this.client.maxCopyBytes;
       const deadline = this.deadline(opts);
       let done = 0;
@@ -256,6 +271,29 @@ export class RemoteProcess implements M3Ipc {
     checkMessageType(msg.type);
     checkPayload(msg.payload, this.client.info.maxPayloadBytes);
     return msg.payload === undefined ? { type: msg.type } : { type: msg.type, payload: msg.payload };
+  }
+
+  /**
+   * Runs `copy` with a grant of `buffer[offset, offset + length)` that only this endpoint may use,
+   * revoked afterwards (so no late chunk can touch the buffer once the call has returned). False,
+   * with nothing copied, when this process may not grant (EDVSBADCALL): the caller copies piecewise.
+   */
+  private async viaOwnGrant(buffer: Uint8Array, offset: number, length: number, access: 'read' | 'write', copy: (grant: number) => Promise<unknown>): Promise<boolean> {
+    const id = this.nextGrant++;
+    this.grants.set(id, { buffer, offset, length, read: access === 'read', write: access === 'write' });
+    try {
+      try {
+        await this.call('grant', { grant: id, length, access, grantee: this.endpoint, whileWaiting: false });
+      } catch (err) {
+        if (err instanceof DvsError && err.code === 'EDVSBADCALL') return false;
+        throw err;
+      }
+      await copy(id);
+      return true;
+    } finally {
+      this.grants.delete(id);
+      this.call('revoke', { grant: id }).catch(() => undefined);
+    }
   }
 
   private ref(r: GrantRef): { owner: Endpoint; grant: number; offset: number } {

@@ -15,7 +15,7 @@ import type { GrantBackend } from '../kernel/proc.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import { BatchWriter } from '../transport/batch-writer.js';
-import { encodeFrame, FrameDecoder } from '../transport/framing.js';
+import { encodeFrameSegments, FrameDecoder } from '../transport/framing.js';
 import {
   MAX_CLIENT_NAME,
   MAX_TOKEN_LENGTH,
@@ -595,9 +595,10 @@ export class ProcConnection {
 
   private write(frame: Fields, evenIfClosing = false): void {
     if (this.state === 'closed' || (this.state === 'closing' && !evenIfClosing) || this.socket.destroyed) return;
-    let bytes: Buffer;
+    let bytes: Buffer | Buffer[];
     try {
-      bytes = encodeFrame(frame, { maxFrameBytes: this.ctx.maxFrameBytes, ...(this.lz4 ? { compressMinBytes: this.ctx.compressMinBytes } : {}) });
+      // Bulk bytes (copy data, grant writes) go to the socket from where they lie, uncompressed.
+      bytes = encodeFrameSegments(frame, { maxFrameBytes: this.ctx.maxFrameBytes, ...(this.lz4 ? { compressMinBytes: this.ctx.compressMinBytes } : {}) });
     } catch (err) {
       if (frame.id !== undefined && frame.ok === true) {
         this.respondError(frame.id as number, err);

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 const CONCAT_MAX_BYTES = 16 * 1024;
 
 export class BatchWriter {
-  private queued: Buffer[] = [];
+  private queued: (Buffer | readonly Buffer[])[] = [];
   private queuedBytes = 0;
   private scheduled = false;
 
@@ -21,9 +21,11 @@ export class BatchWriter {
     return this.queuedBytes;
   }
 
-  write(frame: Buffer): void {
+  /** Queues a frame: one buffer, or segments that are written in order with nothing between them. */
+  write(frame: Buffer | readonly Buffer[]): void {
     this.queued.push(frame);
-    this.queuedBytes += frame.byteLength;
+    if (Buffer.isBuffer(frame)) this.queuedBytes += frame.byteLength;
+    else for (const b of frame) this.queuedBytes += b.byteLength;
     if (!this.scheduled) {
       this.scheduled = true;
       process.nextTick(this.flush);
@@ -40,11 +42,15 @@ export class BatchWriter {
     this.queuedBytes = 0;
     const s = this.socket;
     if (s.destroyed) return;
-    if (q.length === 1) s.write(q[0]!);
-    else if (bytes <= CONCAT_MAX_BYTES) s.write(Buffer.concat(q, bytes));
+    const lone = q.length === 1 ? q[0]! : undefined;
+    if (lone !== undefined && Buffer.isBuffer(lone)) s.write(lone);
+    else if (bytes <= CONCAT_MAX_BYTES) s.write(Buffer.concat(q.flat(), bytes));
     else {
       s.cork();
-      for (const b of q) s.write(b);
+      for (const f of q) {
+        if (Buffer.isBuffer(f)) s.write(f);
+        else for (const b of f) s.write(b);
+      }
       s.uncork();
     }
   };

@@ -33,6 +33,43 @@ export function encodeFrame(value: unknown, opts: FramingOptions = {}): Buffer {
   return frame;
 }
 
+/** A top-level binary field at least this large is written where it lies, not copied into the frame. */
+export const SEGMENT_MIN_BYTES = 8 * 1024;
+const EMPTY_BIN = Buffer.alloc(0);
+
+/**
+ * Encodes a map as a frame like `encodeFrame`, except that its first binary field of at least
+ * SEGMENT_MIN_BYTES becomes the map's last entry and is not copied: the frame is `[head, bytes]`,
+ * to be written together (writev), whose concatenation is an ordinary frame (the field as bin32).
+ * Such frames are never compressed. The caller must not change `bytes` until the socket has them.
+ */
+export function encodeFrameSegments(value: Readonly<Record<string, unknown>>, opts: FramingOptions = {}): Buffer | Buffer[] {
+  let key: string | undefined;
+  for (const k in value) {
+    const v = value[k];
+    if (v instanceof Uint8Array && v.byteLength >= SEGMENT_MIN_BYTES) {
+      key = k;
+      break;
+    }
+  }
+  if (key === undefined) return encodeFrame(value, opts);
+  const bytes = value[key] as Uint8Array;
+  const rest: Record<string, unknown> = { ...value };
+  delete rest[key];
+  rest[key] = EMPTY_BIN; // last, so its encoding ends the body: bin8 of length 0
+  const body = encodeValueView(rest);
+  const cut = body.byteLength - 2;
+  if (body[cut] !== 0xc4 || body[cut + 1] !== 0) return encodeFrame(value, opts);
+  const bodyBytes = cut + 5 + bytes.byteLength;
+  checkBodySize(bodyBytes, opts);
+  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES + cut + 5);
+  writeFrameHeader(head, bodyBytes, 0);
+  head.set(body.subarray(0, cut), FRAME_HEADER_BYTES);
+  head[FRAME_HEADER_BYTES + cut] = 0xc6; // bin32
+  head.writeUInt32BE(bytes.byteLength, FRAME_HEADER_BYTES + cut + 1);
+  return [head, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)];
+}
+
 /** EDVSMSGSIZE for a body above the frame limit. */
 export function checkBodySize(bytes: number, opts: FramingOptions): void {
   const max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;

@@ -1,7 +1,7 @@
 /** Layer 3: codec, framing and node links. See docs/link-protocol.md. */
 export { decodeValue, encodeValue, encodeValueView } from './codec.js';
 export { compress, decompress } from './compress.js';
-export { DEFAULT_MAX_FRAME_BYTES, encodeFrame, frameFromBody, FLAG_LZ4, FRAME_HEADER_BYTES, FrameDecoder, WIRE_VERSION, type FramingOptions } from './framing.js';
+export { DEFAULT_MAX_FRAME_BYTES, encodeFrame, encodeFrameSegments, frameFromBody, FLAG_LZ4, FRAME_HEADER_BYTES, FrameDecoder, SEGMENT_MIN_BYTES, WIRE_VERSION, type FramingOptions } from './framing.js';
 export {
   handshakeMac,
   handshakeMacInput,

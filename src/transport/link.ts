@@ -73,7 +73,8 @@ const ACK_EVERY_BATCHES = 32;
 
 interface Unacked {
   readonly seq: number;
-  readonly wire: Wire;
+  /** The frame's bytes; dropped (null) once acknowledged, so acked bulk data is not kept alive. */
+  wire: Wire | null;
   readonly bytes: number;
 }
 
@@ -394,7 +395,11 @@ export class PeerLink {
     if (ack <= this.acked) return;
     this.acked = ack;
     while (this.unackedHead < this.unacked.length && this.unacked[this.unackedHead]!.seq <= ack) {
-      this.inFlightBytes -= this.unacked[this.unackedHead]!.bytes;
+      const u = this.unacked[this.unackedHead]!;
+      this.inFlightBytes -= u.bytes;
+      // The slot itself goes only when the queue is compacted below; its bytes (up to a copy chunk
+      // each) must not wait for that.
+      u.wire = null;
       this.unackedHead++;
     }
     if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
@@ -454,7 +459,7 @@ export class PeerLink {
     // Resend, in order and with their original sequence numbers, the frames the peer has not seen.
     for (let i = this.unackedHead; i < this.unacked.length; i++) {
       this.counters.resent++;
-      this.writeNow(conn, this.unacked[i]!.wire);
+      this.writeNow(conn, this.unacked[i]!.wire!); // entries from unackedHead on are unacknowledged: their bytes are kept
     }
     if (resume && before === 'up') this.hostApi.log('debug', 'link resumed', { node: this.node });
     else this.hostApi.report(this.node, 'up', peerToken.inc);

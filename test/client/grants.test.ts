@@ -74,6 +74,42 @@ describe('process protocol: grants and copies', { timeout: 15_000 }, () => {
     expect(sameBytes(mem.subarray(19_000, 49_001), data)).toBe('equal');
   });
 
+  it('a client copy longer than 1 MiB streams through a grant of its own buffer, revoked afterwards', async () => {
+    const { cli, srv } = await setup();
+    const size = 1024 * 1024 + 4321;
+    const mem = pattern(size + 100, 21);
+    const g = srv.grant(mem, { grantee: cli.endpoint, access: 'readwrite', whileWaiting: false });
+    const into = new Uint8Array(size + 7);
+    expect(await cli.copyFrom({ owner: srv.endpoint, grant: g, offset: 100 }, into, { intoOffset: 7 })).toBe(size);
+    expect(sameBytes(into.subarray(7), mem.subarray(100))).toBe('equal');
+    const data = pattern(size, 22);
+    expect(await cli.copyTo({ owner: srv.endpoint, grant: g, offset: 50 }, data, { timeoutMs: 10_000 })).toBe(size);
+    expect(sameBytes(mem.subarray(50, 50 + size), data)).toBe('equal');
+    // Each copy ran as one windowed copy of the daemon's kernel, not as pieces; the grant is gone.
+    await sleep(20); // the revoke is sent after the copy returns
+    const row = h!.kernel.procs(DC).find((r) => r.endpoint === cli.endpoint)!;
+    expect(row.counters).toMatchObject({ rmtCopies: 2, lclCopies: 0 });
+    expect(row.grants).toBe(0);
+  });
+
+  it('a client that may not grant still copies more than 1 MiB, piece by piece', async () => {
+    const { cli, srv } = await setup({ maxFrameBytes: 256 * 1024 });
+    h!.kernel.setPrivileges(DC, cli.endpoint, { level: 'user', allowedCalls: ['send', 'receive', 'sendrec', 'notify', 'copy'], ipcTo: 'all' });
+    const size = 1024 * 1024 + 99;
+    const mem = pattern(size, 23);
+    const g = srv.grant(mem, { grantee: cli.endpoint, access: 'readwrite', whileWaiting: false });
+    const into = new Uint8Array(size);
+    expect(await cli.copyFrom({ owner: srv.endpoint, grant: g }, into)).toBe(size);
+    expect(sameBytes(into, mem)).toBe('equal');
+    const data = pattern(size, 24);
+    expect(await cli.copyTo({ owner: srv.endpoint, grant: g }, data)).toBe(size);
+    expect(sameBytes(mem, data)).toBe('equal');
+    // Five requests each way (pieces of at most maxCopyBytes), and no grant left behind.
+    const row = h!.kernel.procs(DC).find((r) => r.endpoint === cli.endpoint)!;
+    expect(row.counters).toMatchObject({ rmtCopies: 0, lclCopies: 10 });
+    expect(row.grants).toBe(0);
+  });
+
   it('client-to-client copies: the copier and the owner are both behind the socket', async () => {
     h = await startHarness({ limits: LIMITS });
     const c1 = await h.connect();

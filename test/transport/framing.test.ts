@@ -12,6 +12,7 @@ import {
   encodeDataFrame,
   encodedBytes,
   encodeFrame,
+  encodeFrameSegments,
   encodeKernelFrame,
   encodeSendAcks,
   encodeValueView,
@@ -22,6 +23,7 @@ import {
   kernelFrameToWire,
   parseKernelFrame,
   parseLinkFrame,
+  SEGMENT_MIN_BYTES,
   WIRE_VERSION,
 } from '../../src/transport/index.js';
 
@@ -134,6 +136,45 @@ describe('framing', () => {
     const dec = new FrameDecoder();
     expect(codeOf(() => dec.push(mutate(4, 9)))).toBe('EDVSBADREQUEST');
     expect(codeOf(() => dec.push(good))).toBe('EDVSBADREQUEST');
+  });
+});
+
+describe('frames with a bulk field (process socket)', () => {
+  it('write the field where it lies: head and bytes concatenate to a frame of the same value', () => {
+    const big = randomBytes(SEGMENT_MIN_BYTES + 123);
+    const view = big.subarray(7, SEGMENT_MIN_BYTES + 50); // a view: its offset must be kept
+    const value = { sid: 9, ok: true, data: view, after: 'x' };
+    const wire = encodeFrameSegments(value, { compressMinBytes: 16 });
+    expect(Array.isArray(wire)).toBe(true);
+    const [head, bytes] = wire as Buffer[];
+    expect(bytes!.buffer).toBe(big.buffer); // not copied
+    expect(bytes!.byteOffset).toBe(big.byteOffset + 7);
+    const whole = Buffer.concat([head!, bytes!]);
+    expect(whole[5]).toBe(0); // never compressed
+    const dec = new FrameDecoder();
+    const [got] = dec.push(whole) as Record<string, unknown>[];
+    expect(got).toEqual({ sid: 9, ok: true, after: 'x', data: view });
+    expect(Buffer.from(got!.data as Uint8Array).equals(view)).toBe(true);
+    // Split anywhere, decoded the same.
+    const split = new FrameDecoder();
+    expect([...split.push(whole.subarray(0, head!.byteLength + 3)), ...split.push(whole.subarray(head!.byteLength + 3))]).toEqual([got]);
+  });
+
+  it('are ordinary frames when no binary field is large enough, and keep the frame limit', () => {
+    const small = { id: 1, ok: true, result: Buffer.alloc(SEGMENT_MIN_BYTES - 1) };
+    const one = encodeFrameSegments(small);
+    expect(Buffer.isBuffer(one)).toBe(true);
+    expect(one).toEqual(encodeFrame(small));
+    const err = (() => {
+      try {
+        encodeFrameSegments({ data: Buffer.alloc(64 * 1024) }, { maxFrameBytes: 32 * 1024 });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(DvsError);
+    expect((err as DvsError).code).toBe('EDVSMSGSIZE');
   });
 });
 

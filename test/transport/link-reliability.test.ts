@@ -3,6 +3,8 @@
  * incarnation; a restarted peer (new incarnation) is reported down then up; silence leads to
  * suspect then down; batching; frames to down or unknown peers are dropped and counted.
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { KernelFrame } from '../../src/kernel/frames.js';
 import { FAST, Harness, link, notify, sleep, waitFor, waitUp, type TestNode } from './helpers.js';
@@ -46,6 +48,38 @@ describe('node link reliability', () => {
     expect(b.frames.map((f) => f.frame)).toEqual(sent);
     expect(a.lm.peerState(2)!.framesOut).toBe(sent.length);
     expect(b.lm.peerState(1)!.framesIn).toBe(sent.length);
+  });
+
+  it('lets go of the bytes of bulk frames once the peer acknowledged them', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const a = await h.node(1, { timing: FAST });
+    const b = await h.node(2, { timing: FAST });
+    link(a, b);
+    await waitUp(a, b);
+    // Weak references to the memory itself: the link may hold other views of it.
+    const sent: WeakRef<ArrayBufferLike>[] = [];
+    // 40 copy chunks of 256 KiB: what a bulk copy leaves in the resend queue, all acknowledged.
+    // (A helper, so that no variable of this async function keeps a chunk alive across its awaits.)
+    const sendChunk = (i: number): void => {
+      const data = new Uint8Array(256 * 1024).fill(i);
+      sent.push(new WeakRef(data.buffer));
+      a.lm.send(2, { k: 'copy-data', dc: 1, id: i + 1, rc: 0, data });
+    };
+    for (let i = 0; i < 40; i++) {
+      sendChunk(i);
+      if (i % 8 === 7) await sleep(1);
+    }
+    await waitFor(() => b.frames.length === 40 && a.lm.peerState(2)!.unacked === 0, 'every chunk delivered and acknowledged');
+    expect((b.frames[39]!.frame as Extract<KernelFrame, { k: 'copy-data' }>).data![0]).toBe(39);
+    b.frames.length = 0;
+    let alive = sent.length;
+    for (let round = 0; round < 5 && alive > 0; round++) {
+      await sleep(10);
+      gc();
+      alive = sent.filter((r) => r.deref() !== undefined).length;
+    }
+    expect(sent.map((r, i) => (r.deref() === undefined ? -1 : i)).filter((i) => i >= 0)).toEqual([]);
   });
 
   it('carries 50k frames in order, without loss or duplicate, both ways', async () => {
