@@ -3,10 +3,11 @@
  * client library (src/client):
  *   node --expose-gc ipc-client.js '{"socket": "<dataDir>/dvsd.sock", "token": "<dataDir>/token"}'
  * Prints `{"event":"ready"}` once connected, then obeys the commands of bench/worker.ts: `echo`
- * (serve requests at a slot), `sendrec` (timed loop), `allocStart` / `allocStop`, `stop`.
+ * (serve requests at a slot), `sendrec` (timed loop), the two ends of a bulk copy, `allocStart` /
+ * `allocStop`, `stop`.
  */
 import { connect } from '../src/client/index.js';
-import { AllocMeter, emit, num, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { AllocMeter, bulkHandlers, emit, num, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { socket: string; token: string; name?: string };
 const client = await connect({ socketPath: opts.socket, tokenPath: opts.token, name: opts.name ?? 'bench-client' });
@@ -24,6 +25,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
     const p = await roles.get('client', num(a, 'dcid'));
     return timedSendrecs(p, num(a, 'dst'), { type: 7, payload: a.payload as number }, num(a, 'n'));
   },
+  ...bulkHandlers(roles),
   waitForBind: async (a) => client.waitForBind(num(a, 'dcid'), num(a, 'endpoint'), { timeoutMs: num(a, 'timeoutMs', 10_000) }),
   cpu: () => process.cpuUsage(),
   allocStart: () => meter.start(),

@@ -5,15 +5,13 @@
  * commands of bench/worker.ts on stdin. Endpoints it hosts are coroutines inside the daemon:
  * echo servers, sinks, sendrec and pipelined-send loops, the two ends of a bulk copy.
  */
-import { createHash, randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { ANY, type Endpoint } from '../src/ipc/index.js';
-import type { Message } from '../src/ipc/message.js';
+import { ANY } from '../src/ipc/index.js';
 import type { Process } from '../src/kernel/index.js';
 import { parseNodeConfig } from '../src/node/config.js';
 import { Daemon } from '../src/node/daemon.js';
-import { AllocMeter, emit, num, pipelinedSends, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { AllocMeter, bulkHandlers, emit, num, pipelinedSends, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const config = parseNodeConfig(JSON.parse(process.argv[2] ?? '{}'));
 const logger = pino({ level: config.logLevel, base: { node: config.nodeId } }, pino.destination(2));
@@ -38,14 +36,6 @@ function serveSink(p: Process): void {
     }
   })();
 }
-
-/** The bulk copy: one side's state across commands. */
-const bulk: {
-  owner?: { reply: Promise<Message>; proc: Process; grant: number };
-  request?: Promise<Message>;
-  into?: Buffer;
-  verified?: boolean;
-} = {};
 
 const handlers: Record<string, (a: Args) => unknown> = {
   info: () => daemon.info,
@@ -87,63 +77,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
     return { msgsPerSec: (n / ms) * 1000, ms };
   },
 
-  /** Owner side of a bulk copy: grants `bytes` of random data to `dst` and blocks in sendrec with it. */
-  bulkOwner: async (a) => {
-    const dst: Endpoint = num(a, 'dst');
-    const bytes = num(a, 'bytes');
-    const p = await roles.get('bulk-owner', num(a, 'dcid'));
-    const buffer = Buffer.allocUnsafe(bytes);
-    randomFillSync(buffer);
-    const grant = p.grant(buffer, { grantee: dst, access: 'read' });
-    const sha256 = createHash('sha256').update(buffer).digest('hex');
-    const reply = p.sendrec(dst, { type: 5, payload: { grant, bytes, sha256 } });
-    reply.catch(() => undefined);
-    bulk.owner = { reply, proc: p, grant };
-    return { endpoint: p.endpoint, grant };
-  },
-  bulkOwnerWait: async () => {
-    const owner = bulk.owner;
-    if (owner === undefined) throw new Error('no bulk owner');
-    const m = await owner.reply;
-    owner.proc.revoke(owner.grant);
-    bulk.owner = undefined;
-    return m.type;
-  },
-
-  /** Copier side: binds a server endpoint that waits for the owner's request. */
-  bulkCopier: async (a) => {
-    const p = await roles.get(`copier${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
-    bulk.request = p.receive(ANY);
-    bulk.request.catch(() => undefined);
-    return p.endpoint;
-  },
-  /** One copy of the whole grant from the owner blocked in sendrec with us; MB/s (10^6 bytes). */
-  bulkCopy: async (a) => {
-    const p = roles.byName.get(`copier${num(a, 'slot')}`);
-    if (p === undefined || bulk.request === undefined) throw new Error('no bulk copier');
-    const m = await bulk.request;
-    const { grant, bytes, sha256 } = m.payload as { grant: number; bytes: number; sha256: string };
-    bulk.into ??= Buffer.alloc(bytes);
-    const t0 = performance.now();
-    await p.copyFrom({ owner: m.source, grant }, bulk.into, { timeoutMs: 120_000 });
-    const ms = performance.now() - t0;
-    if (bulk.verified !== true) {
-      const got = createHash('sha256').update(bulk.into).digest('hex');
-      if (got !== sha256) throw new Error('bulk copy delivered different bytes');
-      bulk.verified = true;
-      bulk.into.fill(0);
-    }
-    return { mbPerSec: bytes / 1e6 / (ms / 1000), ms };
-  },
-  bulkRelease: async (a) => {
-    const p = roles.byName.get(`copier${num(a, 'slot')}`);
-    const m = await bulk.request;
-    if (p === undefined || m === undefined) throw new Error('no bulk request');
-    await p.reply(m.source, { type: 0 });
-    bulk.request = undefined;
-    bulk.into = undefined;
-    return null;
-  },
+  ...bulkHandlers(roles),
 
   cpu: () => process.cpuUsage(),
   allocStart: () => meter.start(),

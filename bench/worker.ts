@@ -6,11 +6,12 @@
  * Also the measuring loops and the allocation meter the workers and the suite share.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import v8 from 'node:v8';
 import type { M3Ipc } from '../src/ipc/calls.js';
-import type { Endpoint } from '../src/ipc/endpoint.js';
+import { ANY, type Endpoint } from '../src/ipc/endpoint.js';
 import { DvsError } from '../src/ipc/errors.js';
 import type { Message, OutgoingMessage } from '../src/ipc/message.js';
 
@@ -306,4 +307,77 @@ export class RoleCache<P extends { readonly bound: boolean }> {
     }
     return p;
   }
+}
+
+/**
+ * The two ends of a bulk copy, for a daemon-hosted process or a client process alike: the owner
+ * grants random bytes to the copier and blocks in sendrec with it; the copier copies the whole grant
+ * (checking its SHA-256 once) and reports MB/s (10^6 bytes), then releases the owner.
+ */
+export function bulkHandlers(roles: RoleCache<M3Ipc & { readonly endpoint: Endpoint; readonly bound: boolean }>): Record<string, (a: Args) => unknown> {
+  const bulk: {
+    owner?: { reply: Promise<Message>; proc: M3Ipc; grant: number };
+    request?: Promise<Message>;
+    into?: Buffer;
+    verified?: boolean;
+  } = {};
+  return {
+    /** Owner side of a bulk copy: grants `bytes` of random data to `dst` and blocks in sendrec with it. */
+    bulkOwner: async (a) => {
+      const dst: Endpoint = num(a, 'dst');
+      const bytes = num(a, 'bytes');
+      const p = await roles.get('bulk-owner', num(a, 'dcid'));
+      const buffer = Buffer.allocUnsafe(bytes);
+      randomFillSync(buffer);
+      const grant = p.grant(buffer, { grantee: dst, access: 'read' });
+      const sha256 = createHash('sha256').update(buffer).digest('hex');
+      const reply = p.sendrec(dst, { type: 5, payload: { grant, bytes, sha256 } });
+      reply.catch(() => undefined);
+      bulk.owner = { reply, proc: p, grant };
+      return { endpoint: p.endpoint, grant };
+    },
+    bulkOwnerWait: async () => {
+      const owner = bulk.owner;
+      if (owner === undefined) throw new Error('no bulk owner');
+      const m = await owner.reply;
+      owner.proc.revoke(owner.grant);
+      bulk.owner = undefined;
+      return m.type;
+    },
+
+    /** Copier side: binds a server endpoint that waits for the owner's request. */
+    bulkCopier: async (a) => {
+      const p = await roles.get(`copier${num(a, 'slot')}`, num(a, 'dcid'), num(a, 'slot'));
+      bulk.request = p.receive(ANY);
+      bulk.request.catch(() => undefined);
+      return p.endpoint;
+    },
+    /** One copy of the whole grant from the owner blocked in sendrec with us; MB/s (10^6 bytes). */
+    bulkCopy: async (a) => {
+      const p = roles.byName.get(`copier${num(a, 'slot')}`);
+      if (p === undefined || bulk.request === undefined) throw new Error('no bulk copier');
+      const m = await bulk.request;
+      const { grant, bytes, sha256 } = m.payload as { grant: number; bytes: number; sha256: string };
+      bulk.into ??= Buffer.alloc(bytes);
+      const t0 = performance.now();
+      await p.copyFrom({ owner: m.source, grant }, bulk.into, { timeoutMs: 120_000 });
+      const ms = performance.now() - t0;
+      if (bulk.verified !== true) {
+        const got = createHash('sha256').update(bulk.into).digest('hex');
+        if (got !== sha256) throw new Error('bulk copy delivered different bytes');
+        bulk.verified = true;
+        bulk.into.fill(0);
+      }
+      return { mbPerSec: bytes / 1e6 / (ms / 1000), ms };
+    },
+    bulkRelease: async (a) => {
+      const p = roles.byName.get(`copier${num(a, 'slot')}`);
+      const m = await bulk.request;
+      if (p === undefined || m === undefined) throw new Error('no bulk request');
+      await p.reply(m.source, { type: 0 });
+      bulk.request = undefined;
+      bulk.into = undefined;
+      return null;
+    },
+  };
 }

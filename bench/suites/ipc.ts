@@ -37,7 +37,7 @@ import { AllocMeter, timedSendrecs, Worker, type SendrecRun } from '../worker.js
 const SUITE = 'ipc';
 const DC = 1;
 /** Server slots (system slots: they may receiveRequest and reply). */
-const SLOT = { localEcho: 10, remoteEcho: 11, hostedEcho: 12, sink: 13, copier: 14 } as const;
+const SLOT = { localEcho: 10, remoteEcho: 11, hostedEcho: 12, sink: 13, copier: 14, procCopier: 15 } as const;
 /** Body bytes of a raw frame, about the size of one of our request frames. */
 const RAW_BODY = 64;
 const RAW_SEND_BODY = 48;
@@ -408,26 +408,34 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     out.push(...costRows('pipelined send', 'msg', nPipe, ours, raw, 'daemon 0 (senders)'));
   }
 
-  // 5. Bulk copy across the daemons: daemon 0's endpoint copies the grant of daemon 1's, blocked in sendrec with it.
+  // 5. Bulk copy across the daemons: node 0's endpoint copies the grant of node 1's, blocked in
+  //    sendrec with it; endpoints hosted in the daemons, then client OS processes at both ends.
   if (wanted('bulk')) {
-    const copier = await host0.request<number>('bulkCopier', { dcid: DC, slot: SLOT.copier });
-    await host1.request('waitForBind', { dcid: DC, endpoint: copier });
-    await host1.request('bulkOwner', { dcid: DC, dst: copier, bytes: BULK_BYTES });
-    const copy = async (): Promise<number> => (await host0.request<{ mbPerSec: number }>('bulkCopy', { slot: SLOT.copier }, 300_000)).mbPerSec;
     const rawCopy = (): Promise<number> => rawBulk(sinkPort, BULK_BYTES);
-    const b = await compare(bulkRounds, copy, rawCopy);
-    const bulk = throughput(SUITE, 'bulk copyFrom 64 MiB across daemons', b.ours, b.base, {
-      rounds: bulkRounds,
-      target: 'slowdown <= 2',
-      baselineIs: 'raw TCP bulk transfer in 64 KiB frames to a sink process',
-    });
-    out.push({ ...bulk, unit: 'MB/s', met: bulk.slowdown! <= 2 });
-    const mb = BULK_BYTES / 1e6;
-    const ours = await measureCost(mb, [{ name: 'daemon 0 (copier)', worker: host0 }, { name: 'daemon 1 (owner)', worker: host1 }], copy);
-    const raw = await measureCost(mb, [bench, peerProbe(rawSinkPeer)], rawCopy);
-    if (ours.cpuTotal !== undefined && raw.cpuTotal !== undefined) out.push(latency(SUITE, 'cpu/MB bulk copy (all processes)', ours.cpuTotal, raw.cpuTotal, 'us/MB', { ours: ours.cpuBy, raw: raw.cpuBy }));
-    await host0.request('bulkRelease', { slot: SLOT.copier });
-    await host1.request('bulkOwnerWait', {}, 30_000);
+    const ends = [
+      { label: 'bulk copyFrom 64 MiB across daemons', copier: host0, owner: host1, slot: SLOT.copier, names: ['daemon 0 (copier)', 'daemon 1 (owner)'] },
+      { label: 'bulk copyFrom 64 MiB across daemons, client processes at both ends', copier: server0, owner: server1, slot: SLOT.procCopier, names: ['client proc 0 (copier)', 'client proc 1 (owner)'] },
+    ];
+    for (const e of ends) {
+      const copier = await e.copier.request<number>('bulkCopier', { dcid: DC, slot: e.slot });
+      await e.owner.request('waitForBind', { dcid: DC, endpoint: copier });
+      await e.owner.request('bulkOwner', { dcid: DC, dst: copier, bytes: BULK_BYTES });
+      const copy = async (): Promise<number> => (await e.copier.request<{ mbPerSec: number }>('bulkCopy', { slot: e.slot }, 300_000)).mbPerSec;
+      const b = await compare(bulkRounds, copy, rawCopy);
+      const bulk = throughput(SUITE, e.label, b.ours, b.base, {
+        rounds: bulkRounds,
+        ...(e.copier === host0 ? { target: 'slowdown <= 2' } : {}),
+        baselineIs: 'raw TCP bulk transfer in 64 KiB frames to a sink process',
+      });
+      out.push({ ...bulk, unit: 'MB/s', ...(e.copier === host0 ? { met: bulk.slowdown! <= 2 } : {}) });
+      const mb = BULK_BYTES / 1e6;
+      const probes = [{ name: e.names[0]!, worker: e.copier }, ...(e.copier === host0 ? [] : [{ name: 'daemon 0', worker: host0 }, { name: 'daemon 1', worker: host1 }]), { name: e.names[1]!, worker: e.owner }];
+      const ours = await measureCost(mb, probes, copy);
+      const raw = await measureCost(mb, [bench, peerProbe(rawSinkPeer)], rawCopy);
+      if (ours.cpuTotal !== undefined && raw.cpuTotal !== undefined) out.push(latency(SUITE, `cpu/MB ${e.label} (all processes)`, ours.cpuTotal, raw.cpuTotal, 'us/MB', { ours: ours.cpuBy, raw: raw.cpuBy }));
+      await e.copier.request('bulkRelease', { slot: e.slot });
+      await e.owner.request('bulkOwnerWait', {}, 30_000);
+    }
   }
   return out;
 }
