@@ -351,6 +351,7 @@ export class MemoryStore implements CoordinationStore {
     const lease: Lease = { id, ttlMs: ttl, deadline: this.clock.now() + ttl, keys: new Set(), timer: undefined };
     this.leases.set(id, lease);
     this.arm(lease);
+    this.maybeSnapshot();
     return id;
   }
 
@@ -460,11 +461,21 @@ export class MemoryStore implements CoordinationStore {
 
   /** Logs a change before it is acknowledged; a store that cannot log closes (EDVSIO), as etcd stops on a WAL error. */
   private log(rec: Parameters<StoreWal['append']>[0]): void {
+    this.durably((wal) => wal.append(rec));
+  }
+
+  /** Once a change is complete (state and log agree): replaces an outgrown log by a snapshot. */
+  private maybeSnapshot(): void {
+    this.durably((wal) => {
+      if (wal.wantsSnapshot) wal.snapshot(this.image());
+    });
+  }
+
+  private durably(io: (wal: StoreWal) => void): void {
     const wal = this.wal;
     if (wal === undefined) return;
     try {
-      wal.append(rec);
-      if (wal.wantsSnapshot) wal.snapshot(this.image());
+      io(wal);
     } catch (err) {
       this.closeSync();
       throw err;
@@ -540,6 +551,7 @@ export class MemoryStore implements CoordinationStore {
     this.rev = revision;
     this.history.push({ revision, events });
     this.trimHistory();
+    this.maybeSnapshot();
     for (const w of this.watchers) {
       if (revision <= w.after) continue;
       const mine = events.filter((e) => e.key.startsWith(w.prefix));
@@ -636,5 +648,6 @@ export class MemoryStore implements CoordinationStore {
     this.commit(this.rev + 1, events);
     // After its keys' deletion: a crash between the two records leaves an empty lease, which expires.
     this.log({ t: 'unlease', id: lease.id });
+    this.maybeSnapshot();
   }
 }

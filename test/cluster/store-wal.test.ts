@@ -127,6 +127,26 @@ describe('a durable MemoryStore', () => {
     expect(codeOfSync(() => s.watchBatches('/k/', 0, () => undefined))).toBe('EDVSRANGE');
   });
 
+  it('comes back whole from a snapshot taken at any write (every write snapshots here)', async () => {
+    let s = openStore(new SimClock(), 1);
+    await s.put('/a', 1);
+    const lease = await s.grantLease(5000);
+    s = reopen(s, new SimClock(), 1);
+    expect(s.revision).toBe(1);
+    expect(await s.keepAlive(lease)).toBe(5000);
+    await s.put('/b', 2, { lease });
+    s = reopen(s, new SimClock(), 1);
+    expect(s.revision).toBe(2);
+    expect(await s.get('/b')).toMatchObject({ value: 2, modRevision: 2, lease });
+    expect(await s.put('/c', 3)).toEqual({ revision: 3 });
+    await s.revokeLease(lease);
+    s = reopen(s, new SimClock(), 1);
+    expect(s.revision).toBe(4);
+    expect(await s.get('/b')).toBeUndefined();
+    expect(await codeOf(s.keepAlive(lease))).toBe('EDVSNOENT');
+    expect(await s.grantLease(1000)).toBeGreaterThan(lease);
+  });
+
   it('closes with EDVSIO when it cannot log, and keeps the write out of what it comes back with', async () => {
     let s = openStore();
     await s.put('/a', 1);
