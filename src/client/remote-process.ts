@@ -276,7 +276,8 @@ export class RemoteProcess implements M3Ipc {
   /**
    * Runs `copy` with a grant of `buffer[offset, offset + length)` that only this endpoint may use,
    * revoked afterwards (so no late chunk can touch the buffer once the call has returned). False,
-   * with nothing copied, when this process may not grant (EDVSBADCALL): the caller copies piecewise.
+   * with nothing copied, when this process may not grant (EDVSBADCALL) or holds as many grants as
+   * the daemon allows (EDVSNOSPC): the caller copies piecewise.
    */
   private async viaOwnGrant(buffer: Uint8Array, offset: number, length: number, access: 'read' | 'write', copy: (grant: number) => Promise<unknown>): Promise<boolean> {
     const id = this.nextGrant++;
@@ -285,7 +286,7 @@ export class RemoteProcess implements M3Ipc {
       try {
         await this.call('grant', { grant: id, length, access, grantee: this.endpoint, whileWaiting: false });
       } catch (err) {
-        if (err instanceof DvsError && err.code === 'EDVSBADCALL') return false;
+        if (err instanceof DvsError && (err.code === 'EDVSBADCALL' || err.code === 'EDVSNOSPC')) return false;
         throw err;
       }
       await copy(id);
