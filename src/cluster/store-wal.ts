@@ -184,6 +184,8 @@ export class StoreWal {
       const { bodies, goodBytes, badFrameEnd } = readFrames(buf);
       if (badFrameEnd !== undefined && badFrameEnd < buf.byteLength) throw damaged(walFile, `bad record at byte ${goodBytes} with ${buf.byteLength - badFrameEnd} bytes after it`);
       const head = bodies[0] as Record<string, unknown> | undefined;
+      // The header is written whole (a temporary file renamed into place): a log without one is damaged.
+      if (head === undefined && buf.byteLength > 0) throw damaged(walFile, 'no valid header');
       if (head !== undefined) {
         if (head.v !== STORE_WAL_FORMAT || typeof head.storeId !== 'string') throw damaged(walFile, 'bad header');
         if (storeId !== undefined && head.storeId !== storeId) throw damaged(walFile, `log of store ${head.storeId} beside a snapshot of store ${storeId}`);
@@ -203,7 +205,7 @@ export class StoreWal {
     image ??= { storeId, revision: 0, nextLease: 1, entries: [], leases: [] };
     let fd: number;
     if (walBytes === 0) {
-      // No log (or only a torn header): start one.
+      // No log yet (or an empty file): start one.
       fd = StoreWal.freshLog(dir, storeId);
       walBytes = frame({ v: STORE_WAL_FORMAT, storeId }).byteLength;
     } else {

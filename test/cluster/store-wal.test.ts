@@ -5,8 +5,10 @@
  * replays nothing twice.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, existsSync, closeSync } from 'node:fs';
+import { DvsError } from '../../src/ipc/errors.js';
 import os from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../src/cluster/memory-store.js';
 import { StoreWal, type WalRecord } from '../../src/cluster/store-wal.js';
@@ -192,6 +194,17 @@ describe('StoreWal files', () => {
     writeFileSync(walFile(), bytes);
     expect(codeOfSync(() => StoreWal.open(dir))).toBe('EDVSIO');
 
+    // A damaged header (its length here) is damage too, and the log is left as it was.
+    rmSync(walFile());
+    const third = StoreWal.open(dir);
+    third.wal.append(commit(1, '/kept'));
+    third.wal.close();
+    const headerBroken = readFileSync(walFile());
+    headerBroken[0]! ^= 0x40;
+    writeFileSync(walFile(), headerBroken);
+    expect(codeOfSync(() => StoreWal.open(dir))).toBe('EDVSIO');
+    expect(readFileSync(walFile()).equals(headerBroken)).toBe(true);
+
     rmSync(walFile());
     const again = StoreWal.open(dir);
     again.wal.snapshot({ revision: 1, nextLease: 1, entries: [], leases: [] });
@@ -220,5 +233,42 @@ describe('StoreWal files', () => {
     expect(rec.recovered.records.map((r) => (r.t === 'commit' ? r.revision : -1))).toEqual([4]);
     expect(rec.wal.storeId).toBe(first.wal.storeId);
     rec.wal.close();
+  });
+
+  it('given any truncation or flipped byte, opens with a prefix of what was written or fails with EDVSIO', () => {
+    const written: WalRecord[] = [];
+    {
+      const { wal } = StoreWal.open(dir);
+      for (let r = 1; r <= 12; r++) {
+        const rec: WalRecord = r % 4 === 0 ? { t: 'lease', id: r, ttlMs: 1000 + r } : commit(r, `/key/${'x'.repeat(r * 7)}`);
+        wal.append(rec);
+        written.push(rec);
+      }
+      wal.close();
+    }
+    const pristine = readFileSync(walFile());
+    fc.assert(
+      fc.property(fc.oneof(fc.record({ cut: fc.integer({ min: 0, max: pristine.byteLength }) }), fc.record({ at: fc.integer({ min: 0, max: pristine.byteLength - 1 }), xor: fc.integer({ min: 1, max: 255 }) })), (damage) => {
+        const bytes = Buffer.from(pristine);
+        let file = bytes;
+        if ('cut' in damage) file = bytes.subarray(0, damage.cut);
+        else bytes[damage.at]! ^= damage.xor;
+        writeFileSync(walFile(), file);
+        let got: WalRecord[];
+        try {
+          const opened = StoreWal.open(dir);
+          got = [...opened.recovered.records];
+          opened.wal.close();
+        } catch (err) {
+          expect(err).toBeInstanceOf(DvsError);
+          expect((err as DvsError).code).toBe('EDVSIO');
+          return;
+        }
+        expect(got).toEqual(written.slice(0, got.length));
+        // A cut keeps every record that was whole before the cut.
+        if ('cut' in damage && damage.cut === pristine.byteLength) expect(got.length).toBe(written.length);
+      }),
+      { numRuns: 300, seed: 20261128 },
+    );
   });
 });
