@@ -41,8 +41,8 @@ describe('process protocol: limits and compression', { timeout: 10_000 }, () => 
 
   it('large frames travel LZ4-compressed when both sides agree, and plain otherwise', async () => {
     h = await startHarness({ limits: { maxPayloadBytes: 400_000 } });
-    const zipped = await h.connect();
-    const plain = await h.connect({ compress: false });
+    const zipped = await h.connect({ compress: true });
+    const plain = await h.connect(); // compress defaults to false
     const a = await zipped.bind(DC);
     const b = await plain.bind(DC);
     const big = { text: 'dvs '.repeat(40_000), bytes: new Uint8Array(50_000).fill(7) };
