@@ -118,6 +118,28 @@ export interface CopyAckFrame {
   readonly rc: number;
 }
 
+/**
+ * Third-party copy of one chunk between two grants on other nodes than the requester's, sent to
+ * the node of the source: it reads `length` bytes at `offset` of `owner`'s grant and writes them
+ * itself (copy-write to `dstNode`, or locally) at `dstOffset` of `dstOwner`'s grant `dstGrant`,
+ * both checked for `requester`. Answered by copy-ack once the bytes are stored, so they never pass
+ * through the requester's node.
+ */
+export interface CopyRelayFrame {
+  readonly k: 'copy-relay';
+  readonly dc: number;
+  readonly id: number;
+  readonly requester: Endpoint;
+  readonly owner: Endpoint;
+  readonly grant: number;
+  readonly offset: number;
+  readonly length: number;
+  readonly dstNode: number;
+  readonly dstOwner: Endpoint;
+  readonly dstGrant: number;
+  readonly dstOffset: number;
+}
+
 export type KernelFrame =
   | SendFrame
   | SendAckFrame
@@ -130,7 +152,8 @@ export type KernelFrame =
   | CopyReadFrame
   | CopyDataFrame
   | CopyWriteFrame
-  | CopyAckFrame;
+  | CopyAckFrame
+  | CopyRelayFrame;
 
 export type FrameKind = KernelFrame['k'];
 

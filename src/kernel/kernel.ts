@@ -12,7 +12,7 @@ import { checkPayload, type Payload } from '../ipc/payload.js';
 import { CALL_BIT, callMask, callsOfMask, checkPrivileges, defaultPrivileges, SYSTEM_ONLY_CALLS, type Privileges } from '../ipc/privileges.js';
 import type { Clock } from './clock.js';
 import { DcState, type BindWatch } from './dc.js';
-import type { CopyAckFrame, CopyDataFrame, CopyReadFrame, CopyWriteFrame, KernelFrame, KernelTransport, SendAckFrame, SendFrame } from './frames.js';
+import type { CopyAckFrame, CopyDataFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, KernelFrame, KernelTransport, SendAckFrame, SendFrame } from './frames.js';
 import { LocalProc, RecvMode, type Grant, type GrantBackend, type ProcEntry, type QueuedSend, type RecvWait, type RemoteProc } from './proc.js';
 import { Process } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
@@ -100,7 +100,8 @@ interface RemoteChunkOp {
   readonly id: number;
   readonly node: number;
   readonly dc: DcState;
-  readonly proc: LocalProc;
+  /** The local process copying; undefined for a chunk this node relays for another node's requester. */
+  readonly proc: LocalProc | undefined;
   done(rc: number, data: Uint8Array | undefined): void;
 }
 
@@ -938,7 +939,8 @@ export class Kernel {
   /**
    * The copy engine. Each chunk is read from `src` (a grant, or the caller's `source` buffer) and
    * written to `dst` (a grant, or the caller's `sink`); local chunks move at once, remote ones travel
-   * as copy-read / copy-write frames with up to `copyWindow` chunks in flight.
+   * as copy-read / copy-write frames with up to `copyWindow` chunks in flight. When both grants live
+   * on other nodes, the source's node moves each chunk straight to the destination (copy-relay).
    */
   private runCopy(
     dc: DcState,
@@ -995,20 +997,22 @@ export class Kernel {
         const len = Math.min(chunk, length - at);
         next += len;
         inFlight++;
-        this.readChunk(dc, proc, srcEntry, src, srcBase + at, len, source, at)
-          .then((data) => this.writeChunk(dc, proc, dstEntry, dst, dstBase + at, data, sink, at))
-          .then(
-            () => {
-              inFlight--;
-              if (next >= length && inFlight === 0) finish(undefined);
-              else pump();
-            },
-            (err: unknown) => {
-              inFlight--;
-              failed = true;
-              finish(isDvsError(err) ? err : new DvsError('EDVSIO', String(err)));
-            },
-          );
+        const moved =
+          srcEntry?.kind === 'remote' && dstEntry?.kind === 'remote'
+            ? this.relayChunk(dc, proc, srcEntry, src!, srcBase + at, len, dstEntry, dst!, dstBase + at)
+            : this.readChunk(dc, proc, srcEntry, src, srcBase + at, len, source, at).then((data) => this.writeChunk(dc, proc, dstEntry, dst, dstBase + at, data, sink, at));
+        moved.then(
+          () => {
+            inFlight--;
+            if (next >= length && inFlight === 0) finish(undefined);
+            else pump();
+          },
+          (err: unknown) => {
+            inFlight--;
+            failed = true;
+            finish(isDvsError(err) ? err : new DvsError('EDVSIO', String(err)));
+          },
+        );
       }
     };
     if (opts !== undefined) {
@@ -1074,7 +1078,25 @@ export class Kernel {
     return this.chunkRequest(dc, entry.node, proc, (id) => ({ k: 'copy-write', dc: dc.dcid, id, requester: proc.endpoint, owner: entry.endpoint, grant: ref!.grant, offset, data: bytes })).then(() => undefined);
   }
 
-  private chunkRequest(dc: DcState, node: number, proc: LocalProc, build: (id: number) => CopyReadFrame | CopyWriteFrame): Promise<Uint8Array | undefined> {
+  /** Both grants on other nodes: the source's node moves the chunk to the destination itself (copy-relay). */
+  private relayChunk(dc: DcState, proc: LocalProc, src: RemoteProc, srcRef: GrantRef, offset: number, len: number, dst: RemoteProc, dstRef: GrantRef, dstOffset: number): Promise<void> {
+    return this.chunkRequest(dc, src.node, proc, (id) => ({
+      k: 'copy-relay',
+      dc: dc.dcid,
+      id,
+      requester: proc.endpoint,
+      owner: src.endpoint,
+      grant: srcRef.grant,
+      offset,
+      length: len,
+      dstNode: dst.node,
+      dstOwner: dst.endpoint,
+      dstGrant: dstRef.grant,
+      dstOffset,
+    })).then(() => undefined);
+  }
+
+  private chunkRequest(dc: DcState, node: number, proc: LocalProc | undefined, build: (id: number) => CopyReadFrame | CopyWriteFrame | CopyRelayFrame): Promise<Uint8Array | undefined> {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       const op: RemoteChunkOp = {
@@ -1312,6 +1334,9 @@ export class Kernel {
         case 'copy-write':
           this.onCopyWrite(dc, from, frame);
           break;
+        case 'copy-relay':
+          this.onCopyRelay(dc, from, frame);
+          break;
         case 'copy-data':
         case 'copy-ack': {
           const op = this.outstanding.get(frame.id);
@@ -1335,7 +1360,7 @@ export class Kernel {
     const rc = new DvsError(code).errno;
     if (frame.k === 'send') this.emit(from, { k: 'send-ack', dc: frame.dc, id: frame.id, rc });
     else if (frame.k === 'copy-read') this.emit(from, { k: 'copy-data', dc: frame.dc, id: frame.id, rc });
-    else if (frame.k === 'copy-write') this.emit(from, { k: 'copy-ack', dc: frame.dc, id: frame.id, rc });
+    else if (frame.k === 'copy-write' || frame.k === 'copy-relay') this.emit(from, { k: 'copy-ack', dc: frame.dc, id: frame.id, rc });
   }
 
   private onSendFrame(dc: DcState, from: number, frame: SendFrame): void {
@@ -1421,6 +1446,33 @@ export class Kernel {
       () => this.emit(from, { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: 0 }),
       (err: unknown) => this.emit(from, { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc: errnoOf(err) }),
     );
+  }
+
+  /**
+   * A chunk of another node's third-party copy whose source grant lives here: read it (checked for
+   * the requester) and store it at the destination (checked there for the same requester), then ack.
+   */
+  private onCopyRelay(dc: DcState, from: number, frame: CopyRelayFrame): void {
+    const owner = this.localProc(dc, frame.owner);
+    const read = this.readLocal(owner, frame.requester, frame.grant, frame.offset, frame.length);
+    const store = (bytes: Uint8Array): void | Promise<unknown> => {
+      if (frame.dstNode === this.nodeId) return this.writeLocal(this.localProc(dc, frame.dstOwner), frame.requester, frame.dstGrant, frame.dstOffset, bytes);
+      if (!dc.nodes.has(frame.dstNode)) fail('EDVSNODCNODE', `node ${frame.dstNode} is not a member of DC ${dc.dcid}`);
+      if (this.downNodes.has(frame.dstNode)) fail('EDVSNOTCONN', `node ${frame.dstNode} is down`, { node: frame.dstNode });
+      // Copied out of in-process memory: the bytes travel on after the owner's buffer may change.
+      const data = read instanceof Uint8Array ? bytes.slice() : bytes;
+      return this.chunkRequest(dc, frame.dstNode, undefined, (id) => ({ k: 'copy-write', dc: dc.dcid, id, requester: frame.requester, owner: frame.dstOwner, grant: frame.dstGrant, offset: frame.dstOffset, data }));
+    };
+    const answer = (rc: number): void => this.emit(from, { k: 'copy-ack', dc: dc.dcid, id: frame.id, rc } satisfies CopyAckFrame);
+    Promise.resolve(read)
+      .then((bytes) => {
+        if (!(bytes instanceof Uint8Array) || bytes.byteLength !== frame.length) throw new DvsError('EDVSPACKSIZE', `grant backend returned ${bytes instanceof Uint8Array ? bytes.byteLength : 'no'} bytes where ${frame.length} were asked`);
+        return store(bytes);
+      })
+      .then(
+        () => answer(0),
+        (err: unknown) => answer(errnoOf(err)),
+      );
   }
 
   // ---------------------------------------------------------------- helpers

@@ -82,6 +82,8 @@ export function describeFrame(f: KernelFrame): string {
       return `copy-data#${f.id} rc=${f.rc}${f.data === undefined ? '' : ` +${f.data.byteLength}`}`;
     case 'copy-ack':
       return `copy-ack#${f.id} rc=${f.rc}`;
+    case 'copy-relay':
+      return `copy-relay#${f.id} ${f.requester}:${f.owner}/${f.grant}@${f.offset}+${f.length}>n${f.dstNode}:${f.dstOwner}/${f.dstGrant}@${f.dstOffset}`;
     default:
       return `frame ${String((f as { k?: unknown }).k)}`;
   }

@@ -149,7 +149,7 @@ const uAt = (a: readonly unknown[], i: number, name: string): number => at(a, i,
 export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
   if (!Array.isArray(value) || value.length < 3) bad('a kernel frame is not an array of at least 3 elements');
   const a = value as readonly unknown[];
-  const code = at(a, 0, 'kind', 1, KIND.sendAcks);
+  const code = at(a, 0, 'kind', 1, KIND.copyRelay);
   const dc = uAt(a, 1, 'dc');
   switch (code) {
     case KIND.send: {
@@ -203,6 +203,23 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
     case KIND.copyAck:
       arity(a, 4, 4, 'copy-ack');
       out.push({ k: 'copy-ack', dc, id: uAt(a, 2, 'id'), rc: at(a, 3, 'rc') });
+      return;
+    case KIND.copyRelay:
+      arity(a, 12, 12, 'copy-relay');
+      out.push({
+        k: 'copy-relay',
+        dc,
+        id: uAt(a, 2, 'id'),
+        requester: at(a, 3, 'requester'),
+        owner: at(a, 4, 'owner'),
+        grant: at(a, 5, 'grant'),
+        offset: uAt(a, 6, 'offset'),
+        length: uAt(a, 7, 'length'),
+        dstNode: uAt(a, 8, 'dstNode'),
+        dstOwner: at(a, 9, 'dstOwner'),
+        dstGrant: at(a, 10, 'dstGrant'),
+        dstOffset: uAt(a, 11, 'dstOffset'),
+      });
       return;
     case KIND.sendAcks: {
       arity(a, 3, 3, 'send-acks');

@@ -22,6 +22,7 @@ export const KIND = {
   copyAck: 12,
   /** Several successful send-acks of one DC: `[13, dc, [id, ...]]`. */
   sendAcks: 13,
+  copyRelay: 14,
 } as const;
 
 /** Most ids one send-acks element carries. */
@@ -54,6 +55,8 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
       return [KIND.copyWrite, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.data];
     case 'copy-ack':
       return [KIND.copyAck, f.dc, f.id, f.rc];
+    case 'copy-relay':
+      return [KIND.copyRelay, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length, f.dstNode, f.dstOwner, f.dstGrant, f.dstOffset];
   }
 }
 

@@ -135,6 +135,30 @@ describe('A12: remote bulk copy across chunk boundaries', () => {
   }, 60_000);
 });
 
+describe('third-party copy between client grants on two other nodes', () => {
+  it('is byte-exact (the source node relays each chunk to the destination node)', async () => {
+    const [c0, c1, c2] = await Promise.all([0, 1, 2].map((n) => connect({ socketPath: tc.runtime(n).socket, tokenPath: tc.runtime(n).token, name: `third-party-${n}` })));
+    try {
+      const copier = await c0!.bind(1, { name: 'copier' });
+      const src = await c1!.bind(1, { name: 'src' });
+      const dst = await c2!.bind(1, { name: 'dst' });
+      const data = randomBytes(3 * 1024 * 1024 + 5);
+      const into = new Uint8Array(data.length + 10);
+      const gs = src.grant(data, { grantee: copier.endpoint, access: 'read', whileWaiting: false });
+      const gd = dst.grant(into, { grantee: copier.endpoint, access: 'write', whileWaiting: false });
+      // Node 0 learns both endpoints through the directory.
+      await c0!.waitForBind(1, src.endpoint, { timeoutMs: 10_000 });
+      await c0!.waitForBind(1, dst.endpoint, { timeoutMs: 10_000 });
+      const n = await copier.copy({ owner: src.endpoint, grant: gs, offset: 5 }, { owner: dst.endpoint, grant: gd, offset: 10 }, data.length - 5, { timeoutMs: 30_000 });
+      expect(n).toBe(data.length - 5);
+      expect(Buffer.from(into.subarray(10, 10 + n)).equals(data.subarray(5))).toBe(true);
+      expect(Buffer.from(into.subarray(0, 10)).equals(Buffer.alloc(10))).toBe(true);
+    } finally {
+      await Promise.all([c0, c1, c2].map((c) => c?.close()));
+    }
+  }, 60_000);
+});
+
 describe('A13: an M3FTP-like transfer over grants', () => {
   it('GETs and PUTs a file whose SHA-256 equals the original', async () => {
     const root = path.join(tc.dir, 'ftp-root');

@@ -300,7 +300,70 @@ describe('remote grants', () => {
     expect(dstBuf.subarray(3, 3 + LEN)).toEqual(srcBuf.subarray(7, 7 + LEN));
     expect(dstBuf.subarray(0, 3)).toEqual(new Uint8Array(3));
     expect(dstBuf.subarray(3 + LEN)).toEqual(new Uint8Array(SIZE - 3 - LEN));
-    expect(sim.trace.filter((l) => l.includes('copy-read#')).length).toBe(Math.ceil(LEN / CHUNK));
+    // The bytes go from node 0 to node 1 directly: the copier's node (2) sends one copy-relay per
+    // chunk and gets one copy-ack back, and no chunk of data ever reaches it.
+    const chunks = Math.ceil(LEN / CHUNK);
+    const count = (what: string): number => sim.trace.filter((l) => l.includes(what)).length;
+    expect(count('n2>n0 copy-relay#')).toBe(chunks);
+    expect(count('n0>n1 copy-write#')).toBe(chunks);
+    expect(count('n0>n2 copy-ack#')).toBe(chunks);
+    expect(count('copy-read#')).toBe(0);
+    expect(count('copy-data#')).toBe(0);
+    expect(count('>n2 copy-write#')).toBe(0);
+  });
+
+  it('a third party copies between two grants that share another node: the bytes stay on it', async () => {
+    const sim = new Simulation({ seed: 45, nodes: 2, kernel: { limits: { maxCopyChunk: CHUNK } } });
+    const r = sim.bind(1, { slot: 4, name: 'copier' });
+    const a = sim.bind(0, { name: 'a' });
+    const b = sim.bind(0, { name: 'b' });
+    const aBuf = bytes(SIZE, 5);
+    const bBuf = new Uint8Array(SIZE);
+    const ga = a.grant(aBuf, { grantee: r.endpoint, access: 'read', whileWaiting: false });
+    const gb = b.grant(bBuf, { grantee: r.endpoint, access: 'write', whileWaiting: false });
+    let n: Outcome<number> | undefined;
+    sim.spawn('copier', async () => {
+      n = await outcome(sim, r.copy({ owner: a.endpoint, grant: ga }, { owner: b.endpoint, grant: gb }, SIZE));
+    });
+    assertClean(sim, await sim.run({ maxTime: 10_000 }));
+    expect(n).toMatchObject({ ok: true, value: SIZE });
+    expect(bBuf).toEqual(aBuf);
+    expect(sim.trace.filter((l) => l.includes('n1>n0 copy-relay#')).length).toBe(Math.ceil(SIZE / CHUNK));
+    expect(sim.trace.some((l) => l.includes('copy-write#') || l.includes('copy-data#'))).toBe(false);
+  });
+
+  it('a relayed copy fails with the destination\'s refusal, or with EDVSNOTCONN when its node dies, never hangs', async () => {
+    // Refused: the destination grant is not for the copier.
+    {
+      const sim = new Simulation({ seed: 46, nodes: 3, kernel: { limits: { maxCopyChunk: CHUNK } } });
+      const r = sim.bind(2, { slot: 4, name: 'copier' });
+      const src = sim.bind(0, { name: 'src' });
+      const dst = sim.bind(1, { name: 'dst' });
+      const gs = src.grant(bytes(SIZE, 6), { grantee: r.endpoint, access: 'read', whileWaiting: false });
+      const gd = dst.grant(new Uint8Array(SIZE), { grantee: src.endpoint, access: 'write', whileWaiting: false });
+      let res: Outcome<number> | undefined;
+      sim.spawn('copier', async () => {
+        res = await outcome(sim, r.copy({ owner: src.endpoint, grant: gs }, { owner: dst.endpoint, grant: gd }, SIZE));
+      });
+      assertClean(sim, await sim.run({ maxTime: 10_000 }));
+      expect(res?.code).toBe('EDVSACCES');
+    }
+    // The destination's node crashes in the middle of the copy.
+    {
+      const sim = new Simulation({ seed: 47, nodes: 3, detectionDelay: 60, kernel: { limits: { maxCopyChunk: CHUNK } } });
+      const r = sim.bind(2, { slot: 4, name: 'copier' });
+      const src = sim.bind(0, { name: 'src' });
+      const dst = sim.bind(1, { name: 'dst' });
+      const gs = src.grant(bytes(SIZE * 4, 7), { grantee: r.endpoint, access: 'read', whileWaiting: false });
+      const gd = dst.grant(new Uint8Array(SIZE * 4), { grantee: r.endpoint, access: 'write', whileWaiting: false });
+      let res: Outcome<number> | undefined;
+      sim.spawn('copier', async () => {
+        res = await outcome(sim, r.copy({ owner: src.endpoint, grant: gs }, { owner: dst.endpoint, grant: gd }, SIZE * 4));
+      });
+      sim.after(12, () => sim.crash(1), 'crash');
+      assertClean(sim, await sim.run({ maxTime: 10_000 }));
+      expect(res?.code).toBe('EDVSNOTCONN');
+    }
   });
 
   it('a remote copy from an owner not blocked with the requester fails with EDVSPROCSTS', async () => {
