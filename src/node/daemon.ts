@@ -13,6 +13,7 @@ import { Kernel, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { LinkManager, type LinkTlsOptions, type PeerAddress } from '../transport/link-manager.js';
 import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
+import { lockDataDir, unlockDataDir } from './data-dir-lock.js';
 import { ProcServer } from './proc-server.js';
 import { createTokenFile, readTokenFile } from './proc-token.js';
 
@@ -65,6 +66,8 @@ export class Daemon {
   private directory!: Directory;
   private procServer!: ProcServer;
   private runtime!: NodeRuntimeInfo;
+  /** The data directory's lock file, once taken. */
+  private lockFile: string | undefined;
   private linkAddress!: { host: string; port: number };
   private peers = new Map<number, PeerAddress>();
   private stopping: Promise<void> | undefined;
@@ -120,6 +123,7 @@ export class Daemon {
     const { config, log } = this;
     const paths = nodePaths(config.dataDir);
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    this.lockFile = await lockDataDir(config.dataDir);
 
     // 1. The coordination store: etcd, the embedded one served here, or the embedded one reached over TCP.
     const storeConfig = config.store;
@@ -359,6 +363,8 @@ export class Daemon {
 
   private async stopSubsystems(): Promise<void> {
     const { log } = this;
+    // Without the lock nothing here is ours: the files in the directory belong to the daemon holding it.
+    if (this.lockFile === undefined) return;
     log.info('stopping');
     await this.procServer?.close().catch((err: unknown) => log.warn({ err }, 'process server close'));
     for (const dc of this.kernel.listDcs()) {
@@ -383,6 +389,7 @@ export class Daemon {
     await this.storeServer?.close().catch(() => undefined);
     await this.store?.close().catch(() => undefined);
     await rm(nodePaths(this.config.dataDir).runtime, { force: true });
+    if (this.lockFile !== undefined) await unlockDataDir(this.lockFile).catch(() => undefined);
     log.info('stopped');
   }
 }
