@@ -10,6 +10,7 @@ import path from 'node:path';
 import { DvsError } from '../ipc/errors.js';
 import type { NodeRuntimeInfo } from '../node/daemon.js';
 import { nodePaths } from '../node/config.js';
+import { processAlive } from '../node/data-dir-lock.js';
 
 export interface ClusterNodeEntry {
   readonly nodeId: number;
@@ -60,11 +61,7 @@ export function readRuntime(dataDir: string): NodeRuntimeInfo | undefined {
   }
 }
 
+/** Whether a daemon process runs (a zombie left by a SIGKILL does not). */
 export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return processAlive(pid);
 }

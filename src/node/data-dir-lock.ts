@@ -2,18 +2,29 @@
  * One daemon per data directory. `<dataDir>/dvsd.lock` holds the owner's pid, created exclusively
  * (O_EXCL): a second daemon started on the same directory by mistake would otherwise share the
  * process socket path and, on node 0, append to the same store log. A lock whose process is gone
- * (a crash, SIGKILL) is taken over.
+ * (a crash, SIGKILL; a zombie counts as gone) is taken over.
  */
+import { readFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DvsError } from '../ipc/errors.js';
 
-function alive(pid: number): boolean {
+/**
+ * Whether process `pid` runs. A zombie (exited, not yet reaped: under a container's PID 1 that can
+ * last seconds, or forever) does not, although signals to it still succeed.
+ */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ...", comm may hold spaces or parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc (not Linux): the signal test is all there is
   }
 }
 
@@ -28,7 +39,7 @@ export async function lockDataDir(dataDir: string): Promise<string> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new DvsError('EDVSIO', `cannot create ${file}: ${(err as Error).message}`, { cause: err });
     }
     const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) {
+    if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) {
       const who = pid === process.pid ? 'another daemon of this process' : `process ${pid}`;
       throw new DvsError('EDVSADDRINUSE', `data directory ${dataDir} is in use by ${who} (remove ${file} if that is not a dvs daemon)`, { details: { pid } });
     }

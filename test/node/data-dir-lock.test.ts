@@ -3,9 +3,9 @@
  * in use fails with EDVSADDRINUSE and leaves the first one's files alone; a lock left by a process
  * that died is taken over; a clean stop releases it.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DvsError } from '../../src/ipc/errors.js';
 import { parseNodeConfig, nodePaths } from '../../src/node/config.js';
+import { processAlive } from '../../src/node/data-dir-lock.js';
 import { Daemon } from '../../src/node/daemon.js';
 
 let dir: string;
@@ -74,5 +75,34 @@ describe('the data directory lock', () => {
       await d.stop();
     }
     expect(existsSync(path.join(cfg.dataDir, 'dvsd.lock'))).toBe(false);
+  }, 30_000);
+
+  it('counts a zombie (killed, not yet reaped: a container PID 1 can take seconds) as gone', async () => {
+    // `sh` starts `true` in the background, prints its pid and becomes `sleep`, which never reaps it.
+    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = await new Promise<number>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+      const deadline = Date.now() + 3000;
+      const state = (): string => {
+        try {
+          const stat = readFileSync(`/proc/${zombie}/stat`, 'utf8');
+          return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        } catch {
+          return '';
+        }
+      };
+      while (state() !== 'Z' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(state()).toBe('Z');
+      expect(() => process.kill(zombie, 0)).not.toThrow(); // signals still reach it
+      expect(processAlive(zombie)).toBe(false);
+      expect(processAlive(process.pid)).toBe(true);
+      const cfg = config('zombie');
+      await mkdir(cfg.dataDir, { recursive: true });
+      await writeFile(path.join(cfg.dataDir, 'dvsd.lock'), `${zombie}\n`);
+      const d = await Daemon.start(cfg, quiet);
+      await d.stop();
+    } finally {
+      parent.kill('SIGKILL');
+    }
   }, 30_000);
 });
