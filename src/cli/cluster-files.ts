@@ -62,6 +62,4 @@ export function readRuntime(dataDir: string): NodeRuntimeInfo | undefined {
 }
 
 /** Whether a daemon process runs (a zombie left by a SIGKILL does not). */
-export function isAlive(pid: number): boolean {
-  return processAlive(pid);
-}
+export const isAlive = processAlive;

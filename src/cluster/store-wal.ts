@@ -206,8 +206,7 @@ export class StoreWal {
     let fd: number;
     if (walBytes === 0) {
       // No log yet (or an empty file): start one.
-      fd = StoreWal.freshLog(dir, storeId);
-      walBytes = frame({ v: STORE_WAL_FORMAT, storeId }).byteLength;
+      ({ fd, bytes: walBytes } = StoreWal.freshLog(dir, storeId));
     } else {
       if (truncatedBytes > 0) {
         const rw = openSync(walFile, 'r+');
@@ -224,8 +223,8 @@ export class StoreWal {
     return { wal, recovered: { image, records, truncatedBytes } };
   }
 
-  /** Writes a new log holding only its header (via a temporary file), returns it open for appending. */
-  private static freshLog(dir: string, storeId: string): number {
+  /** Writes a new log holding only its header (via a temporary file); returns it open for appending, and its size. */
+  private static freshLog(dir: string, storeId: string): { fd: number; bytes: number } {
     const tmp = path.join(dir, 'store.wal.tmp');
     const head = frame({ v: STORE_WAL_FORMAT, storeId });
     const fd = openSync(tmp, 'w', 0o600);
@@ -233,7 +232,7 @@ export class StoreWal {
     fsyncSync(fd);
     renameSync(tmp, path.join(dir, 'store.wal'));
     syncDir(dir);
-    return fd;
+    return { fd, bytes: head.byteLength };
   }
 
   /** Bytes in the log. */
@@ -275,9 +274,8 @@ export class StoreWal {
       renameSync(tmp, path.join(this.dir, 'store.snap'));
       syncDir(this.dir);
       const old = this.fd;
-      this.fd = StoreWal.freshLog(this.dir, this.storeId);
+      ({ fd: this.fd, bytes: this.bytes } = StoreWal.freshLog(this.dir, this.storeId));
       closeSync(old);
-      this.bytes = frame({ v: STORE_WAL_FORMAT, storeId: this.storeId }).byteLength;
     } catch (err) {
       throw new DvsError('EDVSIO', `cannot write the store snapshot: ${(err as Error).message}`, { cause: err });
     }

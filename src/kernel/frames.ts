@@ -125,15 +125,8 @@ export interface CopyAckFrame {
  * both checked for `requester`. Answered by copy-ack once the bytes are stored, so they never pass
  * through the requester's node.
  */
-export interface CopyRelayFrame {
+export interface CopyRelayFrame extends Omit<CopyReadFrame, 'k'> {
   readonly k: 'copy-relay';
-  readonly dc: number;
-  readonly id: number;
-  readonly requester: Endpoint;
-  readonly owner: Endpoint;
-  readonly grant: number;
-  readonly offset: number;
-  readonly length: number;
   readonly dstNode: number;
   readonly dstOwner: Endpoint;
   readonly dstGrant: number;

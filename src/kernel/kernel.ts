@@ -979,6 +979,8 @@ export class Kernel {
       return Promise.resolve(length);
     }
 
+    // Both grants on other nodes: the source's node moves each chunk to the destination itself.
+    const relay = srcEntry?.kind === 'remote' && dstEntry?.kind === 'remote';
     proc.copying = true;
     proc.counters.rmtCopies++;
     const waiter = new Waiter<number>();
@@ -997,10 +999,9 @@ export class Kernel {
         const len = Math.min(chunk, length - at);
         next += len;
         inFlight++;
-        const moved =
-          srcEntry?.kind === 'remote' && dstEntry?.kind === 'remote'
-            ? this.relayChunk(dc, proc, srcEntry, src!, srcBase + at, len, dstEntry, dst!, dstBase + at)
-            : this.readChunk(dc, proc, srcEntry, src, srcBase + at, len, source, at).then((data) => this.writeChunk(dc, proc, dstEntry, dst, dstBase + at, data, sink, at));
+        const moved = relay
+          ? this.relayChunk(dc, proc, srcEntry as RemoteProc, src!, srcBase + at, len, dstEntry as RemoteProc, dst!, dstBase + at)
+          : this.readChunk(dc, proc, srcEntry, src, srcBase + at, len, source, at).then((data) => this.writeChunk(dc, proc, dstEntry, dst, dstBase + at, data, sink, at));
         moved.then(
           () => {
             inFlight--;

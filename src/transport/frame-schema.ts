@@ -142,6 +142,11 @@ function arity(a: readonly unknown[], min: number, max: number, what: string): v
 
 const uAt = (a: readonly unknown[], i: number, name: string): number => at(a, i, name, 0);
 
+/** Elements 2..7 of copy-read and copy-relay: which chunk of whose grant, for whom. */
+function chunkSource(a: readonly unknown[]): { id: number; requester: number; owner: number; grant: number; offset: number; length: number } {
+  return { id: uAt(a, 2, 'id'), requester: at(a, 3, 'requester'), owner: at(a, 4, 'owner'), grant: at(a, 5, 'grant'), offset: uAt(a, 6, 'offset'), length: uAt(a, 7, 'length') };
+}
+
 /**
  * Validates one decoded kernel frame (the positional form of src/transport/kernel-wire.ts) and
  * appends it to `out`; a send-acks element appends one send-ack per id.
@@ -188,7 +193,7 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       return;
     case KIND.copyRead:
       arity(a, 8, 8, 'copy-read');
-      out.push({ k: 'copy-read', dc, id: uAt(a, 2, 'id'), requester: at(a, 3, 'requester'), owner: at(a, 4, 'owner'), grant: at(a, 5, 'grant'), offset: uAt(a, 6, 'offset'), length: uAt(a, 7, 'length') });
+      out.push({ k: 'copy-read', dc, ...chunkSource(a) });
       return;
     case KIND.copyData: {
       arity(a, 4, 5, 'copy-data');
@@ -209,12 +214,7 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       out.push({
         k: 'copy-relay',
         dc,
-        id: uAt(a, 2, 'id'),
-        requester: at(a, 3, 'requester'),
-        owner: at(a, 4, 'owner'),
-        grant: at(a, 5, 'grant'),
-        offset: uAt(a, 6, 'offset'),
-        length: uAt(a, 7, 'length'),
+        ...chunkSource(a),
         dstNode: uAt(a, 8, 'dstNode'),
         dstOwner: at(a, 9, 'dstOwner'),
         dstGrant: at(a, 10, 'dstGrant'),
