@@ -78,11 +78,12 @@ describe('the data directory lock', () => {
   }, 30_000);
 
   it('counts a zombie (killed, not yet reaped: a container PID 1 can take seconds) as gone', async () => {
-    // `sh` starts `true` in the background, prints its pid and becomes `sleep`, which never reaps it.
-    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // `sh` starts a short `sleep` in the background, prints its pid and becomes a long `sleep`, which
+    // never reaps it. The child outlives the exec, so the shell cannot reap it first.
+    const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 8'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const zombie = await new Promise<number>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
-      const deadline = Date.now() + 3000;
+      const deadline = Date.now() + 5000;
       const state = (): string => {
         try {
           const stat = readFileSync(`/proc/${zombie}/stat`, 'utf8');
