@@ -225,7 +225,21 @@ async function cpuOf(p: Probe): Promise<number | undefined> {
   }
 }
 
+/** read + write system calls a process has made (/proc/<pid>/io), or undefined where unreadable. */
+function syscallsOf(p: Probe): number | undefined {
+  const pid = p.self === true ? process.pid : (p.worker?.pid ?? p.pid);
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const n = (k: string): number => Number(/^\w+: (\d+)$/m.exec(io.slice(io.indexOf(k)))?.[1]);
+    return n('syscr:') + n('syscw:');
+  } catch {
+    return undefined;
+  }
+}
+
 interface Cost {
+  /** read + write system calls per operation by probe (where /proc/<pid>/io is readable). */
+  readonly syscallsBy: Record<string, number>;
   /** CPU µs per operation over every probe; undefined when some probe could not be read. */
   readonly cpuTotal: number | undefined;
   readonly cpuBy: Record<string, number>;
@@ -244,9 +258,17 @@ async function measureCost(ops: number, probes: readonly Probe[], run: () => Pro
     if (p.worker !== undefined) await p.worker.request('allocStart');
     else if (p.self === true && canAlloc) local.start();
   }
+  const callsBefore = probes.map(syscallsOf);
   const before = await Promise.all(probes.map(cpuOf));
   await run();
   const after = await Promise.all(probes.map(cpuOf));
+  const callsAfter = probes.map(syscallsOf);
+  const syscallsBy: Record<string, number> = {};
+  probes.forEach((p, i) => {
+    const a = callsAfter[i];
+    const b = callsBefore[i];
+    if (a !== undefined && b !== undefined) syscallsBy[p.name] = round((a - b) / ops, 2);
+  });
   const cpuBy: Record<string, number> = {};
   let cpuTotal: number | undefined = 0;
   probes.forEach((p, i) => {
@@ -265,7 +287,7 @@ async function measureCost(ops: number, probes: readonly Probe[], run: () => Pro
     else if (p.self === true && canAlloc) a = local.stop();
     if (a !== undefined) allocBy[p.name] = { perOp: a.allocated / ops, retainedPerOp: a.retained / ops, gcs: a.gcs };
   }
-  return { cpuTotal, cpuBy, allocBy };
+  return { syscallsBy, cpuTotal, cpuBy, allocBy };
 }
 
 const ALLOC_NOTE = 'JS-heap bytes allocated per message: heap growth + bytes freed by every GC during one run (v8.GCProfiler); Buffer contents are not counted';
@@ -278,7 +300,11 @@ const ALLOC_NOTE = 'JS-heap bytes allocated per message: heap growth + bytes fre
 function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cost, loop: string): BenchResult[] {
   const rows: BenchResult[] = [];
   if (ours.cpuTotal !== undefined && raw.cpuTotal !== undefined) {
-    rows.push(latency(SUITE, `cpu/${unit} ${label} (all processes)`, ours.cpuTotal, raw.cpuTotal, `us/${unit}`, { ours: ours.cpuBy, raw: raw.cpuBy, ops }));
+    rows.push(latency(SUITE, `cpu/${unit} ${label} (all processes)`, ours.cpuTotal, raw.cpuTotal, `us/${unit}`, { ours: ours.cpuBy, raw: raw.cpuBy, ops, syscalls: { ours: ours.syscallsBy, raw: raw.syscallsBy } }));
+  }
+  const sum = (by: Record<string, number>): number => Object.values(by).reduce((a, b) => a + b, 0);
+  if (Object.keys(ours.syscallsBy).length > 0 && Object.keys(raw.syscallsBy).length > 0) {
+    rows.push(latency(SUITE, `syscalls/${unit} ${label} (reads + writes, all processes)`, round(sum(ours.syscallsBy), 2), round(sum(raw.syscallsBy), 2), `calls/${unit}`, { ours: ours.syscallsBy, raw: raw.syscallsBy }));
   }
   const rawLoop = raw.allocBy['bench process'];
   for (const [name, a] of Object.entries(ours.allocBy)) {

@@ -56,12 +56,25 @@ export interface ReplyFrame {
   readonly payload: Payload;
 }
 
-/** A sendrec client stopped waiting for `server`'s reply (timeout, abort): reply now gets EDVSPROCSTS. */
+/**
+ * A sendrec client's call expired (timeout, abort) while it waited for `server`'s reply to request
+ * `id`: from now on that reply gets EDVSPROCSTS. Always answered by reply-cancel-ack; a reply sent
+ * before this frame arrived reaches the client first (FIFO), and then the call succeeds.
+ */
 export interface ReplyCancelFrame {
   readonly k: 'reply-cancel';
   readonly dc: number;
+  readonly id: number;
   readonly client: Endpoint;
   readonly server: Endpoint;
+}
+
+/** Answer to reply-cancel: no reply to request `id` of `client` is on its way; the call fails with its expiry. */
+export interface ReplyCancelAckFrame {
+  readonly k: 'reply-cancel-ack';
+  readonly dc: number;
+  readonly id: number;
+  readonly client: Endpoint;
 }
 
 export interface NotifyFrame {
@@ -140,6 +153,7 @@ export type KernelFrame =
   | CancelAckFrame
   | ReplyFrame
   | ReplyCancelFrame
+  | ReplyCancelAckFrame
   | NotifyFrame
   | UnboundFrame
   | CopyReadFrame

@@ -738,21 +738,26 @@ export class Kernel {
       this.emit(op.node, { k: 'cancel', dc: op.dc.dcid, id: op.id });
       return;
     }
-    // Sendrec past its send phase: stop waiting for the reply and tell the server.
+    // Sendrec past its send phase: withdraw the reply wait.
     const proc = op.proc;
     const w = proc.recv;
-    if (w !== undefined && w.mode === RecvMode.SendrecReply && w.from === op.dst) {
-      proc.recv = undefined;
-      this.cancelReplyWait(op.dc, proc.endpoint, op.dst);
-      w.waiter.reject(new DvsError(reason, undefined, { details: { endpoint: op.dst } }));
-    }
+    if (w !== undefined && w.mode === RecvMode.SendrecReply && w.from === op.dst && proc.sendrecOpId === op.id) this.abandonReply(op.dc, proc, w);
   }
 
-  private cancelReplyWait(dc: DcState, client: Endpoint, server: Endpoint): void {
-    const entry = dc.entryAt(dc.space.slotOf(server));
-    if (entry?.kind === 'remote' && entry.endpoint === server && !this.downNodes.has(entry.node)) {
-      this.emit(entry.node, { k: 'reply-cancel', dc: dc.dcid, client, server });
+  /**
+   * The caller of a remote sendrec whose request was taken gave up (timeout, abort). The server's
+   * node is asked to refuse the reply from now on, and the call stays blocked until it confirms: a
+   * reply sent before that arrives first (links are FIFO) and completes the call. Delivery wins, and
+   * a server whose reply succeeded knows its client got it.
+   */
+  private abandonReply(dc: DcState, proc: LocalProc, w: RecvWait): void {
+    const node = w.node;
+    if (node !== undefined && node !== this.nodeId && dc.nodes.has(node) && !this.downNodes.has(node)) {
+      this.emit(node, { k: 'reply-cancel', dc: dc.dcid, id: proc.sendrecOpId, client: proc.endpoint, server: w.from });
+      return;
     }
+    proc.recv = undefined;
+    w.waiter.rejectExpired({ endpoint: w.from });
   }
 
   private onSendAck(op: RemoteSendOp, frame: SendAckFrame): void {
@@ -769,12 +774,8 @@ export class Kernel {
       if (w === undefined || w.mode !== RecvMode.SendrecSending) return;
       w.mode = RecvMode.SendrecReply;
       w.node = op.node;
-      if (op.cancelling) {
-        // The request was delivered, but the caller gave up waiting: stop the reply wait truthfully.
-        proc.recv = undefined;
-        this.cancelReplyWait(op.dc, proc.endpoint, op.dst);
-        w.waiter.rejectExpired({ endpoint: op.dst });
-      }
+      // The request was delivered, but the caller gave up meanwhile: withdraw the reply wait.
+      if (op.cancelling) this.abandonReply(op.dc, proc, w);
       return;
     }
     const err = DvsError.fromErrno(frame.rc, undefined, { details: { endpoint: op.dst, node: op.node } });
@@ -1279,8 +1280,11 @@ export class Kernel {
             rec.queuedOn.dequeue(rec);
             this.remoteQueued.get(from)?.delete(frame.id);
             this.emit(from, { k: 'cancel-ack', dc: dc.dcid, id: frame.id });
+          } else if (this.dropReplyWait(dc, from, frame.id)) {
+            // A sendrec taken but not answered yet: withdrawn too; the server's reply now fails with EDVSPROCSTS.
+            this.emit(from, { k: 'cancel-ack', dc: dc.dcid, id: frame.id });
           } else {
-            // Already taken: a sendrec's ack was left to its reply, so give it now (a duplicate for a plain send is ignored).
+            // Already answered (the reply or the plain send went ahead of this ack) or a plain send taken: delivery wins.
             this.emit(from, { k: 'send-ack', dc: dc.dcid, id: frame.id, rc: 0 });
           }
           break;
@@ -1306,7 +1310,22 @@ export class Kernel {
         }
         case 'reply-cancel': {
           const entry = dc.entryAt(dc.space.checkEndpoint(frame.server));
-          if (entry?.kind === 'local' && entry.endpoint === frame.server) entry.replyTo?.delete(frame.client);
+          if (entry?.kind === 'local' && entry.endpoint === frame.server) {
+            const pending = entry.replyTo?.get(frame.client);
+            if (pending !== undefined && pending.node === from && pending.id === frame.id) entry.replyTo!.delete(frame.client);
+          }
+          // Always answered: whatever reply to it went out did so before this ack, on the same link.
+          this.emit(from, { k: 'reply-cancel-ack', dc: dc.dcid, id: frame.id, client: frame.client });
+          break;
+        }
+        case 'reply-cancel-ack': {
+          const entry = dc.entryAt(dc.space.checkEndpoint(frame.client));
+          if (entry?.kind !== 'local' || entry.endpoint !== frame.client) break;
+          const w = entry.recv;
+          if (w !== undefined && w.mode === RecvMode.SendrecReply && w.node === from && w.waiter.expired !== undefined && entry.sendrecOpId === frame.id) {
+            entry.recv = undefined;
+            w.waiter.rejectExpired({ endpoint: w.from });
+          }
           break;
         }
         case 'notify': {
@@ -1362,6 +1381,22 @@ export class Kernel {
     if (frame.k === 'send') this.emit(from, { k: 'send-ack', dc: frame.dc, id: frame.id, rc });
     else if (frame.k === 'copy-read') this.emit(from, { k: 'copy-data', dc: frame.dc, id: frame.id, rc });
     else if (frame.k === 'copy-write' || frame.k === 'copy-relay') this.emit(from, { k: 'copy-ack', dc: frame.dc, id: frame.id, rc });
+    // No reply can come from a node that refuses the DC: let the client's call end.
+    else if (frame.k === 'reply-cancel') this.emit(from, { k: 'reply-cancel-ack', dc: frame.dc, id: frame.id, client: frame.client });
+  }
+
+  /** Forgets that a local server owes request `id` of `node` a reply; whether one was owed. Scans: cancels are rare. */
+  private dropReplyWait(dc: DcState, node: number, id: number): boolean {
+    for (const p of dc.locals()) {
+      if (p.replyTo === undefined) continue;
+      for (const [client, r] of p.replyTo) {
+        if (r.node === node && r.id === id) {
+          p.replyTo.delete(client);
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   private onSendFrame(dc: DcState, from: number, frame: SendFrame): void {

@@ -69,7 +69,9 @@ export function describeFrame(f: KernelFrame): string {
     case 'reply':
       return `reply ${f.src}->${f.dst} type=${f.type}`;
     case 'reply-cancel':
-      return `reply-cancel ${f.client}->${f.server}`;
+      return `reply-cancel#${f.id} ${f.client}->${f.server}`;
+    case 'reply-cancel-ack':
+      return `reply-cancel-ack#${f.id} ${f.client}`;
     case 'notify':
       return `notify ${f.src}->${f.dst} arg=${f.arg}`;
     case 'unbound':

@@ -7,7 +7,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** Version of the link protocol (handshake and link frames), independent of the framing version. */
-export const LINK_PROTOCOL_VERSION = 3;
+export const LINK_PROTOCOL_VERSION = 4;
 export const NONCE_BYTES = 32;
 export const MAC_BYTES = 32;
 /** Highest node id a link can name (it travels as a u32 in the MAC input). */

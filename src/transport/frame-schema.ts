@@ -154,7 +154,7 @@ function chunkSource(a: readonly unknown[]): { id: number; requester: number; ow
 export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
   if (!Array.isArray(value) || value.length < 3) bad('a kernel frame is not an array of at least 3 elements');
   const a = value as readonly unknown[];
-  const code = at(a, 0, 'kind', 1, KIND.copyRelay);
+  const code = at(a, 0, 'kind', 1, KIND.replyCancelAck);
   const dc = uAt(a, 1, 'dc');
   switch (code) {
     case KIND.send: {
@@ -180,8 +180,12 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       out.push({ k: 'reply', dc, id: uAt(a, 2, 'id'), src: at(a, 3, 'src'), dst: at(a, 4, 'dst'), type: at(a, 5, 'type'), payload: a[6] as Payload });
       return;
     case KIND.replyCancel:
-      arity(a, 4, 4, 'reply-cancel');
-      out.push({ k: 'reply-cancel', dc, client: at(a, 2, 'client'), server: at(a, 3, 'server') });
+      arity(a, 5, 5, 'reply-cancel');
+      out.push({ k: 'reply-cancel', dc, id: uAt(a, 2, 'id'), client: at(a, 3, 'client'), server: at(a, 4, 'server') });
+      return;
+    case KIND.replyCancelAck:
+      arity(a, 4, 4, 'reply-cancel-ack');
+      out.push({ k: 'reply-cancel-ack', dc, id: uAt(a, 2, 'id'), client: at(a, 3, 'client') });
       return;
     case KIND.notify:
       arity(a, 5, 5, 'notify');

@@ -23,6 +23,7 @@ export const KIND = {
   /** Several successful send-acks of one DC: `[13, dc, [id, ...]]`. */
   sendAcks: 13,
   copyRelay: 14,
+  replyCancelAck: 15,
 } as const;
 
 /** Most ids one send-acks element carries. */
@@ -42,7 +43,9 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
     case 'reply':
       return [KIND.reply, f.dc, f.id, f.src, f.dst, f.type, f.payload];
     case 'reply-cancel':
-      return [KIND.replyCancel, f.dc, f.client, f.server];
+      return [KIND.replyCancel, f.dc, f.id, f.client, f.server];
+    case 'reply-cancel-ack':
+      return [KIND.replyCancelAck, f.dc, f.id, f.client];
     case 'notify':
       return [KIND.notify, f.dc, f.src, f.dst, f.arg];
     case 'unbound':

@@ -181,6 +181,95 @@ describe('remote sendrec, receiveRequest and reply', () => {
     expect(replies.map((r) => r.code)).toEqual([undefined, 'EDVSPROCSTS', 'EDVSPROCSTS']);
     expect(call2?.code).toBe('EDVSTIMEDOUT');
   });
+
+  /**
+   * A client calls with `timeoutMs: 30` (or an abort at 30); the server takes the request at
+   * `takeAt` and answers at `replyAt`, with `reply` or, MINIX style, a plain `send`.
+   */
+  async function lateAnswer(seed: number, takeAt: number, replyAt: number, how: { abort?: boolean; plainSend?: boolean } = {}): Promise<{ sim: Simulation; call?: Outcome<Message>; answer?: Outcome<void> }> {
+    const sim = new Simulation({ seed, nodes: 2, latency: FIXED });
+    const srv = sim.bind(1, { slot: 4, name: 'srv' });
+    const c = sim.bind(0, { name: 'c' });
+    const ac = new AbortController();
+    const out: { sim: Simulation; call?: Outcome<Message>; answer?: Outcome<void> } = { sim };
+    sim.spawn('srv', async (ctx) => {
+      await ctx.sleep(takeAt);
+      const m = await srv.receiveRequest();
+      await ctx.sleep(replyAt - sim.now());
+      const msg = { type: 7, payload: 'answer' };
+      out.answer = await outcome(sim, how.plainSend === true ? srv.send(m.source, msg, { timeoutMs: 0 }) : srv.reply(m.source, msg));
+    });
+    sim.spawn('c', async () => {
+      out.call = await outcome(sim, c.sendrec(srv.endpoint, { type: 1 }, how.abort === true ? { signal: ac.signal } : { timeoutMs: 30 }));
+    });
+    if (how.abort === true) sim.after(30, () => ac.abort(), 'abort');
+    assertClean(sim, await sim.run({ maxTime: 1000 }));
+    expect((await sim.run({ until: 'idle', maxTime: 1000 })).reason).toBe('idle');
+    return out;
+  }
+
+  it('delivery wins for replies: a reply already sent when the caller\'s timeout fires completes the call', async () => {
+    // Taken at 5, replied at 28 (lands at 33); the timeout fires at 30 and its cancel reaches the server at 35.
+    const { sim, call, answer } = await lateAnswer(81, 0, 28);
+    expect(answer?.ok).toBe(true);
+    expect(call).toMatchObject({ ok: true, at: 33, value: { type: 7, payload: 'answer' } });
+    expect(sim.trace.some((l) => l.includes('n0>n1 cancel#'))).toBe(true);
+    expect(sim.kernel(0).stats.repliesDropped).toBe(0);
+  });
+
+  it('a request taken but not answered when the cancel lands is withdrawn: the reply fails with EDVSPROCSTS', async () => {
+    // The cancel lands at 35 and its ack is back at 40; the server replies at 36.
+    const { sim, call, answer } = await lateAnswer(82, 0, 36);
+    expect(answer?.code).toBe('EDVSPROCSTS');
+    expect(call).toMatchObject({ ok: false, code: 'EDVSTIMEDOUT', at: 40 });
+    expect(sim.trace.some((l) => l.includes('n1>n0 cancel-ack#'))).toBe(true);
+  });
+
+  it('an aborted call is settled the same way with EDVSINTR, and a reply that raced the abort still wins', async () => {
+    const lost = await lateAnswer(83, 0, 36, { abort: true });
+    expect(lost.answer?.code).toBe('EDVSPROCSTS');
+    expect(lost.call).toMatchObject({ ok: false, code: 'EDVSINTR', at: 40 });
+    const won = await lateAnswer(84, 0, 29, { abort: true });
+    expect(won.answer?.ok).toBe(true);
+    expect(won.call).toMatchObject({ ok: true, at: 34 });
+  });
+
+  it('a request taken after the timeout fired: the reply wins if it left before the cancel landed', async () => {
+    // Queued at 5, timeout at 30, taken at 33, the cancel lands at 35.
+    const won = await lateAnswer(85, 33, 34);
+    expect(won.answer?.ok).toBe(true);
+    expect(won.call).toMatchObject({ ok: true, at: 39, value: { type: 7 } });
+    const lost = await lateAnswer(86, 33, 36);
+    expect(lost.answer?.code).toBe('EDVSPROCSTS');
+    expect(lost.call).toMatchObject({ ok: false, code: 'EDVSTIMEDOUT', at: 40 });
+  });
+
+  it('a plain send answering the sendrec (MINIX style) after the timeout fired still completes it', async () => {
+    // The owner's send-ack for the request and the send itself land at 38, after the timeout (30):
+    // the caller withdraws its reply wait with reply-cancel, but the send is already there.
+    const { sim, call, answer } = await lateAnswer(88, 0, 33, { plainSend: true });
+    expect(answer?.ok).toBe(true);
+    expect(call).toMatchObject({ ok: true, at: 38, value: { type: 7, payload: 'answer' } });
+    expect(sim.trace.some((l) => l.includes('n0>n1 reply-cancel#'))).toBe(true);
+    expect(sim.trace.some((l) => l.includes('n1>n0 reply-cancel-ack#'))).toBe(true);
+  });
+
+  it('a caller waiting for the cancel to settle gets EDVSNOTCONN if the server\'s node dies, never hangs', async () => {
+    const sim = new Simulation({ seed: 87, nodes: 2, latency: FIXED, detectionDelay: 80 });
+    const srv = sim.bind(1, { slot: 4, name: 'srv' });
+    const c = sim.bind(0, { name: 'c' });
+    let call: Outcome<Message> | undefined;
+    sim.spawn('srv', async () => {
+      await srv.receiveRequest();
+    });
+    sim.spawn('c', async () => {
+      call = await outcome(sim, c.sendrec(srv.endpoint, { type: 1 }, { timeoutMs: 30 }));
+    });
+    // Dies before the reply-cancel (sent at 30) lands: no ack will ever come.
+    sim.after(32, () => sim.crash(1), 'crash');
+    assertClean(sim, await sim.run({ maxTime: 5000 }));
+    expect(call).toMatchObject({ ok: false, code: 'EDVSNOTCONN', at: 112 });
+  });
 });
 
 describe('remote notify', () => {

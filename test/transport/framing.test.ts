@@ -65,7 +65,7 @@ const ALL_KINDS: KernelFrame[] = [
   { k: 'cancel', dc: 2, id: 8 },
   { k: 'cancel-ack', dc: 2, id: 8 },
   { k: 'reply', id: 1, dc: 1, src: 5, dst: -3, type: 1, payload: null },
-  { k: 'reply-cancel', dc: 1, client: 40, server: 5 },
+  { k: 'reply-cancel', dc: 1, id: 12, client: 40, server: 5 },
   { k: 'notify', dc: 1, src: -2, dst: 3, arg: 0x80000000 },
   { k: 'unbound', dc: 1, ep: 31_000_123 },
   { k: 'copy-read', dc: 1, id: 1, requester: 4, owner: 5, grant: 2, offset: 0, length: 65536 },
@@ -73,6 +73,8 @@ const ALL_KINDS: KernelFrame[] = [
   { k: 'copy-data', dc: 1, id: 1, rc: -5 },
   { k: 'copy-write', dc: 1, id: 2, requester: 4, owner: 5, grant: 2, offset: 10, data: new Uint8Array(3) },
   { k: 'copy-ack', dc: 1, id: 2, rc: 0 },
+  { k: 'reply-cancel-ack', dc: 1, id: 12, client: 40 },
+  { k: 'copy-relay', dc: 1, id: 3, requester: 4, owner: 5, grant: 2, offset: 7, length: 100, dstNode: 2, dstOwner: 6, dstGrant: 1, dstOffset: 9 },
 ];
 
 describe('framing', () => {
