@@ -17,7 +17,7 @@ import { LocalProc, RecvMode, type Grant, type GrantBackend, type ProcEntry, typ
 import { Process } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
 import { IdTable } from './id-table.js';
-import { checkNotAborted, checkTimeout, Waiter, type ExpireReason } from './waiter.js';
+import { checkNotAborted, checkTimeout, Waiter } from './waiter.js';
 
 export interface KernelOptions {
   readonly nodeId: number;
@@ -410,7 +410,7 @@ export class Kernel {
       }
       const waiter = new Waiter<void>();
       const op = this.startRemoteSend(dc, proc, entry, dst, msg.type, payload, false, waiter);
-      if (opts !== undefined) waiter.arm(this.clock, opts, (reason) => this.expireRemoteSend(op, reason));
+      if (opts !== undefined) waiter.arm(this.clock, opts, () => this.expireRemoteSend(op));
       return waiter.promise;
     } catch (err) {
       return Promise.reject(err as Error);
@@ -458,7 +458,7 @@ export class Kernel {
       }
       proc.recv = recv;
       const op = this.startRemoteSend(dc, proc, entry, dst, msg.type, payload, true, undefined);
-      if (opts !== undefined) waiter.arm(this.clock, opts, (reason) => this.expireRemoteSend(op, reason));
+      if (opts !== undefined) waiter.arm(this.clock, opts, () => this.expireRemoteSend(op));
       return waiter.promise;
     } catch (err) {
       return Promise.reject(err as Error);
@@ -732,7 +732,7 @@ export class Kernel {
   }
 
   /** Timeout or abort of a remote send/sendrec: withdraw if still queued there; delivery wins otherwise. */
-  private expireRemoteSend(op: RemoteSendOp, reason: ExpireReason): void {
+  private expireRemoteSend(op: RemoteSendOp): void {
     if (this.outstanding.get(op.id) === op) {
       op.cancelling = true;
       this.emit(op.node, { k: 'cancel', dc: op.dc.dcid, id: op.id });
