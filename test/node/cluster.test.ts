@@ -121,6 +121,26 @@ describe('A11 + B3: remote request/reply with many concurrent client processes',
   }, 120_000);
 });
 
+describe('remote sendrec timeouts racing the reply', () => {
+  it('the caller gets the reply exactly when the server was told its reply succeeded', async () => {
+    const server = startActor(tc.runtime(1), 'late-echo-server', { dcid: 1, slot: 15 });
+    const { endpoint } = await server.ready;
+    // Delays spread around the timeout: some replies come in time, some too late, some cross the expiry.
+    const client = startActor(tc.runtime(0), 'racing-client', { dcid: 1, dst: endpoint, loops: 60, timeoutMs: 25, spreadMs: 6 });
+    const { calls } = (await client.result) as { calls: { i: number; ok: boolean; code?: string }[] };
+    const stop = startActor(tc.runtime(2), 'stop', { dcid: 1, dst: endpoint });
+    expect((await stop.result).r).toMatchObject({ type: 0 });
+    const { replies } = (await server.result) as { replies: { i: number; ok: boolean; code?: string }[] };
+    expect(calls).toHaveLength(60);
+    expect(replies.map((r) => r.i)).toEqual(calls.map((c) => c.i));
+    for (const c of calls) {
+      const r = replies.find((x) => x.i === c.i)!;
+      expect({ i: c.i, callOk: c.ok, replyOk: r.ok }).toEqual({ i: c.i, callOk: r.ok, replyOk: r.ok });
+      if (!c.ok) expect([c.code, r.code]).toEqual(['EDVSTIMEDOUT', 'EDVSPROCSTS']);
+    }
+  }, 60_000);
+});
+
 describe('A12: remote bulk copy across chunk boundaries', () => {
   it('pulls from and pushes into a client grant on another node byte-exact', async () => {
     const server = startActor(tc.runtime(2), 'copy-server', { dcid: 1, slot: 6 });
