@@ -316,6 +316,11 @@ function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cos
   return rows;
 }
 
+/** CPU µs per operation over all processes, ours against the relay floor's (the same processes, relays forwarding bytes). */
+function floorCostRow(label: string, ops: number, ours: Cost, floor: Cost): BenchResult {
+  return latency(SUITE, `cpu/op ${label} vs relay floor (all processes)`, ours.cpuTotal ?? NaN, floor.cpuTotal ?? NaN, 'us/op', { ours: ours.cpuBy, floor: floor.cpuBy, ops, syscalls: { ours: ours.syscallsBy, floor: floor.syscallsBy } });
+}
+
 /** The cases of this suite; `DVS_BENCH_CASES=local,hosted` runs only those (all by default). */
 const CASES = ['local', 'remote', 'hosted', 'pipeline', 'bulk'] as const;
 
@@ -356,9 +361,9 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
   const relayLocalPath = path.join(env.dir, 'raw-relay-local.sock');
   const relayRemotePath = path.join(env.dir, 'raw-relay-remote.sock');
   const relayTcpPort = await freePort();
-  await env.rawPeer('relay', relayLocalPath, unixPath);
-  await env.rawPeer('relay', String(relayTcpPort), unixPath);
-  await env.rawPeer('relay', relayRemotePath, String(relayTcpPort));
+  const relayLocal = await env.rawPeer('relay', relayLocalPath, unixPath);
+  const relayB = await env.rawPeer('relay', String(relayTcpPort), unixPath);
+  const relayA = await env.rawPeer('relay', relayRemotePath, String(relayTcpPort));
   const server0 = await env.clientWorker(0, 'echo-proc-node0');
   const server1 = await env.clientWorker(1, 'echo-proc-node1');
   const localEcho = await server0.request<number>('echo', { dcid: DC, slot: SLOT.localEcho });
@@ -387,6 +392,8 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     const ours = await measureCost(nPing, [{ ...bench, name: 'client proc' }, { ...d0, name: 'daemon' }, { name: 'server proc', worker: server0 }], () => timedSendrecs(me, localEcho, MSG, nPing));
     const raw = await measureCost(nPing, [bench, peerProbe(rawUnixPeer)], () => rawPingPong(rawUnix, nPing, RAW_BODY));
     out.push(...costRows('local sendrec', 'op', nPing, ours, raw, 'client proc'));
+    const floor = await measureCost(nPing, [bench, { name: 'relay', pid: relayLocal.child.pid! }, peerProbe(rawUnixPeer)], () => rawPingPong({ path: relayLocalPath }, nPing, RAW_BODY));
+    out.push(floorCostRow('local sendrec', nPing, ours, floor));
   }
 
   // 2. Remote sendrec between client processes of two daemons.
@@ -398,6 +405,8 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     const ours = await measureCost(nRemote, [{ ...bench, name: 'client proc' }, d0, d1, { name: 'server proc', worker: server1 }], () => timedSendrecs(me, remoteEcho, MSG, nRemote));
     const raw = await measureCost(nPing, [bench, peerProbe(rawTcpPeer)], () => rawPingPong(rawTcp, nPing, RAW_BODY));
     out.push(...costRows('remote sendrec via client procs', 'op', nRemote, ours, raw, 'client proc'));
+    const floor = await measureCost(nRemote, [bench, { name: 'relay A', pid: relayA.child.pid! }, { name: 'relay B', pid: relayB.child.pid! }, peerProbe(rawUnixPeer)], () => rawPingPong({ path: relayRemotePath }, nRemote, RAW_BODY));
+    out.push(floorCostRow('remote sendrec via client procs', nRemote, ours, floor));
   }
 
   // 3. Remote sendrec between daemon-hosted endpoints: one network hop.

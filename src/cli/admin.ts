@@ -4,8 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type DvsClient } from '../client/index.js';
-import { EtcdStore } from '../cluster/etcd-store.js';
-import { Directory, StoreClient, type CoordinationStore, type DcDefinition, type DcRecord } from '../cluster/index.js';
+// Not the cluster barrel: the etcd backend (gRPC, slow to load) is imported only when configured.
+import { Directory, type DcDefinition, type DcRecord } from '../cluster/directory.js';
+import type { CoordinationStore } from '../cluster/store.js';
+import { StoreClient } from '../cluster/store-client.js';
 import type { ProcInfo } from '../kernel/index.js';
 import { isAlive, readClusterFile, readRuntime, type ClusterFile } from './cluster-files.js';
 
@@ -13,7 +15,7 @@ export async function withDirectory<T>(dir: string, fn: (d: Directory, c: Cluste
   const cluster = readClusterFile(dir);
   const key = Buffer.from((await readFile(cluster.keyFile, 'utf8')).trim(), 'hex');
   const cs = cluster.store;
-  const store: CoordinationStore = cs.backend === 'etcd' ? new EtcdStore({ endpoints: cs.endpoints }) : await StoreClient.connect({ host: cs.host, port: cs.port, clusterKey: key });
+  const store: CoordinationStore = cs.backend === 'etcd' ? new (await import('../cluster/etcd-store.js')).EtcdStore({ endpoints: cs.endpoints }) : await StoreClient.connect({ host: cs.host, port: cs.port, clusterKey: key });
   const directory = new Directory(store);
   try {
     await directory.start();
