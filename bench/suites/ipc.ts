@@ -267,7 +267,7 @@ async function measureCost(ops: number, probes: readonly Probe[], run: () => Pro
   probes.forEach((p, i) => {
     const a = callsAfter[i];
     const b = callsBefore[i];
-    if (a !== undefined && b !== undefined) syscallsBy[p.name] = round((a - b) / ops, 2);
+    if (a !== undefined && b !== undefined) syscallsBy[p.name] = round((a - b) / ops, 4);
   });
   const cpuBy: Record<string, number> = {};
   let cpuTotal: number | undefined = 0;
@@ -304,7 +304,7 @@ function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cos
   }
   const sum = (by: Record<string, number>): number => Object.values(by).reduce((a, b) => a + b, 0);
   if (Object.keys(ours.syscallsBy).length > 0 && Object.keys(raw.syscallsBy).length > 0) {
-    rows.push(latency(SUITE, `syscalls/${unit} ${label} (reads + writes, all processes)`, round(sum(ours.syscallsBy), 2), round(sum(raw.syscallsBy), 2), `calls/${unit}`, { ours: ours.syscallsBy, raw: raw.syscallsBy }));
+    rows.push(latency(SUITE, `syscalls/${unit} ${label} (reads + writes, all processes)`, round(sum(ours.syscallsBy), 4), round(sum(raw.syscallsBy), 4), `calls/${unit}`, { ours: ours.syscallsBy, raw: raw.syscallsBy }));
   }
   const rawLoop = raw.allocBy['bench process'];
   for (const [name, a] of Object.entries(ours.allocBy)) {
