@@ -66,6 +66,8 @@ interface PendingCall {
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_GRACE_MS = 2000;
+/** A daemon announcing more than this (10 min, the longest failure detection it accepts) is not believed. */
+const MAX_SETTLE_MS = 600_000;
 const CLIENT_DECODE_LIMIT = 256 * 1024 * 1024;
 const COMPRESS_MIN_BYTES = 16 * 1024;
 
@@ -123,6 +125,12 @@ export class DvsClient {
   /** Endpoints bound through this connection and not unbound. */
   get processes(): RemoteProcess[] {
     return [...this.bound.values()];
+  }
+
+  /** How long past its timeout a call may still be settling in the daemon (announced in hello; 0 before). */
+  private get settleMs(): number {
+    const v = asInt(this.info?.settleMs);
+    return v === undefined || v < 0 ? 0 : Math.min(v, MAX_SETTLE_MS);
   }
 
   /** Largest copyFrom/copyTo piece the daemon takes in one request. */
@@ -249,7 +257,7 @@ export class DvsClient {
         reject(err);
       };
       if (timeoutMs !== undefined && timeoutMs >= 0) {
-        guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.graceMs);
+        guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.settleMs + this.graceMs);
         guard.unref();
       }
       if (signal !== undefined) {
@@ -257,7 +265,7 @@ export class DvsClient {
           if (this.pending.get(id) !== entry) return;
           this.cancel(id);
           if (guard !== undefined) clearTimeout(guard);
-          guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.graceMs);
+          guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.settleMs + this.graceMs);
           guard.unref();
         };
         signal.addEventListener('abort', onAbort, { once: true });

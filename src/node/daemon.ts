@@ -183,6 +183,8 @@ export class Daemon {
       token,
       logger: log.child({ sub: 'proc' }),
       bind: (dcid, opts) => this.bindLocal(dcid, opts),
+      // A remote call past its timeout may wait until the far node is declared down.
+      settleMs: config.timing.deadMs,
     });
     await this.procServer.start();
 

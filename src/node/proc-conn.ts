@@ -66,6 +66,7 @@ export interface ConnContext {
   readonly maxGrants: number;
   readonly maxWriteBufferBytes: number;
   readonly compressMinBytes: number;
+  readonly settleMs: number;
   readonly stats: ProcServerStats;
   /** Binds for clients instead of `kernel.bind`, e.g. claiming the endpoint in the directory first. */
   readonly bind: BindHook | undefined;
@@ -266,6 +267,7 @@ export class ProcConnection {
       maxInFlight: this.ctx.maxInFlight,
       maxEndpoints: this.ctx.maxEndpoints,
       maxGrants: this.ctx.maxGrants,
+      settleMs: this.ctx.settleMs,
       ...(this.ctx.defaultDcid === undefined ? {} : { defaultDcid: this.ctx.defaultDcid }),
     };
     this.ctx.logger.debug({ conn: this.id, ...this.peer }, 'process connected');

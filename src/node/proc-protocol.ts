@@ -70,6 +70,12 @@ export interface HelloResult {
   readonly maxInFlight: number;
   readonly maxEndpoints: number;
   readonly maxGrants: number;
+  /**
+   * How long past its timeout or abort a call may still be settling: a remote call waits for the
+   * far node to confirm the withdrawal, at worst until that node is declared down (its failure-
+   * detection delay). A client guarding calls locally waits at least this long. Absent means 0.
+   */
+  readonly settleMs?: number;
   /** DC used by `bind` when the request names none; absent when the daemon has no default. */
   readonly defaultDcid?: number;
 }

@@ -44,6 +44,8 @@ export interface ProcServerOptions {
   readonly maxWriteBufferBytes?: number;
   /** Frames toward clients that announced LZ4 are compressed from this size (default 16 KiB). */
   readonly compressMinBytes?: number;
+  /** Announced in hello: how long past its timeout a call may still settle (the links' failure detection; default 0). */
+  readonly settleMs?: number;
   /**
    * Binds an endpoint for a client instead of `kernel.bind` (e.g. claiming it in the cluster
    * directory first). It must bind in `kernel` and return the Process; it may be asynchronous.
@@ -114,6 +116,7 @@ export class ProcServer {
       maxGrants: positive('maxGrants', o.maxGrants, 4096),
       maxWriteBufferBytes: positive('maxWriteBufferBytes', o.maxWriteBufferBytes, 64 * 1024 * 1024),
       compressMinBytes: positive('compressMinBytes', o.compressMinBytes, 16 * 1024),
+      settleMs: o.settleMs ?? 0,
       stats: this.stats,
       bind: o.bind,
       closed: (conn) => this.connections.delete(conn),
