@@ -108,6 +108,9 @@ function messageResult(m: Message): Fields {
   return m.payload === undefined ? { source: m.source, type: m.type } : { source: m.source, type: m.type, payload: m.payload };
 }
 
+/** Requests whose result is a message, sent as `{source, type, payload?}`. */
+const MESSAGE_OPS: ReadonlySet<unknown> = new Set(['receive', 'sendrec', 'receiveRequest', 'replyAndReceive']);
+
 export class ProcConnection {
   readonly id: number;
   private readonly ctx: ConnContext;
@@ -290,10 +293,12 @@ export class ProcConnection {
       return;
     }
     if (outcome instanceof Promise) {
+      // One reaction per request: the message shape is applied here rather than by a .then of its own.
+      const asMessage = MESSAGE_OPS.has(f.op);
       outcome.then(
         (result: unknown) => {
           this.pending.delete(id);
-          this.respondOk(id, result);
+          this.respondOk(id, asMessage ? messageResult(result as Message) : result);
         },
         (err: unknown) => {
           this.pending.delete(id);
@@ -334,38 +339,38 @@ export class ProcConnection {
       case 'unbind': {
         const p = this.proc(f);
         this.forget(p);
-        return this.tracked(id, p.unbind()).then(() => null);
+        return this.tracked(id, p.unbind());
       }
       case 'send': {
         const p = this.proc(f);
         const dst = reqInt(f, 'dst');
         const msg = this.message(f);
-        return p.send(dst, msg, this.blocking(id, f)).then(() => null);
+        return p.send(dst, msg, this.blocking(id, f));
       }
       case 'receive': {
         const p = this.proc(f);
         const src = reqInt(f, 'src');
-        return p.receive(src, this.blocking(id, f)).then(messageResult);
+        return p.receive(src, this.blocking(id, f));
       }
       case 'sendrec': {
         const p = this.proc(f);
         const dst = reqInt(f, 'dst');
         const msg = this.message(f);
-        return p.sendrec(dst, msg, this.blocking(id, f)).then(messageResult);
+        return p.sendrec(dst, msg, this.blocking(id, f));
       }
       case 'receiveRequest': {
         const p = this.proc(f);
-        return p.receiveRequest(this.blocking(id, f)).then(messageResult);
+        return p.receiveRequest(this.blocking(id, f));
       }
       case 'reply': {
         const p = this.proc(f);
         const dst = reqInt(f, 'dst');
-        return this.tracked(id, p.reply(dst, this.message(f))).then(() => null);
+        return this.tracked(id, p.reply(dst, this.message(f)));
       }
       case 'replyAndReceive': {
         const p = this.proc(f);
         const dst = reqInt(f, 'dst');
-        return p.replyAndReceive(dst, this.message(f), this.blocking(id, f)).then(messageResult);
+        return p.replyAndReceive(dst, this.message(f), this.blocking(id, f));
       }
       case 'notify': {
         const p = this.proc(f);
