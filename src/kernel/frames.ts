@@ -167,4 +167,10 @@ export type FrameKind = KernelFrame['k'];
 /** Where a kernel hands frames for other nodes. Reliable and FIFO per node until `nodeDown`. */
 export interface KernelTransport {
   send(node: number, frame: KernelFrame): void;
+  /**
+   * Optional flow control for one-way frames (notify): while too much waits unsent for `node`, a
+   * promise that resolves once that backlog has drained (or the node is declared down); undefined
+   * when there is room. A notifier waits until its frame was taken, as the original's proxy did.
+   */
+  backpressure?(node: number): Promise<void> | undefined;
 }

@@ -584,7 +584,9 @@ export class Kernel {
       this.checkRoute(dc, entry);
       proc.counters.rmtSent++;
       this.emit(entry.node, { k: 'notify', dc: dc.dcid, src: proc.endpoint, dst, arg });
-      return Promise.resolve('sent');
+      // Never waits for the destination, but a flood toward a node that does not keep up waits for the link.
+      const room = this.transport?.backpressure?.(entry.node);
+      return room === undefined ? Promise.resolve('sent') : room.then(() => 'sent' as const);
     } catch (err) {
       return Promise.reject(err as Error);
     }

@@ -85,6 +85,8 @@ export interface LinkManagerOptions {
   /** Unacknowledged data frames (and bytes) in flight per peer before sending waits. Default 4096 / 32 MiB. */
   readonly windowFrames?: number;
   readonly windowBytes?: number;
+  /** Unsent bytes per peer beyond which `backpressure` makes notifiers wait (default 8 MiB). */
+  readonly maxQueuedBytes?: number;
   /** Inbound connections still in their handshake, at most. Default 64. */
   readonly maxPendingHandshakes?: number;
   readonly logger?: LinkLogger;
@@ -188,6 +190,7 @@ export class LinkManager implements KernelTransport {
       batchMaxBytes: Math.min(opts.batchMaxBytes ?? 64 * 1024, this.maxFrameBytes - 64),
       windowFrames: opts.windowFrames ?? 4096,
       windowBytes: opts.windowBytes ?? 32 * 1024 * 1024,
+      maxQueuedBytes: opts.maxQueuedBytes ?? 8 * 1024 * 1024,
       isClosed: () => this.closed,
       deliver: (from, frame) => this.deliver(from, frame),
       report: (node, state, inc) => this.report(node, state, inc),
@@ -289,6 +292,11 @@ export class LinkManager implements KernelTransport {
       ...this.counters,
       pendingHandshakes: this.inbound.size,
     };
+  }
+
+  /** KernelTransport.backpressure: a promise while `node`'s unsent frames exceed maxQueuedBytes, until half of that drained. */
+  backpressure(node: number): Promise<void> | undefined {
+    return this.peers.get(node)?.whenRoom();
   }
 
   /** The state of one peer, or undefined for a node that is not a peer. */

@@ -57,6 +57,8 @@ export interface PeerLinkHost {
   readonly batchMaxBytes: number;
   readonly windowFrames: number;
   readonly windowBytes: number;
+  /** Unsent bytes beyond which backpressure() makes one-way senders wait. */
+  readonly maxQueuedBytes: number;
   readonly isClosed: () => boolean;
   readonly deliver: (from: number, frame: KernelFrame) => void;
   readonly report: (node: number, state: 'up' | 'suspect' | 'down', incarnation: number | undefined) => void;
@@ -118,6 +120,8 @@ export class PeerLink {
   private runAt = 0;
   private runFrames = 0;
   private outboxBytes = 0;
+  /** One-way senders waiting for the outbox to drain (see whenRoom). */
+  private roomWaiters: (() => void)[] | undefined;
   private ackDirty = false;
   /** Data batches received since our last acknowledgement went out. */
   private receivedSinceAck = 0;
@@ -320,6 +324,24 @@ export class PeerLink {
       this.ackSent();
       this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
     }
+    this.releaseRoomWaiters(false);
+  }
+
+  /**
+   * While more than `maxQueuedBytes` wait unsent (the peer does not acknowledge fast enough, or the
+   * link is reconnecting): a promise resolved once half of that has drained, or the session ends
+   * (the peer is declared down, the manager closes); undefined when there is room.
+   */
+  whenRoom(): Promise<void> | undefined {
+    if (this.state === 'down' || this.outboxBytes <= this.hostApi.maxQueuedBytes) return undefined;
+    return new Promise<void>((resolve) => (this.roomWaiters ??= []).push(resolve));
+  }
+
+  private releaseRoomWaiters(always: boolean): void {
+    const waiters = this.roomWaiters;
+    if (waiters === undefined || (!always && this.outboxBytes > this.hostApi.maxQueuedBytes / 2)) return;
+    this.roomWaiters = undefined;
+    for (const resolve of waiters) resolve();
   }
 
   private ackSent(): void {
@@ -496,6 +518,7 @@ export class PeerLink {
       this.runFrames = 0;
       this.outboxBytes = 0;
       this.ackGroup = undefined;
+      this.releaseRoomWaiters(true);
     }
   }
 
@@ -538,6 +561,8 @@ export class PeerLink {
     this.conn = undefined;
     this.pending?.end('shutdown');
     this.pending = undefined;
+    // Nobody may wait on a link that will never flush again.
+    this.releaseRoomWaiters(true);
   }
 
   stats(): PeerLinkStats {

@@ -196,3 +196,23 @@ describe('A6: notify', { timeout: 2000 }, () => {
     await expect(src.notify(denied.endpoint)).rejects.toMatchObject({ code: 'EDVSTRAPDENIED' });
   });
 });
+
+describe('A6: notify to another node', { timeout: 2000 }, () => {
+  it('returns "sent" at once, or, while the link to that node is backed up, once it has room', async () => {
+    const link: { gate?: Promise<void> } = {};
+    let open: () => void = () => undefined;
+    const frames: KernelFrame[] = [];
+    const k = new Kernel({ nodeId: 0, clock: systemClock, transport: { send: (_node, f) => frames.push(f), backpressure: (node) => (node === 1 ? link.gate : undefined) } });
+    k.createDc({ dcid: 0, nodes: [0, 1] });
+    k.bindRemote(0, 1, 1);
+    const src = k.bind(0, { slot: 2 });
+    await expect(src.notify(1, { arg: 1 })).resolves.toBe('sent');
+    link.gate = new Promise<void>((resolve) => (open = resolve));
+    const waiting = track(src.notify(1, { arg: 2 }));
+    expect(await isPending(waiting)).toBe(true);
+    // The frame left at once: the caller waits for the link, never for the destination.
+    expect(frames.filter((f) => f.k === 'notify').map((f) => (f as Extract<KernelFrame, { k: 'notify' }>).arg)).toEqual([1, 2]);
+    open();
+    await expect(waiting).resolves.toBe('sent');
+  });
+});

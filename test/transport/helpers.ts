@@ -188,6 +188,21 @@ export class TcpProxy {
     }
   }
 
+  /** Stops reading both ways on every relayed connection: bytes back up in TCP, nothing is lost. */
+  pause(): void {
+    for (const [a, b] of this.pairs) {
+      a.pause();
+      b.pause();
+    }
+  }
+
+  resume(): void {
+    for (const [a, b] of this.pairs) {
+      a.resume();
+      b.resume();
+    }
+  }
+
   /** Destroys every relayed connection. */
   cut(): void {
     for (const [a, b] of this.pairs) {

@@ -293,3 +293,60 @@ describe('node link reliability', () => {
     expect(b.lm.peerState(1)!.state).toBe('up');
   });
 });
+
+describe('flow control for one-way senders (KernelTransport.backpressure)', () => {
+  const SLOW = { ...FAST, suspectMs: 5000, deadMs: 10_000 };
+  const N = 3000;
+
+  /** Sends N notify frames from a to b, 50 per event-loop turn; the first backpressure promise seen. */
+  async function flood(a: TestNode): Promise<{ room: Promise<void> | undefined }> {
+    let room: Promise<void> | undefined;
+    for (let i = 0; i < N; i++) {
+      a.lm.send(2, notify(i));
+      if (i % 50 === 49) {
+        await new Promise((r) => setImmediate(r));
+        room ??= a.lm.backpressure(2);
+      }
+    }
+    // Wrapped: an async function returning a promise would wait for it.
+    return { room };
+  }
+
+  it('makes notifiers wait while the peer does not keep up, and lets them go once it does, losing nothing', async () => {
+    const a = await h.node(1, { timing: SLOW, windowFrames: 4, batchMaxBytes: 256, maxQueuedBytes: 4096 });
+    const b = await h.node(2, { timing: SLOW });
+    const proxy = await h.proxy(b.port);
+    link(a, b, proxy.port);
+    await waitUp(a, b);
+    expect(a.lm.backpressure(2)).toBeUndefined();
+    proxy.pause();
+    const { room } = await flood(a);
+    expect(room).toBeInstanceOf(Promise);
+    let released = false;
+    void room!.then(() => (released = true));
+    await sleep(150);
+    expect(released).toBe(false);
+    expect(a.lm.peerState(2)!.queuedBytes).toBeGreaterThan(4096);
+    proxy.resume();
+    await waitFor(() => released, 'room again');
+    await waitFor(() => b.frames.length >= N, 'every frame');
+    expectExactlyInOrder(args(b, 1), N);
+    expect(a.lm.backpressure(2)).toBeUndefined();
+  });
+
+  it('never leaves a notifier waiting on a peer declared down', async () => {
+    const a = await h.node(1, { windowFrames: 4, batchMaxBytes: 256, maxQueuedBytes: 4096 });
+    const b = await h.node(2);
+    const proxy = await h.proxy(b.port);
+    link(a, b, proxy.port);
+    await waitUp(a, b);
+    // Nothing gets through any more, on this connection or the next ones.
+    proxy.blackhole = true;
+    const { room } = await flood(a);
+    expect(room).toBeInstanceOf(Promise);
+    // FAST timing: down after 800 ms of silence; the waiter is released with the dropped queue.
+    await room;
+    expect(a.lm.peerState(2)!.state).toBe('down');
+    expect(a.lm.backpressure(2)).toBeUndefined();
+  });
+});
