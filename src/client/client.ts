@@ -6,14 +6,14 @@
  * the daemon fetches the bytes of this process's grants from it when someone copies.
  */
 import { createConnection, type Socket } from 'node:net';
-import type { CallOptions } from '../ipc/calls.js';
+import type { AbortLike, CallOptions } from '../ipc/calls.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { ProcInfo } from '../kernel/procfs.js';
 import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../node/proc-protocol.js';
 import { checkToken, readTokenFile } from '../node/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
-import { encodeFrameSegments, FrameDecoder } from '../transport/framing.js';
+import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
 import { RemoteProcess } from './remote-process.js';
 
 export interface ConnectOptions {
@@ -58,10 +58,22 @@ export interface NodeInfo {
   readonly endpoints: readonly { dcid: number; endpoint: Endpoint; name: string }[];
 }
 
+/** A result converter applied before the call resolves (it may throw a DvsError). */
+export type ResultMap = (result: unknown) => unknown;
+
 interface PendingCall {
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: DvsError) => void;
-  cleanup: () => void;
+  readonly map: ResultMap | undefined;
+  /** The local guard timer and the abort wiring, when the call has a timeout or a signal. */
+  guard: NodeJS.Timeout | undefined;
+  signal: AbortLike | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+function cleanup(entry: PendingCall): void {
+  if (entry.guard !== undefined) clearTimeout(entry.guard);
+  if (entry.onAbort !== undefined) entry.signal?.removeEventListener('abort', entry.onAbort);
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -97,7 +109,8 @@ export class DvsClient {
   private readonly bound = new Map<string, RemoteProcess>();
   private nextId = 1;
   private readonly out: BatchWriter;
-  private maxFrameBytes = DEFAULT_PROC_MAX_FRAME_BYTES;
+  /** How frames are encoded: the frame limit (the daemon's, once hello told it) and compression. */
+  private encoding: FramingOptions = { maxFrameBytes: DEFAULT_PROC_MAX_FRAME_BYTES };
   private closeError: DvsError | undefined;
   private byeReason: DvsError | undefined;
   private readonly closedPromise: Promise<void>;
@@ -108,6 +121,7 @@ export class DvsClient {
     this.out = new BatchWriter(socket);
     this.graceMs = opts.localGraceMs ?? DEFAULT_GRACE_MS;
     this.compress = opts.compress ?? false;
+    if (this.compress) this.encoding = { ...this.encoding, compressMinBytes: COMPRESS_MIN_BYTES };
     this.onAsyncError = opts.onAsyncError;
     this.closedPromise = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -216,7 +230,20 @@ export class DvsClient {
    * returns, so requests reach the daemon in call order. `timeoutMs` travels to the daemon and is
    * guarded locally too; aborting `signal` sends `cancel`.
    */
-  call(op: string, fields: Fields, opts?: CallOptions): Promise<unknown> {
+  call(op: string, fields: Fields, opts?: CallOptions, map?: ResultMap): Promise<unknown> {
+    const frame: Fields = { id: 0, op };
+    for (const k in fields) {
+      const v = fields[k];
+      if (v !== undefined) frame[k] = v;
+    }
+    return this.request(frame, opts, map);
+  }
+
+  /**
+   * @internal Sends a request frame built by the caller (`op` and fields set, no undefined values;
+   * this fills in `id` and `timeoutMs`) and resolves with its result, passed through `map`.
+   */
+  request(frame: Fields, opts?: CallOptions, map?: ResultMap): Promise<unknown> {
     if (this.closeError !== undefined) return Promise.reject(this.notConnected());
     let timeoutMs: number | undefined;
     try {
@@ -227,8 +254,7 @@ export class DvsClient {
     const signal = opts?.signal;
     if (signal?.aborted === true) return Promise.reject(new DvsError('EDVSINTR'));
     const id = this.nextId++;
-    const frame: Fields = { id, op };
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) frame[k] = v;
+    frame.id = id;
     if (timeoutMs !== undefined) frame.timeoutMs = timeoutMs;
     let bytes: Buffer | Buffer[];
     try {
@@ -237,38 +263,31 @@ export class DvsClient {
       return Promise.reject(err as Error);
     }
     return new Promise<unknown>((resolve, reject) => {
-      let guard: NodeJS.Timeout | undefined;
-      let onAbort: (() => void) | undefined;
-      const entry: PendingCall = {
-        resolve,
-        reject,
-        cleanup: () => {
-          if (guard !== undefined) clearTimeout(guard);
-          if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
-        },
-      };
+      const entry: PendingCall = { resolve, reject, map, guard: undefined, signal: undefined, onAbort: undefined };
       this.pending.set(id, entry);
       this.send(bytes);
+      if ((timeoutMs === undefined || timeoutMs < 0) && signal === undefined) return;
       const failLocally = (err: DvsError): void => {
         if (this.pending.get(id) !== entry) return;
         this.pending.delete(id);
-        entry.cleanup();
+        cleanup(entry);
         this.cancel(id);
         reject(err);
       };
       if (timeoutMs !== undefined && timeoutMs >= 0) {
-        guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.settleMs + this.graceMs);
-        guard.unref();
+        entry.guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.settleMs + this.graceMs);
+        entry.guard.unref();
       }
       if (signal !== undefined) {
-        onAbort = () => {
+        entry.signal = signal;
+        entry.onAbort = () => {
           if (this.pending.get(id) !== entry) return;
           this.cancel(id);
-          if (guard !== undefined) clearTimeout(guard);
-          guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.settleMs + this.graceMs);
-          guard.unref();
+          if (entry.guard !== undefined) clearTimeout(entry.guard);
+          entry.guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.settleMs + this.graceMs);
+          entry.guard.unref();
         };
-        signal.addEventListener('abort', onAbort, { once: true });
+        signal.addEventListener('abort', entry.onAbort, { once: true });
       }
     });
   }
@@ -281,7 +300,7 @@ export class DvsClient {
 
   /** Bulk bytes (grant answers, copyTo data) go to the socket from where they lie, uncompressed. */
   private encode(frame: Fields): Buffer | Buffer[] {
-    return encodeFrameSegments(frame, { maxFrameBytes: this.maxFrameBytes, ...(this.compress ? { compressMinBytes: COMPRESS_MIN_BYTES } : {}) });
+    return encodeFrameSegments(frame, this.encoding);
   }
 
   private write(frame: Fields): void {
@@ -307,7 +326,7 @@ export class DvsClient {
         throw new DvsError('EDVSPROTONOSUPPORT', 'the daemon answered hello with an unexpected result');
       }
       this.info = r as unknown as HelloResult;
-      this.maxFrameBytes = this.info.maxFrameBytes;
+      this.encoding = { ...this.encoding, maxFrameBytes: this.info.maxFrameBytes };
     } catch (err) {
       this.socket.destroy();
       if (timedOut) throw new DvsError('EDVSTIMEDOUT', `the daemon did not accept the connection within ${timeoutMs} ms`);
@@ -344,9 +363,16 @@ export class DvsClient {
     const entry = this.pending.get(id);
     if (entry === undefined) return; // answered after a local timeout, or a cancel's answer
     this.pending.delete(id);
-    entry.cleanup();
-    if (f.ok === true) entry.resolve(f.result);
-    else entry.reject(fromWireError(f.error));
+    cleanup(entry);
+    if (f.ok !== true) entry.reject(fromWireError(f.error));
+    else if (entry.map === undefined) entry.resolve(f.result);
+    else {
+      try {
+        entry.resolve(entry.map(f.result));
+      } catch (err) {
+        entry.reject(err instanceof DvsError ? err : new DvsError('EDVSBADREQUEST', 'malformed result from the daemon'));
+      }
+    }
   }
 
   /** A grant-read / grant-write from the daemon: served from this process's own buffers. */
@@ -387,7 +413,7 @@ export class DvsClient {
     this.closeError = this.byeReason ?? new DvsError('EDVSCONNRESET', 'connection closed');
     const err = this.notConnected();
     for (const entry of this.pending.values()) {
-      entry.cleanup();
+      cleanup(entry);
       entry.reject(err);
     }
     this.pending.clear();
