@@ -123,6 +123,8 @@ export class ProcConnection {
   private peer: { pid?: number; name?: string } = {};
   /** Endpoints this connection bound, by `dcid:endpoint`. */
   private readonly procs = new Map<string, Process>();
+  /** The endpoint the last request acted for (see proc). */
+  private lastProc: Process | undefined;
   /** Grant ids registered per endpoint key. */
   private readonly grants = new Map<string, Set<number>>();
   private grantCount = 0;
@@ -449,12 +451,16 @@ export class ProcConnection {
   private proc(f: Fields): Process {
     const dcid = this.dcid(f);
     const endpoint = reqInt(f, 'endpoint');
+    // Most connections act for one endpoint: the last one found needs no key string.
+    const last = this.lastProc;
+    if (last !== undefined && last.endpoint === endpoint && last.dcid === dcid && last.bound) return last;
     const k = key(dcid, endpoint);
     const p = this.procs.get(k);
     if (p === undefined || !p.bound) {
       if (p !== undefined) this.forget(p);
       throw new DvsError('EDVSNOTBIND', `endpoint ${endpoint} of DC ${dcid} is not bound by this connection`, { details: { endpoint } });
     }
+    this.lastProc = p;
     return p;
   }
 
@@ -535,6 +541,7 @@ export class ProcConnection {
 
   /** Stops tracking an endpoint (unbound here or by the kernel); its grants vanish with it. */
   private forget(p: Process): void {
+    if (this.lastProc === p) this.lastProc = undefined;
     const k = key(p.dcid, p.endpoint);
     this.procs.delete(k);
     const set = this.grants.get(k);
