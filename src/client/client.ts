@@ -111,6 +111,8 @@ export class DvsClient {
   private readonly out: BatchWriter;
   /** How frames are encoded: the frame limit (the daemon's, once hello told it) and compression. */
   private encoding: FramingOptions = { maxFrameBytes: DEFAULT_PROC_MAX_FRAME_BYTES };
+  /** How long past its timeout a call may still be settling in the daemon (announced in hello). */
+  private settleMs = 0;
   private closeError: DvsError | undefined;
   private byeReason: DvsError | undefined;
   private readonly closedPromise: Promise<void>;
@@ -139,12 +141,6 @@ export class DvsClient {
   /** Endpoints bound through this connection and not unbound. */
   get processes(): RemoteProcess[] {
     return [...this.bound.values()];
-  }
-
-  /** How long past its timeout a call may still be settling in the daemon (announced in hello; 0 before). */
-  private get settleMs(): number {
-    const v = asInt(this.info?.settleMs);
-    return v === undefined || v < 0 ? 0 : Math.min(v, MAX_SETTLE_MS);
   }
 
   /** Largest copyFrom/copyTo piece the daemon takes in one request. */
@@ -327,6 +323,8 @@ export class DvsClient {
       }
       this.info = r as unknown as HelloResult;
       this.encoding = { ...this.encoding, maxFrameBytes: this.info.maxFrameBytes };
+      const settle = asInt(this.info.settleMs);
+      this.settleMs = settle === undefined || settle < 0 ? 0 : Math.min(settle, MAX_SETTLE_MS);
     } catch (err) {
       this.socket.destroy();
       if (timedOut) throw new DvsError('EDVSTIMEDOUT', `the daemon did not accept the connection within ${timeoutMs} ms`);

@@ -41,6 +41,14 @@ async function dcEverywhere(dcid: number, nodes: number[]): Promise<void> {
   }
 }
 
+/** Runs 20-call loop clients on `node` against `dst` in `dcid` until one gets every answer (the cluster settles after a restart). */
+function answersEventually(node: number, dst: number, dcid: number): Promise<Record<string, unknown>> {
+  return eventually(async () => {
+    const r = await startActor(tc.runtime(node), 'loop-client', { dcid, dst, loops: 20 }).result;
+    return r.ok === 20 ? r : undefined;
+  }, 15_000, 200);
+}
+
 describe('A10: node and DC administration', () => {
   it('reports every node registered and alive', async () => {
     const s = await clusterStatus(tc.dir);
@@ -243,10 +251,7 @@ describe('a daemon killed with SIGKILL', () => {
     const reborn = startActor(tc.runtime(2), 'echo-server', { dcid: 1, slot: 9 });
     const { endpoint } = await reborn.ready;
     expect(endpoint).not.toBe(9); // a new generation of slot 9
-    const again = await eventually(async () => {
-      const res = await startActor(tc.runtime(0), 'loop-client', { dcid: 1, dst: endpoint, loops: 20 }).result;
-      return res.ok === 20 ? res : undefined;
-    }, 15_000, 200);
+    const again = await answersEventually(0, endpoint, 1);
     expect(again.ok).toBe(20);
     reborn.kill();
     survivor.kill();
@@ -283,18 +288,12 @@ describe('the daemon serving the embedded store, killed with SIGKILL and restart
     const { endpoint: secondEndpoint } = await second.ready;
     expect(secondEndpoint).toBeGreaterThan(firstEndpoint);
     // Nodes 1 and 2 still reach each other in DC 5, and node 0 serves DC 1 again.
-    const across = await eventually(async () => {
-      const r = await startActor(tc.runtime(2), 'loop-client', { dcid: 5, dst: secondEndpoint, loops: 20 }).result;
-      return r.ok === 20 ? r : undefined;
-    }, 15_000, 200);
+    const across = await answersEventually(2, secondEndpoint, 5);
     expect(across.ok).toBe(20);
     await dcEverywhere(1, [0]);
     const onZero = startActor(tc.runtime(0), 'echo-server', { dcid: 1, slot: 13 });
     const { endpoint: zeroEndpoint } = await onZero.ready;
-    const toZero = await eventually(async () => {
-      const r = await startActor(tc.runtime(1), 'loop-client', { dcid: 1, dst: zeroEndpoint, loops: 20 }).result;
-      return r.ok === 20 ? r : undefined;
-    }, 15_000, 200);
+    const toZero = await answersEventually(1, zeroEndpoint, 1);
     expect(toZero.ok).toBe(20);
     second.kill();
     onZero.kill();
