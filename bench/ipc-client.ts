@@ -38,10 +38,4 @@ const handlers: Record<string, (a: Args) => unknown> = {
 };
 
 serveCommands(handlers, () => client.close());
-process.on('SIGTERM', () => {
-  void client
-    .close()
-    .catch(() => undefined)
-    .finally(() => process.exit(0));
-});
 emit({ event: 'ready', pid: process.pid, node: client.info.nodeId });

@@ -92,10 +92,4 @@ const handlers: Record<string, (a: Args) => unknown> = {
 };
 
 serveCommands(handlers, () => daemon.stop());
-process.on('SIGTERM', () => {
-  void daemon
-    .stop()
-    .catch(() => undefined)
-    .finally(() => process.exit(0));
-});
 emit({ event: 'ready', pid: process.pid, info: daemon.info });

@@ -30,7 +30,7 @@ function describe(err: unknown): string {
   return String(err);
 }
 
-/** Serves commands from stdin until it closes; then runs `onEnd`. */
+/** Serves commands from stdin until it closes or SIGTERM arrives; then runs `onEnd` and exits. */
 export function serveCommands(handlers: Record<string, Handler>, onEnd: () => Promise<void> | void): void {
   const rl = createInterface({ input: process.stdin });
   rl.on('line', (line) => {
@@ -52,12 +52,14 @@ export function serveCommands(handlers: Record<string, Handler>, onEnd: () => Pr
         (err: unknown) => emit({ id, ok: false, error: describe(err) }),
       );
   });
-  rl.on('close', () => {
+  const end = (): void => {
     void Promise.resolve()
       .then(onEnd)
       .catch(() => undefined)
       .finally(() => process.exit(0));
-  });
+  };
+  rl.on('close', end);
+  process.on('SIGTERM', end);
 }
 
 export function num(args: Args, name: string, fallback?: number): number {

@@ -207,19 +207,18 @@ interface Probe {
   readonly pid?: number;
 }
 
-/** CPU time (user + system) of a process in µs: process.cpuUsage for ourselves and workers, /proc for other pids. */
-async function cpuOf(p: Probe): Promise<number | undefined> {
-  if (p.self === true) {
-    const u = process.cpuUsage();
-    return u.user + u.system;
-  }
-  if (p.worker !== undefined) {
-    const u = await p.worker.request<{ user: number; system: number }>('cpu');
-    return u.user + u.system;
-  }
+interface CpuTime {
+  readonly user: number;
+  readonly system: number;
+}
+
+/** CPU time of a process in µs: process.cpuUsage for ourselves and workers, /proc for other pids. */
+async function cpuOf(p: Probe): Promise<CpuTime | undefined> {
+  if (p.self === true) return process.cpuUsage();
+  if (p.worker !== undefined) return p.worker.request<CpuTime>('cpu');
   try {
     const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10_000; // clock ticks of 10 ms (USER_HZ = 100)
+    return { user: Number(f[11]) * 10_000, system: Number(f[12]) * 10_000 }; // clock ticks of 10 ms (USER_HZ = 100)
   } catch {
     return undefined;
   }
@@ -243,6 +242,8 @@ interface Cost {
   /** CPU µs per operation over every probe; undefined when some probe could not be read. */
   readonly cpuTotal: number | undefined;
   readonly cpuBy: Record<string, number>;
+  /** The part of cpuBy spent in the OS kernel (system time), by probe. */
+  readonly systemBy: Record<string, number>;
   /** JS-heap bytes allocated per operation (estimate) by the probes that can measure it. */
   readonly allocBy: Record<string, { perOp: number; retainedPerOp: number; gcs: number }>;
 }
@@ -270,14 +271,17 @@ async function measureCost(ops: number, probes: readonly Probe[], run: () => Pro
     if (a !== undefined && b !== undefined) syscallsBy[p.name] = round((a - b) / ops, 4);
   });
   const cpuBy: Record<string, number> = {};
+  const systemBy: Record<string, number> = {};
   let cpuTotal: number | undefined = 0;
   probes.forEach((p, i) => {
     const a = after[i];
     const b = before[i];
     if (a === undefined || b === undefined) cpuTotal = undefined;
     else {
-      cpuBy[p.name] = round((a - b) / ops, 1);
-      if (cpuTotal !== undefined) cpuTotal += (a - b) / ops;
+      const used = a.user + a.system - b.user - b.system;
+      cpuBy[p.name] = round(used / ops, 1);
+      systemBy[p.name] = round((a.system - b.system) / ops, 1);
+      if (cpuTotal !== undefined) cpuTotal += used / ops;
     }
   });
   const allocBy: Cost['allocBy'] = {};
@@ -287,7 +291,7 @@ async function measureCost(ops: number, probes: readonly Probe[], run: () => Pro
     else if (p.self === true && canAlloc) a = local.stop();
     if (a !== undefined) allocBy[p.name] = { perOp: a.allocated / ops, retainedPerOp: a.retained / ops, gcs: a.gcs };
   }
-  return { syscallsBy, cpuTotal, cpuBy, allocBy };
+  return { syscallsBy, cpuTotal, cpuBy, systemBy, allocBy };
 }
 
 const ALLOC_NOTE = 'JS-heap bytes allocated per message: heap growth + bytes freed by every GC during one run (v8.GCProfiler); Buffer contents are not counted';
@@ -300,7 +304,7 @@ const ALLOC_NOTE = 'JS-heap bytes allocated per message: heap growth + bytes fre
 function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cost, loop: string): BenchResult[] {
   const rows: BenchResult[] = [];
   if (ours.cpuTotal !== undefined && raw.cpuTotal !== undefined) {
-    rows.push(latency(SUITE, `cpu/${unit} ${label} (all processes)`, ours.cpuTotal, raw.cpuTotal, `us/${unit}`, { ours: ours.cpuBy, raw: raw.cpuBy, ops, syscalls: { ours: ours.syscallsBy, raw: raw.syscallsBy } }));
+    rows.push(latency(SUITE, `cpu/${unit} ${label} (all processes)`, ours.cpuTotal, raw.cpuTotal, `us/${unit}`, { ours: ours.cpuBy, raw: raw.cpuBy, systemPart: { ours: ours.systemBy, raw: raw.systemBy }, ops, syscalls: { ours: ours.syscallsBy, raw: raw.syscallsBy } }));
   }
   const sum = (by: Record<string, number>): number => Object.values(by).reduce((a, b) => a + b, 0);
   if (Object.keys(ours.syscallsBy).length > 0 && Object.keys(raw.syscallsBy).length > 0) {
@@ -319,7 +323,7 @@ function costRows(label: string, unit: string, ops: number, ours: Cost, raw: Cos
 /** CPU µs per operation over all processes, ours against the relay floor's (the same processes, relays forwarding bytes). */
 function floorCostRows(label: string, ops: number, ours: Cost, floor: Cost): BenchResult[] {
   if (ours.cpuTotal === undefined || floor.cpuTotal === undefined) return [];
-  return [latency(SUITE, `cpu/op ${label} vs relay floor (all processes)`, ours.cpuTotal, floor.cpuTotal, 'us/op', { ours: ours.cpuBy, floor: floor.cpuBy, ops, syscalls: { ours: ours.syscallsBy, floor: floor.syscallsBy } })];
+  return [latency(SUITE, `cpu/op ${label} vs relay floor (all processes)`, ours.cpuTotal, floor.cpuTotal, 'us/op', { ours: ours.cpuBy, floor: floor.cpuBy, systemPart: { ours: ours.systemBy, floor: floor.systemBy }, ops, syscalls: { ours: ours.syscallsBy, floor: floor.syscallsBy } })];
 }
 
 /** The cases of this suite; `DVS_BENCH_CASES=local,hosted` runs only those (all by default). */
