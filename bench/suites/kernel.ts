@@ -1,10 +1,13 @@
 /**
  * Suite `kernel`: the in-process kernel against a bare promise ping-pong between two async
- * functions, the floor for any rendezvous built on promises.
+ * functions, the floor for any rendezvous built on promises; and the framing every daemon and
+ * client runs per message (frame decode and encode) against bare msgpack.
  */
+import { Packr } from 'msgpackr';
 import { ANY } from '../../src/ipc/index.js';
 import { Kernel, type Process } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder } from '../../src/transport/framing.js';
 import { compare, latency, latencySamples, opsPerSecond, percentile, throughput, type BenchResult, type Suite } from '../harness.js';
 
 const SUITE = 'kernel';
@@ -60,9 +63,42 @@ function notifyPeer(me: Process, peer: number): void {
   })();
 }
 
+/**
+ * A process-protocol sendrec request decoded from a fresh buffer per frame (as each socket read
+ * is), and its response encoded: our framing against msgpackr alone on the same bodies.
+ */
+async function framingCases(n: number, rounds: number): Promise<BenchResult[]> {
+  const raw = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+  const request = encodeFrame({ op: 'sendrec', id: 123_456, dst: 0x2_0005, type: 7, payload: 42 });
+  const body = request.subarray(FRAME_HEADER_BYTES);
+  const response = { id: 123_456, ok: true, result: { source: 0x2_0005, type: 7, payload: 43 } };
+  const decoder = new FrameDecoder();
+  let sink = 0;
+  const decodeOurs = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) sink += decoder.push(Buffer.from(request)).length;
+  };
+  const decodeRaw = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) sink += raw.unpack(Buffer.from(body)) === undefined ? 0 : 1;
+  };
+  const encodeOurs = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) sink += encodeFrame(response).byteLength;
+  };
+  const encodeRaw = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) sink += raw.pack(response).byteLength;
+  };
+  const dec = await compare(rounds, () => opsPerSecond(n, decodeOurs), () => opsPerSecond(n, decodeRaw));
+  const enc = await compare(rounds, () => opsPerSecond(n, encodeOurs), () => opsPerSecond(n, encodeRaw));
+  if (sink === 0) throw new Error('framing cases did no work');
+  const note = { iterations: n, rounds, baselineIs: 'msgpackr pack/unpack of the same body' };
+  return [
+    throughput(SUITE, 'framing: decode a request frame from a fresh read', dec.ours, dec.base, note),
+    throughput(SUITE, 'framing: encode a response frame', enc.ours, enc.base, note),
+  ];
+}
+
 export const kernelSuite: Suite = {
   name: SUITE,
-  description: 'in-process sendrec and notify->receive against a bare promise ping-pong',
+  description: 'in-process sendrec and notify->receive against a bare promise ping-pong; frame decode/encode against bare msgpack',
   async run({ scale }): Promise<BenchResult[]> {
     const n = Math.max(1000, Math.round(200_000 * scale));
     const rounds = 5;
@@ -104,6 +140,7 @@ export const kernelSuite: Suite = {
 
     pp.stop();
     kernel.shutdown();
+    const framing = await framingCases(n * 5, rounds);
     const note = { iterations: n, rounds };
     return [
       throughput(SUITE, 'sendrec round trip', sr.ours, sr.base, note),
@@ -113,6 +150,7 @@ export const kernelSuite: Suite = {
       throughput(SUITE, 'notify->receive', nt.ours * 2, nt.base * 2, note),
       latency(SUITE, 'notify->receive p50', percentile(ntLat, 50) / 2, percentile(ppLat, 50) / 2),
       latency(SUITE, 'notify->receive p99', percentile(ntLat, 99) / 2, percentile(ppLat, 99) / 2),
+      ...framing,
     ];
   },
 };

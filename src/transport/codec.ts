@@ -2,7 +2,7 @@
  * Value <-> bytes: standard msgpack (no msgpackr record extension), so any msgpack library can
  * speak our protocols. 64-bit integers decode as bigint (numbers never travel as int64).
  */
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { DvsError } from '../ipc/errors.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true });
@@ -19,6 +19,20 @@ export function encodeValueView(value: unknown): Uint8Array {
   }
 }
 
+/**
+ * Encodes a value after `room` (0-255) bytes left for the caller (a frame header), in one buffer:
+ * `[room bytes][msgpack]`. The bytes are msgpack's and are never written over by later encodes
+ * (msgpackr moves on in its buffer, or to a new one); the result shares that buffer the way small
+ * Buffers share Node's pool. EDVSBADVALUE when msgpack cannot carry the value.
+ */
+export function encodeValueAfter(value: unknown, room: number): Buffer {
+  try {
+    return packr.pack(value, RESERVE_START_SPACE | room);
+  } catch (err) {
+    throw new DvsError('EDVSBADVALUE', `cannot encode value: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Encodes a value; EDVSBADVALUE when msgpack cannot carry it. The result is owned by the caller. */
 export function encodeValue(value: unknown): Buffer {
   return Buffer.from(encodeValueView(value));
@@ -26,8 +40,17 @@ export function encodeValue(value: unknown): Buffer {
 
 /** Decodes one msgpack value that must fill `bytes` exactly; EDVSBADREQUEST for malformed input. */
 export function decodeValue(bytes: Uint8Array): unknown {
+  return decodeValueIn(bytes, 0, bytes.byteLength);
+}
+
+/**
+ * Decodes one msgpack value that must fill `bytes[start, end)` exactly, where it lies (no view of
+ * the range is made); binary fields are views of `bytes`. EDVSBADREQUEST for malformed input.
+ */
+export function decodeValueIn(bytes: Uint8Array, start: number, end: number): unknown {
+  if (end <= start) throw new DvsError('EDVSBADREQUEST', 'malformed msgpack: no bytes');
   try {
-    return packr.unpack(bytes);
+    return packr.unpack(bytes, { start, end });
   } catch (err) {
     throw new DvsError('EDVSBADREQUEST', `malformed msgpack: ${(err as Error).message}`, { cause: err });
   }

@@ -5,7 +5,7 @@
  * docs/link-protocol.md.
  */
 import { DvsError } from '../ipc/errors.js';
-import { decodeValue, encodeValueView } from './codec.js';
+import { decodeValue, decodeValueIn, encodeValueAfter, encodeValueView } from './codec.js';
 import { compress, decompress } from './compress.js';
 
 export const WIRE_VERSION = 1;
@@ -21,15 +21,20 @@ export interface FramingOptions {
   readonly compressMinBytes?: number;
 }
 
+/** Frames up to this size are msgpack's own bytes; larger ones get a buffer of their own. */
+const SHARED_FRAME_MAX_BYTES = 16 * 1024;
+
 /** Encodes one value as a complete frame. EDVSMSGSIZE above maxFrameBytes. */
 export function encodeFrame(value: unknown, opts: FramingOptions = {}): Buffer {
-  const body = encodeValueView(value);
-  if (opts.compressMinBytes !== undefined && body.byteLength >= opts.compressMinBytes) return frameFromBody(Buffer.from(body), opts);
-  // The common case: msgpack's scratch bytes straight into the frame, one copy.
-  checkBodySize(body.byteLength, opts);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.byteLength);
-  writeFrameHeader(frame, body.byteLength, 0);
-  frame.set(body, FRAME_HEADER_BYTES);
+  // msgpack leaves room for the header in front of the body: the common frame is never copied.
+  const framed = encodeValueAfter(value, FRAME_HEADER_BYTES);
+  const bodyBytes = framed.byteLength - FRAME_HEADER_BYTES;
+  if (opts.compressMinBytes !== undefined && bodyBytes >= opts.compressMinBytes) return frameFromBody(Buffer.from(framed.subarray(FRAME_HEADER_BYTES)), opts);
+  checkBodySize(bodyBytes, opts);
+  // A large frame must not keep msgpack's (larger) buffer alive while it waits to be written.
+  const frame = framed.byteLength <= SHARED_FRAME_MAX_BYTES ? framed : Buffer.allocUnsafe(framed.byteLength);
+  if (frame !== framed) framed.copy(frame, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES);
+  writeFrameHeader(frame, bodyBytes, 0);
   return frame;
 }
 
@@ -111,6 +116,8 @@ export function frameFromBody(body: Buffer, opts: FramingOptions = {}): Buffer {
 export class FrameDecoder {
   private readonly max: number;
   private pending: Buffer[] = [];
+  /** Where the unread bytes of pending[0] begin. */
+  private firstOffset = 0;
   private pendingBytes = 0;
   private broken = false;
 
@@ -130,61 +137,84 @@ export class FrameDecoder {
     const out: unknown[] = [];
     try {
       while (this.pendingBytes >= 4) {
-        const head = this.peek(4);
-        const length = head.readUInt32BE(0);
+        const first = this.pending[0]!;
+        const at = this.firstOffset;
+        const length = first.byteLength - at >= 4 ? first.readUInt32BE(at) : this.peek4();
         if (length < 2) throw new DvsError('EDVSBADREQUEST', `frame length ${length} below the header size`);
         // A compressed body may be larger than its bound only by LZ4's worst case; refuse early.
         if (length - 2 > this.max + (this.max >>> 6) + 64) throw new DvsError('EDVSPACKSIZE', `frame of ${length} bytes exceeds the limit of ${this.max}`);
-        if (this.pendingBytes < 4 + length) break;
-        const frame = this.take(4 + length);
-        const version = frame[4]!;
-        const flags = frame[5]!;
-        if (version !== WIRE_VERSION) throw new DvsError('EDVSBADREQUEST', `unsupported wire version ${version}`);
-        if ((flags & ~KNOWN_FLAGS) !== 0) throw new DvsError('EDVSBADREQUEST', `unknown frame flags 0x${flags.toString(16)}`);
-        let body = frame.subarray(FRAME_HEADER_BYTES);
-        if (flags & FLAG_LZ4) body = decompress(body, this.max);
-        else if (body.byteLength > this.max) throw new DvsError('EDVSPACKSIZE', `frame body of ${body.byteLength} bytes exceeds ${this.max}`);
-        out.push(decodeValue(body));
+        const total = 4 + length;
+        if (this.pendingBytes < total) break;
+        if (first.byteLength - at >= total) {
+          // The common case: the frame lies in one chunk and is decoded there, without a view of it.
+          this.pendingBytes -= total;
+          if (at + total === first.byteLength) {
+            this.pending.shift();
+            this.firstOffset = 0;
+          } else {
+            this.firstOffset = at + total;
+          }
+          out.push(this.decodeFrame(first, at, at + total));
+        } else {
+          out.push(this.decodeFrame(this.take(total), 0, total));
+        }
       }
     } catch (err) {
       this.broken = true;
       this.pending = [];
       this.pendingBytes = 0;
+      this.firstOffset = 0;
       throw err;
     }
     return out;
   }
 
-  private peek(n: number): Buffer {
-    const first = this.pending[0]!;
-    if (first.byteLength >= n) return first;
-    const out = Buffer.allocUnsafe(n);
-    let at = 0;
-    for (let i = 0; at < n; i++) at += this.pending[i]!.copy(out, at, 0, Math.min(this.pending[i]!.byteLength, n - at));
-    return out;
+  /** The value of the frame in buf[start, end): header checked, body decompressed if flagged. */
+  private decodeFrame(buf: Buffer, start: number, end: number): unknown {
+    const version = buf[start + 4]!;
+    const flags = buf[start + 5]!;
+    if (version !== WIRE_VERSION) throw new DvsError('EDVSBADREQUEST', `unsupported wire version ${version}`);
+    if ((flags & ~KNOWN_FLAGS) !== 0) throw new DvsError('EDVSBADREQUEST', `unknown frame flags 0x${flags.toString(16)}`);
+    const bodyStart = start + FRAME_HEADER_BYTES;
+    if (flags & FLAG_LZ4) return decodeValue(decompress(buf.subarray(bodyStart, end), this.max));
+    if (end - bodyStart > this.max) throw new DvsError('EDVSPACKSIZE', `frame body of ${end - bodyStart} bytes exceeds ${this.max}`);
+    return decodeValueIn(buf, bodyStart, end);
   }
 
-  /** The next n bytes: a view when one chunk holds them, else one copy of exactly those bytes. */
-  private take(n: number): Buffer {
-    const first = this.pending[0]!;
-    this.pendingBytes -= n;
-    if (first.byteLength >= n) {
-      if (first.byteLength === n) this.pending.shift();
-      else this.pending[0] = first.subarray(n);
-      return first.subarray(0, n);
+  /** The length field of the next frame when it straddles chunks. */
+  private peek4(): number {
+    const head = Buffer.allocUnsafe(4);
+    let at = 0;
+    let off = this.firstOffset;
+    for (let i = 0; at < 4; i++) {
+      const c = this.pending[i]!;
+      at += c.copy(head, at, off, Math.min(c.byteLength, off + 4 - at));
+      off = 0;
     }
+    return head.readUInt32BE(0);
+  }
+
+  /** The next n bytes, which span more than one chunk, copied into one buffer. */
+  private take(n: number): Buffer {
+    this.pendingBytes -= n;
     const out = Buffer.allocUnsafe(n);
     let at = 0;
     let used = 0;
+    let off = this.firstOffset;
     while (at < n) {
       const c = this.pending[used]!;
-      const k = Math.min(c.byteLength, n - at);
-      c.copy(out, at, 0, k);
+      const k = Math.min(c.byteLength - off, n - at);
+      c.copy(out, at, off, off + k);
       at += k;
-      if (k === c.byteLength) used++;
-      else this.pending[used] = c.subarray(k);
+      if (off + k === c.byteLength) {
+        used++;
+        off = 0;
+      } else {
+        off += k;
+      }
     }
     this.pending.splice(0, used);
+    this.firstOffset = off;
     return out;
   }
 }

@@ -104,6 +104,43 @@ describe('framing', () => {
     expect(plain(got)).toEqual(SAMPLES.slice(0, 10));
   });
 
+  it('encodes frames that later encodes never write over (msgpack bytes are the frame)', () => {
+    // Frames of every size kept while thousands more are encoded, across msgpack buffer turnovers.
+    const values = Array.from({ length: 3000 }, (_, i) => ({ i, text: 'x'.repeat((i * 37) % 3000), bytes: Buffer.alloc(i % 7 === 0 ? 20_000 : i % 50, i & 0xff) }));
+    const frames = values.map((v) => encodeFrame(v));
+    const dec = new FrameDecoder();
+    const got = frames.flatMap((f) => dec.push(f)) as { i: number; text: string; bytes: Uint8Array }[];
+    expect(got.length).toBe(values.length);
+    for (const [k, v] of got.entries()) {
+      expect(v.i).toBe(k);
+      expect(v.text).toBe(values[k]!.text);
+      expect(Buffer.compare(Buffer.from(v.bytes), values[k]!.bytes)).toBe(0);
+    }
+    // A large frame has a buffer of its own: it does not keep msgpack's alive.
+    const big = frames[7]!;
+    expect(big.byteLength).toBeGreaterThan(20_000);
+    expect(big.buffer.byteLength).toBe(big.byteLength);
+  });
+
+  it('decodes frames where they lie in a chunk, after a frame split across chunks', () => {
+    const a = encodeFrame({ n: 1, bytes: Buffer.from('first') });
+    const b = encodeFrame({ n: 2, bytes: Buffer.from('second') });
+    const c = encodeFrame({ n: 3 });
+    const dec = new FrameDecoder();
+    // a's header split in two, then the rest of a with all of b and half of c.
+    expect(dec.push(a.subarray(0, 2))).toEqual([]);
+    const chunk = Buffer.concat([a.subarray(2), b, c.subarray(0, 5)]);
+    const got = dec.push(chunk) as { n: number; bytes: Uint8Array }[];
+    expect(got.map((v) => v.n)).toEqual([1, 2]);
+    expect(Buffer.from(got[0]!.bytes).toString()).toBe('first');
+    // b's binary field is a view of the chunk it arrived in, not a copy.
+    expect(got[1]!.bytes.buffer).toBe(chunk.buffer);
+    expect(Buffer.from(got[1]!.bytes).toString()).toBe('second');
+    expect(dec.buffered).toBe(5);
+    expect(dec.push(c.subarray(5))).toEqual([{ n: 3 }]);
+    expect(dec.buffered).toBe(0);
+  });
+
   it('compresses bodies above compressMinBytes when that helps', () => {
     const value = { text: 'abc'.repeat(10_000) };
     const plain = encodeFrame(value);
@@ -134,6 +171,16 @@ describe('framing', () => {
     expect(codeOf(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 5, 1, 1, 0xff, 0xff, 0xff])))).toBe('EDVSBADREQUEST'); // LZ4 shorter than its prefix
     expect(codeOf(() => new FrameDecoder({ maxFrameBytes: 64 }).push(encodeFrame('y'.repeat(1000), { compressMinBytes: 1 })))).toBe('EDVSPACKSIZE'); // expands too far
     expect(codeOf(() => encodeFrame('z'.repeat(100), { maxFrameBytes: 50 }))).toBe('EDVSMSGSIZE');
+    expect(codeOf(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 2, 1, 0])))).toBe('EDVSBADREQUEST'); // empty body
+    // A body that claims more than its frame holds is refused even when the chunk goes on with
+    // exactly the bytes it claims (frames are decoded where they lie, bounded by their length):
+    // here the 39 bytes after the first frame would complete its string or binary value, and
+    // start with the length of a frame still to come.
+    const rest = Buffer.concat([Buffer.from([0, 0, 0x10, 0]), Buffer.alloc(35, 0x61)]);
+    const str8 = Buffer.from([0, 0, 0, 5, 1, 0, 0xd9, 40, 0x61]);
+    expect(codeOf(() => new FrameDecoder().push(Buffer.concat([str8, rest])))).toBe('EDVSBADREQUEST');
+    const bin8 = Buffer.from([0, 0, 0, 5, 1, 0, 0xc4, 40, 0x61]);
+    expect(codeOf(() => new FrameDecoder().push(Buffer.concat([bin8, rest])))).toBe('EDVSBADREQUEST');
     // A broken stream stays broken.
     const dec = new FrameDecoder();
     expect(codeOf(() => dec.push(mutate(4, 9)))).toBe('EDVSBADREQUEST');
