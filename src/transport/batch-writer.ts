@@ -28,7 +28,7 @@ export class BatchWriter {
     else for (const b of frame) this.queuedBytes += b.byteLength;
     if (!this.scheduled) {
       this.scheduled = true;
-      process.nextTick(this.flush);
+      queueMicrotask(this.flush);
     }
   }
 
