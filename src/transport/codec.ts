@@ -5,7 +5,10 @@
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { DvsError } from '../ipc/errors.js';
 
-const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true });
+const OPTIONS = { useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true } as const;
+const packr = new Packr(OPTIONS);
+/** Decodes binary fields as copies, for bytes that are about to be reused. */
+const copyingUnpackr = new Packr({ ...OPTIONS, copyBuffers: true });
 
 /**
  * Encodes a value into msgpack's scratch buffer and returns a view of it, valid only until the
@@ -45,12 +48,13 @@ export function decodeValue(bytes: Uint8Array): unknown {
 
 /**
  * Decodes one msgpack value that must fill `bytes[start, end)` exactly, where it lies (no view of
- * the range is made); binary fields are views of `bytes`. EDVSBADREQUEST for malformed input.
+ * the range is made); binary fields are views of `bytes`, or copies with `copyBinaries` (when
+ * `bytes` is about to be reused). EDVSBADREQUEST for malformed input.
  */
-export function decodeValueIn(bytes: Uint8Array, start: number, end: number): unknown {
+export function decodeValueIn(bytes: Uint8Array, start: number, end: number, copyBinaries = false): unknown {
   if (end <= start) throw new DvsError('EDVSBADREQUEST', 'malformed msgpack: no bytes');
   try {
-    return packr.unpack(bytes, { start, end });
+    return (copyBinaries ? copyingUnpackr : packr).unpack(bytes, { start, end });
   } catch (err) {
     throw new DvsError('EDVSBADREQUEST', `malformed msgpack: ${(err as Error).message}`, { cause: err });
   }

@@ -17,6 +17,12 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export interface FramingOptions {
   /** Largest body (after decompression) accepted or produced. */
   readonly maxFrameBytes?: number;
+  /**
+   * Decoding: the chunks given to `push` are reused once it returns (a socket's `onread` buffer),
+   * so nothing decoded may point into them: binary fields of frames decoded in place are copies,
+   * and the bytes of an incomplete frame are copied out.
+   */
+  readonly transientChunks?: boolean;
   /** Compress bodies of at least this many bytes when that makes them smaller; undefined = never. */
   readonly compressMinBytes?: number;
 }
@@ -115,6 +121,7 @@ export function frameFromBody(body: Buffer, opts: FramingOptions = {}): Buffer {
  */
 export class FrameDecoder {
   private readonly max: number;
+  private readonly transient: boolean;
   private pending: Buffer[] = [];
   /** Where the unread bytes of pending[0] begin. */
   private firstOffset = 0;
@@ -123,6 +130,7 @@ export class FrameDecoder {
 
   constructor(opts: FramingOptions = {}) {
     this.max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.transient = opts.transientChunks ?? false;
   }
 
   /** Bytes received but not yet part of a complete frame. */
@@ -154,11 +162,12 @@ export class FrameDecoder {
           } else {
             this.firstOffset = at + total;
           }
-          out.push(this.decodeFrame(first, at, at + total));
+          out.push(this.decodeFrame(first, at, at + total, this.transient && first === chunk));
         } else {
-          out.push(this.decodeFrame(this.take(total), 0, total));
+          out.push(this.decodeFrame(this.take(total), 0, total, false));
         }
       }
+      if (this.transient) this.keepRest(chunk);
     } catch (err) {
       this.broken = true;
       this.pending = [];
@@ -169,8 +178,20 @@ export class FrameDecoder {
     return out;
   }
 
-  /** The value of the frame in buf[start, end): header checked, body decompressed if flagged. */
-  private decodeFrame(buf: Buffer, start: number, end: number): unknown {
+  /** Copies what is left unread of a transient chunk, the start of a frame still to come. */
+  private keepRest(chunk: Buffer): void {
+    const last = this.pending.length - 1;
+    if (last < 0 || this.pending[last] !== chunk) return;
+    const from = last === 0 ? this.firstOffset : 0;
+    this.pending[last] = Buffer.from(chunk.subarray(from));
+    if (last === 0) this.firstOffset = 0;
+  }
+
+  /**
+   * The value of the frame in buf[start, end): header checked, body decompressed if flagged;
+   * binary fields copied when `copyBinaries` (buf is about to be reused).
+   */
+  private decodeFrame(buf: Buffer, start: number, end: number, copyBinaries: boolean): unknown {
     const version = buf[start + 4]!;
     const flags = buf[start + 5]!;
     if (version !== WIRE_VERSION) throw new DvsError('EDVSBADREQUEST', `unsupported wire version ${version}`);
@@ -178,7 +199,7 @@ export class FrameDecoder {
     const bodyStart = start + FRAME_HEADER_BYTES;
     if (flags & FLAG_LZ4) return decodeValue(decompress(buf.subarray(bodyStart, end), this.max));
     if (end - bodyStart > this.max) throw new DvsError('EDVSPACKSIZE', `frame body of ${end - bodyStart} bytes exceeds ${this.max}`);
-    return decodeValueIn(buf, bodyStart, end);
+    return decodeValueIn(buf, bodyStart, end, copyBinaries);
   }
 
   /** The length field of the next frame when it straddles chunks. */

@@ -141,6 +141,30 @@ describe('framing', () => {
     expect(dec.buffered).toBe(0);
   });
 
+  it('with transient chunks, keeps nothing that points into a chunk once push returns', () => {
+    // Frames with binary fields of every size, fed through one reused buffer that is scribbled
+    // over after every push, in reads of varying length (a socket's onread buffer).
+    const values = Array.from({ length: 400 }, (_, i) => ({ i, bytes: Buffer.alloc((i * 97) % 5000, i & 0xff), big: i % 50 === 0 ? Buffer.alloc(70_000, 3) : null }));
+    const stream = Buffer.concat(values.map((v) => encodeFrame(v)));
+    const reused = Buffer.alloc(4096);
+    const dec = new FrameDecoder({ transientChunks: true });
+    const got: { i: number; bytes: Uint8Array; big: Uint8Array | null }[] = [];
+    for (let at = 0, n = 1; at < stream.byteLength; at += n, n = (n * 7 + 13) % reused.byteLength || 1) {
+      const len = Math.min(n, stream.byteLength - at);
+      stream.copy(reused, 0, at, at + len);
+      got.push(...(dec.push(reused.subarray(0, len)) as typeof got));
+      reused.fill(0xee);
+    }
+    expect(dec.buffered).toBe(0);
+    expect(got.length).toBe(values.length);
+    for (const [k, v] of got.entries()) {
+      expect(v.i).toBe(k);
+      expect(Buffer.compare(Buffer.from(v.bytes), values[k]!.bytes)).toBe(0);
+      if (values[k]!.big === null) expect(v.big).toBeNull();
+      else expect(Buffer.compare(Buffer.from(v.big!), values[k]!.big!)).toBe(0);
+    }
+  });
+
   it('compresses bodies above compressMinBytes when that helps', () => {
     const value = { text: 'abc'.repeat(10_000) };
     const plain = encodeFrame(value);
