@@ -23,18 +23,27 @@ export interface CallOptions {
   readonly signal?: AbortLike;
 }
 
-/** A one-shot abort switch implementing AbortLike without EventTarget. */
+/**
+ * A one-shot abort switch implementing AbortLike without EventTarget. One listener (the usual
+ * case: the call it was made for) is kept without an array.
+ */
 export class AbortSwitch implements AbortLike {
   aborted = false;
-  private listeners: (() => void)[] | undefined;
+  private first: (() => void) | undefined;
+  private more: (() => void)[] | undefined;
 
   addEventListener(_type: 'abort', listener: () => void): void {
     if (this.aborted) return;
-    (this.listeners ??= []).push(listener);
+    if (this.first === undefined && this.more === undefined) this.first = listener;
+    else (this.more ??= []).push(listener);
   }
 
   removeEventListener(_type: 'abort', listener: () => void): void {
-    const l = this.listeners;
+    if (this.first === listener) {
+      this.first = undefined;
+      return;
+    }
+    const l = this.more;
     if (l === undefined) return;
     const i = l.indexOf(listener);
     if (i >= 0) l.splice(i, 1);
@@ -44,9 +53,12 @@ export class AbortSwitch implements AbortLike {
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
-    const l = this.listeners;
-    this.listeners = undefined;
-    if (l !== undefined) for (const f of l) f();
+    const first = this.first;
+    const more = this.more;
+    this.first = undefined;
+    this.more = undefined;
+    first?.();
+    if (more !== undefined) for (const f of more) f();
   }
 }
 

@@ -9,6 +9,8 @@ import type { Clock, TimerHandle } from './clock.js';
 
 export type ExpireReason = 'EDVSTIMEDOUT' | 'EDVSINTR';
 
+const ONCE = { once: true } as const;
+
 export class Waiter<T> {
   readonly promise: Promise<T>;
   private res!: (value: T) => void;
@@ -45,7 +47,7 @@ export class Waiter<T> {
     if (signal !== undefined) {
       this.signal = signal;
       this.abortListener = () => this.expire('EDVSINTR');
-      signal.addEventListener('abort', this.abortListener, { once: true });
+      signal.addEventListener('abort', this.abortListener, ONCE);
     }
   }
 

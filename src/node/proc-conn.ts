@@ -11,6 +11,7 @@ import { ANY, EndpointSpace, type Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Message, OutgoingMessage } from '../ipc/message.js';
 import type { Payload } from '../ipc/payload.js';
+import { IdTable } from '../kernel/id-table.js';
 import type { GrantBackend } from '../kernel/proc.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
@@ -108,6 +109,16 @@ function messageResult(m: Message): Fields {
   return m.payload === undefined ? { source: m.source, type: m.type } : { source: m.source, type: m.type, payload: m.payload };
 }
 
+/** A request in flight; a cancellable one is the abort switch its blocking call listens to. */
+class InFlight extends AbortSwitch {
+  constructor(
+    readonly id: number,
+    readonly cancellable: boolean,
+  ) {
+    super();
+  }
+}
+
 /** Requests whose result is a message, sent as `{source, type, payload?}`. */
 const MESSAGE_OPS: ReadonlySet<unknown> = new Set(['receive', 'sendrec', 'receiveRequest', 'replyAndReceive']);
 
@@ -129,8 +140,8 @@ export class ProcConnection {
   private readonly grants = new Map<string, Set<number>>();
   private grantCount = 0;
   private bindsInFlight = 0;
-  /** Requests in flight: their abort controller (undefined for calls that cannot block). */
-  private readonly pending = new Map<number, AbortSwitch | undefined>();
+  /** Requests in flight, by id (a ring: no Map churn per request). */
+  private pending = new IdTable<InFlight>();
   private readonly serverRequests = new Map<number, ServerRequest>();
   private nextSid = 1;
   private readonly out: BatchWriter;
@@ -220,7 +231,7 @@ export class ProcConnection {
       this.onHello(frame, id);
       return;
     }
-    if (this.pending.has(id)) {
+    if (this.pending.get(id) !== undefined) {
       this.violation(new DvsError('EDVSBADREQUEST', `request id ${id} is already in flight`));
       return;
     }
@@ -315,14 +326,14 @@ export class ProcConnection {
   /** Registers a blocking call as in flight (cancellable) and returns the options that carry its abort signal. */
   private blocking(id: number, f: Fields): { timeoutMs?: number; signal: AbortSwitch } {
     const timeoutMs = optTimeout(f);
-    const ac = new AbortSwitch();
-    this.pending.set(id, ac);
+    const ac = new InFlight(id, true);
+    this.pending.set(ac);
     return timeoutMs === undefined ? { signal: ac } : { timeoutMs, signal: ac };
   }
 
   /** Non-blocking calls still in flight (grant backends may answer later): tracked but not cancellable. */
   private tracked<T>(id: number, p: Promise<T>): Promise<T> {
-    this.pending.set(id, undefined);
+    this.pending.set(new InFlight(id, false));
     return p;
   }
 
@@ -430,7 +441,7 @@ export class ProcConnection {
       case 'cancel': {
         const target = reqInt(f, 'target', 0);
         const ac = this.pending.get(target);
-        if (ac === undefined) return false;
+        if (ac === undefined || !ac.cancellable) return false;
         ac.abort();
         return true;
       }
@@ -687,8 +698,9 @@ export class ProcConnection {
         this.ctx.logger.debug({ conn: this.id, endpoint: p.endpoint, err: (err as Error).message }, 'unbind on disconnect failed');
       }
     }
-    for (const ac of this.pending.values()) ac?.abort();
-    this.pending.clear();
+    const inFlight = this.pending.values();
+    this.pending = new IdTable<InFlight>();
+    for (const ac of inFlight) if (ac.cancellable) ac.abort();
     if (this.state === 'open') this.ctx.logger.debug({ conn: this.id, ...this.peer }, 'process disconnected');
   }
 }
