@@ -13,6 +13,7 @@ import type { ProcInfo } from '../kernel/procfs.js';
 import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../node/proc-protocol.js';
 import { checkToken, readTokenFile } from '../node/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
+import { IdTable } from '../kernel/id-table.js';
 import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
 import { RemoteProcess } from './remote-process.js';
 
@@ -62,6 +63,7 @@ export interface NodeInfo {
 export type ResultMap = (result: unknown) => unknown;
 
 interface PendingCall {
+  readonly id: number;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: DvsError) => void;
   readonly map: ResultMap | undefined;
@@ -70,6 +72,8 @@ interface PendingCall {
   signal: AbortLike | undefined;
   onAbort: (() => void) | undefined;
 }
+
+const ONCE = { once: true } as const;
 
 function cleanup(entry: PendingCall): void {
   if (entry.guard !== undefined) clearTimeout(entry.guard);
@@ -105,7 +109,8 @@ export class DvsClient {
   private readonly graceMs: number;
   private readonly compress: boolean;
   private readonly onAsyncError: ((err: DvsError) => void) | undefined;
-  private readonly pending = new Map<number, PendingCall>();
+  /** Calls in flight, by id (a ring: no Map churn per call). */
+  private pending = new IdTable<PendingCall>();
   private readonly bound = new Map<string, RemoteProcess>();
   private nextId = 1;
   private readonly out: BatchWriter;
@@ -264,8 +269,8 @@ export class DvsClient {
       return Promise.reject(err as Error);
     }
     return new Promise<unknown>((resolve, reject) => {
-      const entry: PendingCall = { resolve, reject, map, guard: undefined, signal: undefined, onAbort: undefined };
-      this.pending.set(id, entry);
+      const entry: PendingCall = { id, resolve, reject, map, guard: undefined, signal: undefined, onAbort: undefined };
+      this.pending.set(entry);
       this.send(bytes);
       if ((timeoutMs === undefined || timeoutMs < 0) && signal === undefined) return;
       const failLocally = (err: DvsError): void => {
@@ -288,7 +293,7 @@ export class DvsClient {
           entry.guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.settleMs + this.graceMs);
           entry.guard.unref();
         };
-        signal.addEventListener('abort', entry.onAbort, { once: true });
+        signal.addEventListener('abort', entry.onAbort, ONCE);
       }
     });
   }
@@ -415,11 +420,12 @@ export class DvsClient {
     if (this.closeError !== undefined) return;
     this.closeError = this.byeReason ?? new DvsError('EDVSCONNRESET', 'connection closed');
     const err = this.notConnected();
-    for (const entry of this.pending.values()) {
+    const inFlight = this.pending.values();
+    this.pending = new IdTable<PendingCall>();
+    for (const entry of inFlight) {
       cleanup(entry);
       entry.reject(err);
     }
-    this.pending.clear();
     for (const p of this.bound.values()) p.markGone();
     this.bound.clear();
   }

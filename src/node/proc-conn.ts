@@ -16,7 +16,7 @@ import type { GrantBackend } from '../kernel/proc.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import { BatchWriter } from '../transport/batch-writer.js';
-import { encodeFrameSegments, FrameDecoder } from '../transport/framing.js';
+import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
 import {
   MAX_CLIENT_NAME,
   MAX_TOKEN_LENGTH,
@@ -130,7 +130,8 @@ export class ProcConnection {
   private state: State = 'hello';
   private helloTimer: NodeJS.Timeout | undefined;
   private destroyTimer: NodeJS.Timeout | undefined;
-  private lz4 = false;
+  /** How responses are encoded: the frame limit, and compression once hello asked for it. */
+  private encoding: FramingOptions;
   private peer: { pid?: number; name?: string } = {};
   /** Endpoints this connection bound, by `dcid:endpoint`. */
   private readonly procs = new Map<string, Process>();
@@ -153,6 +154,7 @@ export class ProcConnection {
     this.socket = socket;
     this.out = new BatchWriter(socket);
     this.ctx = ctx;
+    this.encoding = { maxFrameBytes: ctx.maxFrameBytes };
     this.decoder = new FrameDecoder({ maxFrameBytes: ctx.maxFrameBytes });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.ctx.logger.debug({ conn: this.id, err: err.message }, 'process socket error'));
@@ -252,7 +254,7 @@ export class ProcConnection {
       token = reqString(f, 'token', MAX_TOKEN_LENGTH);
       const pid = optInt(f, 'pid', 0);
       const name = optString(f, 'name', MAX_CLIENT_NAME);
-      this.lz4 = optBool(f, 'lz4') ?? false;
+      if (optBool(f, 'lz4') === true) this.encoding = { maxFrameBytes: this.ctx.maxFrameBytes, compressMinBytes: this.ctx.compressMinBytes };
       this.peer = { ...(pid === undefined ? {} : { pid }), ...(name === undefined ? {} : { name }) };
       if (version !== PROC_PROTOCOL_VERSION) throw new DvsError('EDVSPROTONOSUPPORT', `protocol version ${version} is not supported; this daemon speaks ${PROC_PROTOCOL_VERSION}`, { details: { version: PROC_PROTOCOL_VERSION } });
     } catch (err) {
@@ -623,7 +625,7 @@ export class ProcConnection {
     let bytes: Buffer | Buffer[];
     try {
       // Bulk bytes (copy data, grant writes) go to the socket from where they lie, uncompressed.
-      bytes = encodeFrameSegments(frame, { maxFrameBytes: this.ctx.maxFrameBytes, ...(this.lz4 ? { compressMinBytes: this.ctx.compressMinBytes } : {}) });
+      bytes = encodeFrameSegments(frame, this.encoding);
     } catch (err) {
       if (frame.id !== undefined && frame.ok === true) {
         this.respondError(frame.id as number, err);
