@@ -9,11 +9,11 @@ import { createConnection, type Socket } from 'node:net';
 import type { AbortLike, CallOptions } from '../ipc/calls.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
+import { IdTable } from '../kernel/id-table.js';
 import type { ProcInfo } from '../kernel/procfs.js';
 import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../node/proc-protocol.js';
 import { checkToken, readTokenFile } from '../node/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
-import { IdTable } from '../kernel/id-table.js';
 import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
 import { RemoteProcess } from './remote-process.js';
 
