@@ -108,6 +108,8 @@ export class PeerLink {
   private outboxFrames: number[] = [];
   /** How many elements of a data frame's `f` each outbox entry holds (a run, several). */
   private outboxElements: number[] = [];
+  /** The encoded frames of the batch being built (scratch, see flush). */
+  private readonly batchParts: EncodedFrame[] = [];
   /** Successful send-acks queued since the last other frame, not yet encoded. */
   private ackGroup: { dc: number; ids: number[] } | undefined;
   /**
@@ -285,7 +287,9 @@ export class PeerLink {
     const h = this.hostApi;
     let i = 0;
     while (i < this.outbox.length && this.unacked.length - this.unackedHead < h.windowFrames && this.inFlightBytes < h.windowBytes) {
-      const parts: EncodedFrame[] = [];
+      // encodeDataFrame copies what it needs: one scratch list serves every batch.
+      const parts = this.batchParts;
+      parts.length = 0;
       let bytes = 0;
       let frames = 0;
       let elements = 0;
@@ -310,11 +314,17 @@ export class PeerLink {
       this.ackSent();
       this.writeNow(conn, wire);
     }
-    if (i > 0) {
-      this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i);
-      this.outboxFrames = i === this.outboxFrames.length ? [] : this.outboxFrames.slice(i);
-      this.outboxElements = i === this.outboxElements.length ? [] : this.outboxElements.slice(i);
+    if (i === this.outbox.length) {
+      // All sent (the usual case): empty the queues in place rather than allocate new ones.
+      this.outbox.length = 0;
+      this.outboxFrames.length = 0;
+      this.outboxElements.length = 0;
+    } else if (i > 0) {
+      this.outbox = this.outbox.slice(i);
+      this.outboxFrames = this.outboxFrames.slice(i);
+      this.outboxElements = this.outboxElements.slice(i);
     }
+    this.batchParts.length = 0;
     if (this.outbox.length === 0) {
       // Every run's bytes were copied into data frames: the run buffer is free again.
       this.runStart = 0;
