@@ -272,14 +272,17 @@ export class RemoteProcess implements M3Ipc {
   }
 
   private call(op: string, fields: Fields, opts?: CallOptions): Promise<unknown> {
-    if (!this.alive && !this.client.closed) return Promise.reject(new DvsError('EDVSNOTBIND', 'the calling process is no longer bound'));
-    return this.client.call(op, { dcid: this.dcid, endpoint: this.endpoint, ...fields }, opts);
+    return this.unboundError() ?? this.client.call(op, { dcid: this.dcid, endpoint: this.endpoint, ...fields }, opts);
   }
 
   /** Sends a request frame built by this process (see DvsClient.request). */
   private request(frame: Fields, opts: CallOptions | undefined, map: ResultMap): Promise<unknown> {
-    if (!this.alive && !this.client.closed) return Promise.reject(new DvsError('EDVSNOTBIND', 'the calling process is no longer bound'));
-    return this.client.request(frame, opts, map);
+    return this.unboundError() ?? this.client.request(frame, opts, map);
+  }
+
+  /** The failure of a call made after this process was unbound (a closed client reports its own). */
+  private unboundError(): Promise<never> | undefined {
+    return !this.alive && !this.client.closed ? Promise.reject(new DvsError('EDVSNOTBIND', 'the calling process is no longer bound')) : undefined;
   }
 
   /** A request carrying a message to `dst`, checked here as the kernel would, so oversized payloads never leave. */

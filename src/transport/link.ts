@@ -324,7 +324,7 @@ export class PeerLink {
       this.outboxFrames = this.outboxFrames.slice(i);
       this.outboxElements = this.outboxElements.slice(i);
     }
-    this.batchParts.length = 0;
+    this.batchParts.length = 0; // holds no frame (nor its bulk bytes) past the flush
     if (this.outbox.length === 0) {
       // Every run's bytes were copied into data frames: the run buffer is free again.
       this.runStart = 0;
