@@ -28,6 +28,8 @@ export interface PeerLinkStats {
   /** Data frames (batches) sent for the first time and accepted. */
   readonly batchesOut: number;
   readonly batchesIn: number;
+  /** Standalone ack frames sent (an ack that could not ride on a data frame). */
+  readonly acksOut: number;
   readonly bytesOut: number;
   readonly bytesIn: number;
   /** Data frames sent again after a reconnect. */
@@ -125,6 +127,8 @@ export class PeerLink {
   /** One-way senders waiting for the outbox to drain (see whenRoom). */
   private roomWaiters: (() => void)[] | undefined;
   private ackDirty = false;
+  /** When the oldest data batch not yet acknowledged arrived (meaningful while ackDirty). */
+  private ackDirtySince = 0;
   /** Data batches received since our last acknowledgement went out. */
   private receivedSinceAck = 0;
   /** Bounds how long a standalone ack waits for outgoing data to ride on (see scheduleAck). */
@@ -145,6 +149,7 @@ export class PeerLink {
     framesIn: 0,
     batchesOut: 0,
     batchesIn: 0,
+    acksOut: 0,
     bytesOut: 0,
     bytesIn: 0,
     resent: 0,
@@ -332,6 +337,7 @@ export class PeerLink {
     }
     if (this.ackDirty && (this.ackDue || this.receivedSinceAck >= ACK_EVERY_BATCHES)) {
       this.ackSent();
+      this.counters.acksOut++;
       this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
     }
     this.releaseRoomWaiters(false);
@@ -361,26 +367,38 @@ export class PeerLink {
   }
 
   /**
-   * Delays a standalone ack by at most ACK_DELAY_MS so it can ride on the next data frame (a
-   * request is usually answered within that time: one write per message instead of two). Under
-   * one-way load an ack still goes out every ACK_EVERY_BATCHES batches, well inside the sender's
-   * window. The timer is left running when an ack rides on data (arming and clearing one per
-   * message costs more than an idle expiry every few milliseconds).
+   * Delays a standalone ack until a batch has waited ACK_DELAY_MS unacknowledged, so it can ride on
+   * the next data frame (a request is usually answered within that time: one write per message
+   * instead of two). Under one-way load an ack still goes out every ACK_EVERY_BATCHES batches, well
+   * inside the sender's window. The timer is left running when an ack rides on data (arming and
+   * clearing one per message costs more than an idle expiry every few milliseconds); when it fires
+   * on a batch younger than the delay it waits out the rest rather than ack at once, which under
+   * request/response traffic would add a write (and a wake-up of the peer) every few milliseconds.
    */
   private scheduleAck(): void {
     if (this.receivedSinceAck >= ACK_EVERY_BATCHES) {
       this.scheduleFlush();
       return;
     }
-    if (this.ackTimer !== undefined) return;
-    this.ackTimer = setTimeout(() => {
-      this.ackTimer = undefined;
-      if (!this.ackDirty) return;
-      this.ackDue = true;
-      this.flushGuarded();
-    }, ACK_DELAY_MS);
+    if (this.ackTimer === undefined) this.armAckTimer(ACK_DELAY_MS);
+  }
+
+  private armAckTimer(ms: number): void {
+    this.ackTimer = setTimeout(this.onAckTimer, ms);
     this.ackTimer.unref();
   }
+
+  private readonly onAckTimer = (): void => {
+    this.ackTimer = undefined;
+    if (!this.ackDirty) return;
+    const wait = this.ackDirtySince + ACK_DELAY_MS - Date.now();
+    if (wait > 0) {
+      this.armAckTimer(wait);
+      return;
+    }
+    this.ackDue = true;
+    this.flushGuarded();
+  };
 
   private writeNow(conn: LinkConn, wire: Wire): void {
     conn.write(wire);
@@ -398,7 +416,8 @@ export class PeerLink {
 
   /** A data frame from the established connection `conn` (already validated). */
   onData(f: DataFrame): void {
-    this.lastHeard = Date.now();
+    const now = Date.now();
+    this.lastHeard = now;
     if (f.s <= this.lastSeqReceived) {
       this.counters.duplicatesDropped += f.f.length;
       this.onAck(f.a);
@@ -412,6 +431,7 @@ export class PeerLink {
     this.consecutiveErrors = 0;
     this.counters.framesIn += f.f.length;
     this.counters.batchesIn++;
+    if (!this.ackDirty) this.ackDirtySince = now;
     this.ackDirty = true;
     this.receivedSinceAck++;
     this.scheduleAck();

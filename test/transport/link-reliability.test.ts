@@ -114,6 +114,42 @@ describe('node link reliability', () => {
     expectExactlyInOrder(args(b, 1), 100);
   });
 
+  it('request/response traffic carries its acks on the data: no standalone ack until the traffic stops', async () => {
+    // b answers each request at once; a sends the next request 1 ms after each answer, so a's ack
+    // of every answer waits about 1 ms, well inside the 5 ms delay, however often the timer fires.
+    const exchanges = 60;
+    let answered!: () => void;
+    const done = new Promise<void>((resolve) => (answered = resolve));
+    let answers = 0;
+    // A loaded machine may stall a's 1 ms pause past the delay: such a wait may earn its ack.
+    let longWaits = 0;
+    const a = await h.node(1, {
+      onFrame: () => {
+        if (++answers === exchanges) {
+          answered();
+          return;
+        }
+        const at = performance.now();
+        setTimeout(() => {
+          if (performance.now() - at >= 3) longWaits++;
+          a.lm.send(2, notify(answers));
+        }, 1);
+      },
+    });
+    const b = await h.node(2, { onFrame: (from, frame) => b.lm.send(from, frame) });
+    link(a, b);
+    await waitUp(a, b);
+    a.lm.send(2, notify(0));
+    await done;
+    const acksDuring = a.lm.peerState(2)!.acksOut;
+    expect(acksDuring).toBeLessThanOrEqual(longWaits);
+    expect(b.lm.peerState(1)!.acksOut).toBe(0);
+    // Once nothing more is sent, the last answer still gets its ack, alone.
+    await waitFor(() => b.lm.peerState(1)!.unacked === 0, 'the last answer acknowledged', 5000);
+    expect(a.lm.peerState(2)!.acksOut).toBe(acksDuring + 1);
+    expect(b.lm.peerState(1)!.batchesOut).toBe(exchanges);
+  });
+
   it('splits a turn into data frames of at most batchMaxBytes', async () => {
     const [a, b] = await h.pair(1, 2, { batchMaxBytes: 1024 });
     const payload = new Uint8Array(300);
