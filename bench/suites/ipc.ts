@@ -12,6 +12,10 @@
  *    node 1, against raw pipelined TCP writes to a counting sink;
  * 5. bulk copyFrom of a large grant across the daemons, against raw bulk TCP.
  *
+ * Cases 1 and 2 also run against the same hops with byte-forwarding relays in place of the
+ * daemons (the floor of the architecture), and that floor alone against the baseline: how much of
+ * the target is left for everything the daemons do.
+ *
  * Ours and the baselines run interleaved (harness `compare`). Then each case runs once more,
  * ours and its baseline, to record the CPU time (user + system) every process on the path spent
  * per operation, and the JS-heap bytes allocated per message in each of our processes (an
@@ -158,7 +162,9 @@ class Env {
 }
 
 /** compare() for ping-pong loops, keeping the latency samples of the measured (not warm-up) rounds. */
-async function comparePingPong(rounds: number, ours: () => Promise<SendrecRun>, base: () => Promise<{ opsPerSec: number; samples: Float64Array | number[] }>): Promise<{ ours: number; base: number; oursSamples: Float64Array; baseSamples: Float64Array }> {
+type PingPongRun = { readonly opsPerSec: number; readonly samples: Float64Array | readonly number[] };
+
+async function comparePingPong(rounds: number, ours: () => Promise<PingPongRun>, base: () => Promise<PingPongRun>): Promise<{ ours: number; base: number; oursSamples: Float64Array; baseSamples: Float64Array }> {
   const os: number[] = [];
   const bs: number[] = [];
   let warmOurs = true;
@@ -185,9 +191,19 @@ async function comparePingPong(rounds: number, ours: () => Promise<SendrecRun>, 
  * Ours against the same hops with byte-forwarding relays in place of the daemons: how far above
  * the floor of the architecture we are (no target; the issue's targets compare with two processes).
  */
-async function floorRow(name: string, ours: () => Promise<SendrecRun>, relayed: () => Promise<{ opsPerSec: number; samples: Float64Array | number[] }>, baselineIs: string): Promise<BenchResult> {
+async function floorRow(name: string, ours: () => Promise<PingPongRun>, relayed: () => Promise<PingPongRun>, baselineIs: string): Promise<BenchResult> {
   const r = await comparePingPong(3, ours, relayed);
   return { ...throughput(SUITE, `${name} vs relay floor`, r.ours, r.base, { baselineIs }), p50: round(percentile(r.oursSamples, 50), 1), baselineP50: round(percentile(r.baseSamples, 50), 1) };
+}
+
+/**
+ * The relay floor itself against the issue's baseline: what the target leaves for everything the
+ * daemons do. A floor above the target means no implementation of these hops can meet it here.
+ */
+async function floorVsBaseRow(name: string, relayed: () => Promise<PingPongRun>, raw: () => Promise<PingPongRun>, target: number, baselineIs: string): Promise<BenchResult> {
+  const r = await comparePingPong(3, relayed, raw);
+  const row = throughput(SUITE, `${name}: relay floor alone`, r.ours, r.base, { baselineIs, target: `slowdown <= ${target} (the target of the row above)` });
+  return { ...row, floorMeetsTarget: row.slowdown! <= target, leftForDaemons: round(target / row.slowdown!, 2) };
 }
 
 function pingPongRows(name: string, r: Awaited<ReturnType<typeof comparePingPong>>, target: number, extra: Record<string, unknown>): BenchResult[] {
@@ -394,6 +410,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     const r = await comparePingPong(rounds, () => timedSendrecs(me, localEcho, MSG, nPing), () => rawPingPong(rawUnix, nPing, RAW_BODY));
     out.push(...pingPongRows(name, r, 2.5, { iterations: nPing, rounds, baselineIs: 'raw Unix-socket ping-pong between two processes' }));
     out.push(await floorRow(name, () => timedSendrecs(me, localEcho, MSG, nPing), () => rawPingPong({ path: relayLocalPath }, nPing, RAW_BODY), 'raw ping-pong through a byte-forwarding relay process (Unix sockets): the same three processes'));
+    out.push(await floorVsBaseRow(name, () => rawPingPong({ path: relayLocalPath }, nPing, RAW_BODY), () => rawPingPong(rawUnix, nPing, RAW_BODY), 2.5, 'raw Unix-socket ping-pong between two processes'));
     const ours = await measureCost(nPing, [{ ...bench, name: 'client proc' }, { ...d0, name: 'daemon' }, { name: 'server proc', worker: server0 }], () => timedSendrecs(me, localEcho, MSG, nPing));
     const raw = await measureCost(nPing, [bench, peerProbe(rawUnixPeer)], () => rawPingPong(rawUnix, nPing, RAW_BODY));
     out.push(...costRows('local sendrec', 'op', nPing, ours, raw, 'client proc'));
@@ -407,6 +424,7 @@ async function run(env: Env, scale: number): Promise<BenchResult[]> {
     const r = await comparePingPong(rounds, () => timedSendrecs(me, remoteEcho, MSG, nRemote), () => rawPingPong(rawTcp, nPing, RAW_BODY));
     out.push(...pingPongRows(name, r, 3, { iterations: nRemote, rawIterations: nPing, rounds, baselineIs: 'raw TCP ping-pong between two processes' }));
     out.push(await floorRow(name, () => timedSendrecs(me, remoteEcho, MSG, nRemote), () => rawPingPong({ path: relayRemotePath }, nRemote, RAW_BODY), 'raw ping-pong through two byte-forwarding relay processes (Unix, TCP, Unix): the same four processes'));
+    out.push(await floorVsBaseRow(name, () => rawPingPong({ path: relayRemotePath }, nRemote, RAW_BODY), () => rawPingPong(rawTcp, nPing, RAW_BODY), 3, 'raw TCP ping-pong between two processes'));
     const ours = await measureCost(nRemote, [{ ...bench, name: 'client proc' }, d0, d1, { name: 'server proc', worker: server1 }], () => timedSendrecs(me, remoteEcho, MSG, nRemote));
     const raw = await measureCost(nPing, [bench, peerProbe(rawTcpPeer)], () => rawPingPong(rawTcp, nPing, RAW_BODY));
     out.push(...costRows('remote sendrec via client procs', 'op', nRemote, ours, raw, 'client proc'));
