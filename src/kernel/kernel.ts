@@ -13,7 +13,7 @@ import { CALL_BIT, callMask, callsOfMask, checkPrivileges, defaultPrivileges, SY
 import type { Clock } from './clock.js';
 import { DcState, type BindWatch } from './dc.js';
 import type { CopyAckFrame, CopyDataFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, KernelFrame, KernelTransport, SendAckFrame, SendFrame } from './frames.js';
-import { LocalProc, RecvMode, type Grant, type GrantBackend, type ProcEntry, type QueuedSend, type RecvWait, type RemoteProc } from './proc.js';
+import { LocalProc, RecvMode, ReplyWaits, type Grant, type GrantBackend, type ProcEntry, type QueuedSend, type RecvWait, type RemoteProc } from './proc.js';
 import { Process } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
 import { IdTable } from './id-table.js';
@@ -564,7 +564,7 @@ export class Kernel {
     }
     const pending = proc.replyTo?.get(dst);
     if (pending === undefined) fail('EDVSPROCSTS', `endpoint ${dc.space.format(dst)} is not waiting for a reply from ${dc.space.format(proc.endpoint)}`);
-    proc.replyTo!.delete(dst);
+    proc.replyTo!.answered(dst);
     proc.counters.rmtSent++;
     this.emit(pending.node, { k: 'reply', dc: dc.dcid, id: pending.id, src: proc.endpoint, dst, type: msg.type, payload: msg.payload });
   }
@@ -695,7 +695,7 @@ export class Kernel {
     } else {
       this.remoteQueued.get(rec.node)?.delete(rec.id);
       // A taken sendrec is acknowledged by its reply (see impliedAck); a plain send right away.
-      if (rec.sendrec) (dst.replyTo ??= new Map()).set(rec.src, { node: rec.node, id: rec.id });
+      if (rec.sendrec) (dst.replyTo ??= new ReplyWaits()).set(rec.src, rec.node, rec.id);
       else this.emit(rec.node, { k: 'send-ack', dc: dc.dcid, id: rec.id, rc: 0 });
     }
     return { source: rec.src, type: rec.type, payload: rec.payload };
@@ -709,7 +709,7 @@ export class Kernel {
     // Answering a client's sendrec with a plain send (MINIX style): the request's implied ack goes first.
     const pending = proc.replyTo?.get(dst);
     if (pending !== undefined) {
-      proc.replyTo!.delete(dst);
+      proc.replyTo!.answered(dst);
       this.emit(pending.node, { k: 'send-ack', dc: dc.dcid, id: pending.id, rc: 0 });
     }
     this.outstanding.set(op);
@@ -1203,7 +1203,7 @@ export class Kernel {
           w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep } }));
         }
       }
-      p.replyTo?.delete(ep);
+      p.replyTo?.forget(ep);
       for (let rec = p.queueHead; rec !== undefined; ) {
         const next = rec.next;
         if (rec.src === ep && rec.sender === undefined) {
@@ -1244,7 +1244,7 @@ export class Kernel {
             w.waiter.reject(new DvsError(code, undefined, { details: { endpoint: w.from, node } }));
           }
         }
-        if (p.replyTo !== undefined) for (const [client, r] of p.replyTo) if (r.node === node) p.replyTo.delete(client);
+        p.replyTo?.forgetNode(node);
         for (let rec = p.queueHead; rec !== undefined; ) {
           const next = rec.next;
           if (rec.sender === undefined && rec.node === node) p.dequeue(rec);
@@ -1314,7 +1314,7 @@ export class Kernel {
           const entry = dc.entryAt(dc.space.checkEndpoint(frame.server));
           if (entry?.kind === 'local' && entry.endpoint === frame.server) {
             const pending = entry.replyTo?.get(frame.client);
-            if (pending !== undefined && pending.node === from && pending.id === frame.id) entry.replyTo!.delete(frame.client);
+            if (pending !== undefined && pending.node === from && pending.id === frame.id) entry.replyTo!.answered(frame.client);
           }
           // Always answered: whatever reply to it went out did so before this ack, on the same link.
           this.emit(from, { k: 'reply-cancel-ack', dc: dc.dcid, id: frame.id, client: frame.client });
@@ -1389,17 +1389,10 @@ export class Kernel {
 
   /** Forgets that a local server owes request `id` of `node` a reply; whether one was owed. Scans: cancels are rare. */
   private dropReplyWait(dc: DcState, node: number, id: number): boolean {
-    for (const p of dc.locals()) {
-      if (p.replyTo === undefined) continue;
-      for (const [client, r] of p.replyTo) {
-        if (r.node === node && r.id === id) {
-          p.replyTo.delete(client);
-          return true;
-        }
-      }
-    }
+    for (const p of dc.locals()) if (p.replyTo?.withdraw(node, id) === true) return true;
     return false;
   }
+
 
   private onSendFrame(dc: DcState, from: number, frame: SendFrame): void {
     const srcSlot = dc.space.checkEndpoint(frame.src);
@@ -1432,7 +1425,7 @@ export class Kernel {
     const w = entry.recv;
     if (accepts(w, frame.src)) {
       this.deliver(entry, w!, frame.src, frame.type, frame.payload);
-      if (frame.rec) (entry.replyTo ??= new Map()).set(frame.src, { node: from, id: frame.id });
+      if (frame.rec) (entry.replyTo ??= new ReplyWaits()).set(frame.src, from, frame.id);
       else this.emit(from, { k: 'send-ack', dc: dc.dcid, id: frame.id, rc: 0 });
       return;
     }

@@ -72,6 +72,66 @@ export interface PendingReply {
   readonly id: number;
 }
 
+interface ReplyEntry {
+  node: number;
+  id: number;
+  /** False once answered: the entry waits for the client's next request. */
+  live: boolean;
+}
+
+/**
+ * The remote clients a process owes a reply, by client endpoint. An answered entry stays as a
+ * tombstone that the client's next request reuses: a request and its reply would otherwise cost a
+ * Map insert and a delete each, and V8 shrinks (reallocates) a Map's table on a delete that leaves
+ * it sparse. Entries go for good when their client dies or its node fails, so the table holds at
+ * most the clients alive.
+ */
+export class ReplyWaits {
+  private readonly byClient = new Map<Endpoint, ReplyEntry>();
+
+  get(client: Endpoint): PendingReply | undefined {
+    const e = this.byClient.get(client);
+    return e !== undefined && e.live ? e : undefined;
+  }
+
+  set(client: Endpoint, node: number, id: number): void {
+    const e = this.byClient.get(client);
+    if (e === undefined) this.byClient.set(client, { node, id, live: true });
+    else {
+      e.node = node;
+      e.id = id;
+      e.live = true;
+    }
+  }
+
+  /** The reply went out (or the wait was withdrawn): the entry is kept for the client's next request. */
+  answered(client: Endpoint): void {
+    const e = this.byClient.get(client);
+    if (e !== undefined) e.live = false;
+  }
+
+  /** The client is gone: its entry too. */
+  forget(client: Endpoint): void {
+    this.byClient.delete(client);
+  }
+
+  /** Forgets every client waiting on `node` (it failed). */
+  forgetNode(node: number): void {
+    for (const [client, e] of this.byClient) if (e.node === node) this.byClient.delete(client);
+  }
+
+  /** Withdraws the wait for request `id` of `node`, if one is owed; whether it was. */
+  withdraw(node: number, id: number): boolean {
+    for (const e of this.byClient.values()) {
+      if (e.live && e.node === node && e.id === id) {
+        e.live = false;
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
 export interface PendingNotify {
   readonly src: Endpoint;
   arg: number;
@@ -111,8 +171,8 @@ export class LocalProc {
   sending = 0;
   /** Destination of the latest blocking send (the original's `sendto`). */
   sendto: Endpoint;
-  /** Remote clients whose sendrec request this process took and has not replied to: client → node. */
-  replyTo: Map<Endpoint, PendingReply> | undefined;
+  /** Remote clients whose sendrec request this process took and has not replied to. */
+  replyTo: ReplyWaits | undefined;
   grants: Map<number, Grant> | undefined;
   nextGrant = 1;
   copying = false;
