@@ -15,6 +15,7 @@ import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, as
 import { checkToken, readTokenFile } from '../node/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
 import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
+import { SocketReads } from '../transport/socket-reads.js';
 import { RemoteProcess } from './remote-process.js';
 
 export interface ConnectOptions {
@@ -428,37 +429,6 @@ export class DvsClient {
     }
     for (const p of this.bound.values()) p.markGone();
     this.bound.clear();
-  }
-}
-
-/** Bytes of one socket read land here; a read never exceeds it. */
-const READ_BUFFER_BYTES = 64 * 1024;
-
-/**
- * The reads of a socket created with `onread`: Node reads into one buffer, reused for every read,
- * and calls back without the stream machinery (no Buffer, 'data' event and next-tick pass per
- * read; about 3.5 µs of a 40 µs raw Unix round trip on the reference VM). What arrives before a
- * consumer is attached is kept as copies.
- */
-class SocketReads {
-  private consumer: ((chunk: Buffer) => void) | undefined;
-  private early: Buffer[] = [];
-  readonly onread = {
-    buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
-    callback: (bytes: number, buf: Uint8Array): boolean => {
-      const chunk = Buffer.from(buf.buffer, buf.byteOffset, bytes);
-      if (this.consumer !== undefined) this.consumer(chunk);
-      else this.early.push(Buffer.from(chunk));
-      return true;
-    },
-  };
-
-  /** From now on, reads go to `consumer` (which must not keep the chunk), those so far first. */
-  deliverTo(consumer: (chunk: Buffer) => void): void {
-    this.consumer = consumer;
-    const early = this.early;
-    this.early = [];
-    for (const c of early) consumer(c);
   }
 }
 

@@ -27,6 +27,13 @@ export interface FramingOptions {
   readonly compressMinBytes?: number;
 }
 
+/**
+ * An incomplete frame of at least this many bytes is assembled in a buffer of its own as its bytes
+ * arrive (one copy each), rather than kept as the chunks it came in and joined at the end (two, and
+ * with transient chunks three). Only frames within the decoder's limit get one.
+ */
+const ASSEMBLE_MIN_BYTES = 64 * 1024;
+
 /** Frames up to this size are msgpack's own bytes; larger ones get a buffer of their own. */
 const SHARED_FRAME_MAX_BYTES = 16 * 1024;
 
@@ -126,6 +133,9 @@ export class FrameDecoder {
   /** Where the unread bytes of pending[0] begin. */
   private firstOffset = 0;
   private pendingBytes = 0;
+  /** A large frame being assembled (see ASSEMBLE_MIN_BYTES), and how many of its bytes arrived. */
+  private assembly: Buffer | undefined;
+  private assembled = 0;
   private broken = false;
 
   constructor(opts: FramingOptions = {}) {
@@ -135,15 +145,20 @@ export class FrameDecoder {
 
   /** Bytes received but not yet part of a complete frame. */
   get buffered(): number {
-    return this.pendingBytes;
+    return this.pendingBytes + this.assembled;
   }
 
   push(chunk: Buffer): unknown[] {
     if (this.broken) throw new DvsError('EDVSBADREQUEST', 'stream already violated the protocol');
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.byteLength;
     const out: unknown[] = [];
     try {
+      if (this.assembly !== undefined) {
+        const used = this.assemble(chunk, out);
+        if (used === chunk.byteLength) return out;
+        chunk = chunk.subarray(used);
+      }
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.byteLength;
       while (this.pendingBytes >= 4) {
         const first = this.pending[0]!;
         const at = this.firstOffset;
@@ -152,7 +167,10 @@ export class FrameDecoder {
         // A compressed body may be larger than its bound only by LZ4's worst case; refuse early.
         if (length - 2 > this.max + (this.max >>> 6) + 64) throw new DvsError('EDVSPACKSIZE', `frame of ${length} bytes exceeds the limit of ${this.max}`);
         const total = 4 + length;
-        if (this.pendingBytes < total) break;
+        if (this.pendingBytes < total) {
+          if (total >= ASSEMBLE_MIN_BYTES) this.startAssembly(total);
+          break;
+        }
         if (first.byteLength - at >= total) {
           // The common case: the frame lies in one chunk and is decoded there, without a view of it.
           this.pendingBytes -= total;
@@ -173,9 +191,40 @@ export class FrameDecoder {
       this.pending = [];
       this.pendingBytes = 0;
       this.firstOffset = 0;
+      this.assembly = undefined;
+      this.assembled = 0;
       throw err;
     }
     return out;
+  }
+
+  /** Moves the bytes received of a large incomplete frame into a buffer of its own. */
+  private startAssembly(total: number): void {
+    const frame = Buffer.allocUnsafe(total);
+    let at = 0;
+    let off = this.firstOffset;
+    for (const c of this.pending) {
+      at += c.copy(frame, at, off);
+      off = 0;
+    }
+    this.assembly = frame;
+    this.assembled = at;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.firstOffset = 0;
+  }
+
+  /** Adds the start of `chunk` to the frame being assembled, decoding it once complete; the bytes of chunk used. */
+  private assemble(chunk: Buffer, out: unknown[]): number {
+    const frame = this.assembly!;
+    const used = chunk.copy(frame, this.assembled, 0, Math.min(chunk.byteLength, frame.byteLength - this.assembled));
+    this.assembled += used;
+    if (this.assembled === frame.byteLength) {
+      this.assembly = undefined;
+      this.assembled = 0;
+      out.push(this.decodeFrame(frame, 0, frame.byteLength, false));
+    }
+    return used;
   }
 
   /** Copies what is left unread of a transient chunk, the start of a frame still to come. */

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { DvsError } from '../ipc/errors.js';
 import { FrameDecoder } from './framing.js';
 import { wireBytes, type Wire } from './link-wire.js';
+import type { SocketReads } from './socket-reads.js';
 
 export type ConnEnd = 'closed' | 'protocol' | 'auth' | 'timeout' | 'refused' | 'replaced' | 'shutdown' | 'suspect' | 'down';
 
@@ -29,14 +30,18 @@ export class LinkConn {
   /** Called once, when the connection has ended for whatever reason. */
   onEnd: (why: ConnEnd, err?: unknown) => void = () => {};
   private decoder: FrameDecoder;
+  /** The socket reads into one reused buffer (a dialled plain TCP socket, see SocketReads). */
+  private readonly transient: boolean;
   /** Values of the current chunk not yet handed to onValue. */
   private remaining = 0;
 
-  constructor(socket: Socket, maxFrameBytes: number) {
+  constructor(socket: Socket, maxFrameBytes: number, reads?: SocketReads) {
     this.socket = socket;
-    this.decoder = new FrameDecoder({ maxFrameBytes });
+    this.transient = reads !== undefined;
+    this.decoder = new FrameDecoder({ maxFrameBytes, transientChunks: this.transient });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (reads === undefined) socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    else reads.deliverTo((chunk) => this.onData(chunk));
     socket.on('error', (err) => this.end('closed', err));
     socket.on('close', () => this.end('closed'));
     socket.on('end', () => this.end('closed'));
@@ -52,7 +57,7 @@ export class LinkConn {
    */
   setMaxFrameBytes(maxFrameBytes: number): boolean {
     if (this.decoder.buffered > 0 || this.remaining > 0) return false;
-    this.decoder = new FrameDecoder({ maxFrameBytes });
+    this.decoder = new FrameDecoder({ maxFrameBytes, transientChunks: this.transient });
     return true;
   }
 

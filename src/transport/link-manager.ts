@@ -26,6 +26,7 @@ import { DEFAULT_MAX_FRAME_BYTES, type FramingOptions } from './framing.js';
 import { LinkConn, type ConnEnd } from './link-conn.js';
 import { encodeLinkFrame } from './link-wire.js';
 import { PeerLink, type PeerLinkHost, type PeerLinkStats } from './link.js';
+import { SocketReads } from './socket-reads.js';
 import { checkPeerNode } from './tls-identity.js';
 
 export interface LinkTiming {
@@ -449,11 +450,14 @@ export class LinkManager implements KernelTransport {
     const tlsOpts = this.opts.tls;
     const host = peer.host!;
     const port = peer.port!;
+    // A plain TCP socket we dial can read through onread (one reused buffer, no stream event per
+    // read); TLS sockets and the sockets we accept cannot.
+    const reads = tlsOpts === undefined ? new SocketReads() : undefined;
     const socket =
       tlsOpts === undefined
-        ? net.connect({ host, port })
+        ? net.connect({ host, port, onread: reads!.onread })
         : tls.connect({ host, port, key: tlsOpts.key, cert: tlsOpts.cert, ca: tlsOpts.ca as string | Buffer | Array<string | Buffer>, rejectUnauthorized: true, checkServerIdentity: () => undefined });
-    const conn = new LinkConn(socket, this.maxFrameBytes);
+    const conn = new LinkConn(socket, this.maxFrameBytes, reads);
     peer.pending = conn;
     const timer = setTimeout(() => conn.end('timeout'), this.timing.handshakeMs);
     timer.unref();

@@ -165,6 +165,55 @@ describe('framing', () => {
     }
   });
 
+  it('assembles large frames as their bytes arrive, in either chunk mode, whatever the cut', () => {
+    const big = (seed: number, n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, k) => (k * 31 + seed) & 0xff));
+    const values = [
+      { n: 0, data: big(1, 300_000) },
+      { n: 1, data: Buffer.from('small') },
+      { n: 2, data: big(2, 70_000) },
+      { n: 3, data: big(3, 200_000) },
+      { n: 4, data: Buffer.alloc(10, 4) },
+    ];
+    const frames = values.map((v) => encodeFrame(v));
+    const stream = Buffer.concat(frames);
+    // Cuts: in a frame's length field, one byte into a body, the end of a large frame together
+    // with the next frames, and a read that holds a whole large frame.
+    const cuts = [2, frames[0]!.byteLength - 1, frames[0]!.byteLength + frames[1]!.byteLength + 7, stream.byteLength - frames[4]!.byteLength - 3, stream.byteLength];
+    for (const transientChunks of [false, true]) {
+      for (const step of [1000, 65_536, 400_000]) {
+        const dec = new FrameDecoder({ transientChunks });
+        const reused = Buffer.alloc(400_000);
+        const got: { n: number; data: Uint8Array }[] = [];
+        let at = 0;
+        for (const cut of [...cuts, ...Array.from({ length: Math.ceil(stream.byteLength / step) }, (_, k) => (k + 1) * step)].sort((a, b) => a - b)) {
+          const end = Math.min(cut, stream.byteLength);
+          if (end <= at) continue;
+          // Transient chunks come through one buffer scribbled over after each push; others are the decoder's to keep.
+          stream.copy(reused, 0, at, end);
+          got.push(...(dec.push(transientChunks ? reused.subarray(0, end - at) : Buffer.from(stream.subarray(at, end))) as typeof got));
+          // While a large frame is incomplete, its bytes so far are buffered.
+          if (got.length === 0) expect(dec.buffered).toBe(end);
+          reused.fill(0xee);
+          at = end;
+        }
+        expect(dec.buffered).toBe(0);
+        expect(got.map((v) => v.n)).toEqual([0, 1, 2, 3, 4]);
+        for (const [k, v] of got.entries()) expect(Buffer.compare(Buffer.from(v.data), values[k]!.data)).toBe(0);
+      }
+    }
+  });
+
+  it('refuses an assembled large frame with a bad header once it is complete, and stays broken', () => {
+    const frame = encodeFrame({ data: Buffer.alloc(100_000, 1) });
+    frame[4] = 9; // version
+    const dec = new FrameDecoder();
+    expect(dec.push(frame.subarray(0, 50_000))).toEqual([]);
+    expect(dec.buffered).toBe(50_000);
+    expect(() => dec.push(frame.subarray(50_000))).toThrow(expect.objectContaining({ code: 'EDVSBADREQUEST' }));
+    expect(dec.buffered).toBe(0);
+    expect(() => dec.push(encodeFrame({ ok: true }))).toThrow(expect.objectContaining({ code: 'EDVSBADREQUEST' }));
+  });
+
   it('compresses bodies above compressMinBytes when that helps', () => {
     const value = { text: 'abc'.repeat(10_000) };
     const plain = encodeFrame(value);
