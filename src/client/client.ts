@@ -129,7 +129,8 @@ export class DvsClient {
    */
   constructor(socket: Socket, opts: ConnectOptions, reads?: SocketReads) {
     this.socket = socket;
-    this.decoder = new FrameDecoder({ maxFrameBytes: CLIENT_DECODE_LIMIT, transientChunks: reads !== undefined });
+    // Our own daemon is trusted to announce only frames it sends: large ones assemble as they arrive.
+    this.decoder = new FrameDecoder({ maxFrameBytes: CLIENT_DECODE_LIMIT, transientChunks: reads !== undefined, assembleLargeFrames: true });
     this.out = new BatchWriter(socket);
     this.graceMs = opts.localGraceMs ?? DEFAULT_GRACE_MS;
     this.compress = opts.compress ?? false;

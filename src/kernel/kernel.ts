@@ -1393,7 +1393,6 @@ export class Kernel {
     return false;
   }
 
-
   private onSendFrame(dc: DcState, from: number, frame: SendFrame): void {
     const srcSlot = dc.space.checkEndpoint(frame.src);
     const srcEntry = dc.entryAt(srcSlot);

@@ -273,6 +273,8 @@ export class ProcConnection {
     if (this.helloTimer !== undefined) clearTimeout(this.helloTimer);
     this.helloTimer = undefined;
     this.state = 'open';
+    // Authenticated: a large frame may now be given its whole buffer once its header is in.
+    this.decoder.assembleLargeFrames = true;
     const k = this.ctx.kernel;
     const result: HelloResult = {
       version: PROC_PROTOCOL_VERSION,

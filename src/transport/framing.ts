@@ -25,12 +25,19 @@ export interface FramingOptions {
   readonly transientChunks?: boolean;
   /** Compress bodies of at least this many bytes when that makes them smaller; undefined = never. */
   readonly compressMinBytes?: number;
+  /**
+   * Decoding: assemble large frames as their bytes arrive (see ASSEMBLE_MIN_BYTES). That allocates a
+   * frame's whole length once its header is in, so only for a peer that has authenticated (or that
+   * we trust, like our own daemon); FrameDecoder.assembleLargeFrames switches it on later.
+   */
+  readonly assembleLargeFrames?: boolean;
 }
 
 /**
- * An incomplete frame of at least this many bytes is assembled in a buffer of its own as its bytes
- * arrive (one copy each), rather than kept as the chunks it came in and joined at the end (two, and
- * with transient chunks three). Only frames within the decoder's limit get one.
+ * With assembleLargeFrames, an incomplete frame of at least this many bytes is assembled in a buffer
+ * of its own as its bytes arrive (one copy each), rather than kept as the chunks it came in and
+ * joined at the end (two, and with transient chunks three). Only frames within the decoder's limit
+ * get one.
  */
 const ASSEMBLE_MIN_BYTES = 64 * 1024;
 
@@ -137,10 +144,13 @@ export class FrameDecoder {
   private assembly: Buffer | undefined;
   private assembled = 0;
   private broken = false;
+  /** See FramingOptions.assembleLargeFrames; switched on once the peer has authenticated. */
+  assembleLargeFrames: boolean;
 
   constructor(opts: FramingOptions = {}) {
     this.max = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.transient = opts.transientChunks ?? false;
+    this.assembleLargeFrames = opts.assembleLargeFrames ?? false;
   }
 
   /** Bytes received but not yet part of a complete frame. */
@@ -168,7 +178,7 @@ export class FrameDecoder {
         if (length - 2 > this.max + (this.max >>> 6) + 64) throw new DvsError('EDVSPACKSIZE', `frame of ${length} bytes exceeds the limit of ${this.max}`);
         const total = 4 + length;
         if (this.pendingBytes < total) {
-          if (total >= ASSEMBLE_MIN_BYTES) this.startAssembly(total);
+          if (total >= ASSEMBLE_MIN_BYTES && this.assembleLargeFrames) this.startAssembly(total);
           break;
         }
         if (first.byteLength - at >= total) {

@@ -57,8 +57,13 @@ export class LinkConn {
    */
   setMaxFrameBytes(maxFrameBytes: number): boolean {
     if (this.decoder.buffered > 0 || this.remaining > 0) return false;
-    this.decoder = new FrameDecoder({ maxFrameBytes, transientChunks: this.transient });
+    this.decoder = new FrameDecoder({ maxFrameBytes, transientChunks: this.transient, assembleLargeFrames: this.decoder.assembleLargeFrames });
     return true;
+  }
+
+  /** The peer authenticated: large frames may be assembled as they arrive (FramingOptions.assembleLargeFrames). */
+  trust(): void {
+    this.decoder.assembleLargeFrames = true;
   }
 
   /** Writes one frame; a segmented one goes out in one writev. */

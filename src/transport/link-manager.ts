@@ -396,6 +396,7 @@ export class LinkManager implements KernelTransport {
   private adopt(peer: PeerLink, conn: LinkConn, peerToken: SessionToken, resume: boolean, peerAck: number): void {
     conn.onValue = (v) => this.onLinkValue(peer, conn, v);
     conn.onEnd = (why, err) => this.onLinkEnd(peer, conn, why, err);
+    conn.trust();
     peer.establish(conn, peerToken, resume, peerAck, Date.now());
     this.log.debug({ node: this.nodeId, peer: peer.node, resume, incarnation: peerToken.inc }, 'link established');
   }

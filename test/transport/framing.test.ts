@@ -141,13 +141,13 @@ describe('framing', () => {
     expect(dec.buffered).toBe(0);
   });
 
-  it('with transient chunks, keeps nothing that points into a chunk once push returns', () => {
+  it.each([false, true])('with transient chunks, keeps nothing that points into a chunk once push returns (assembling large frames: %s)', (assembleLargeFrames) => {
     // Frames with binary fields of every size, fed through one reused buffer that is scribbled
     // over after every push, in reads of varying length (a socket's onread buffer).
     const values = Array.from({ length: 400 }, (_, i) => ({ i, bytes: Buffer.alloc((i * 97) % 5000, i & 0xff), big: i % 50 === 0 ? Buffer.alloc(70_000, 3) : null }));
     const stream = Buffer.concat(values.map((v) => encodeFrame(v)));
     const reused = Buffer.alloc(4096);
-    const dec = new FrameDecoder({ transientChunks: true });
+    const dec = new FrameDecoder({ transientChunks: true, assembleLargeFrames });
     const got: { i: number; bytes: Uint8Array; big: Uint8Array | null }[] = [];
     for (let at = 0, n = 1; at < stream.byteLength; at += n, n = (n * 7 + 13) % reused.byteLength || 1) {
       const len = Math.min(n, stream.byteLength - at);
@@ -181,7 +181,7 @@ describe('framing', () => {
     const cuts = [2, frames[0]!.byteLength - 1, frames[0]!.byteLength + frames[1]!.byteLength + 7, stream.byteLength - frames[4]!.byteLength - 3, stream.byteLength];
     for (const transientChunks of [false, true]) {
       for (const step of [1000, 65_536, 400_000]) {
-        const dec = new FrameDecoder({ transientChunks });
+        const dec = new FrameDecoder({ transientChunks, assembleLargeFrames: true });
         const reused = Buffer.alloc(400_000);
         const got: { n: number; data: Uint8Array }[] = [];
         let at = 0;
@@ -206,7 +206,7 @@ describe('framing', () => {
   it('refuses an assembled large frame with a bad header once it is complete, and stays broken', () => {
     const frame = encodeFrame({ data: Buffer.alloc(100_000, 1) });
     frame[4] = 9; // version
-    const dec = new FrameDecoder();
+    const dec = new FrameDecoder({ assembleLargeFrames: true });
     expect(dec.push(frame.subarray(0, 50_000))).toEqual([]);
     expect(dec.buffered).toBe(50_000);
     expect(() => dec.push(frame.subarray(50_000))).toThrow(expect.objectContaining({ code: 'EDVSBADREQUEST' }));
