@@ -15,7 +15,7 @@ import type { Message } from '../src/ipc/message.js';
 import type { Process } from '../src/kernel/index.js';
 import { parseNodeConfig } from '../src/node/config.js';
 import { Daemon } from '../src/node/daemon.js';
-import { emit, num, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { emit, exitWorker, num, serveCommands, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 /** Message types the `serve` endpoints understand: PING is answered at once, HOLD never. */
 export const PING = 1;
@@ -196,7 +196,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   stop: async () => {
     for (const p of [...roles.byName.values(), ...bound.values()]) await p.unbind().catch(() => undefined);
     await daemon.stop();
-    setImmediate(() => process.exit(0));
+    setImmediate(exitWorker);
     return null;
   },
 };

@@ -7,7 +7,7 @@
  * `allocStop`, `stop`.
  */
 import { connect } from '../src/client/index.js';
-import { AllocMeter, bulkHandlers, emit, num, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { AllocMeter, bulkHandlers, emit, exitWorker, num, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as { socket: string; token: string; name?: string };
 const client = await connect({ socketPath: opts.socket, tokenPath: opts.token, name: opts.name ?? 'bench-client' });
@@ -32,7 +32,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   allocStop: () => meter.stop(),
   stop: async () => {
     await client.close();
-    setImmediate(() => process.exit(0));
+    setImmediate(exitWorker);
     return null;
   },
 };

@@ -11,7 +11,7 @@ import { ANY } from '../src/ipc/index.js';
 import type { Process } from '../src/kernel/index.js';
 import { parseNodeConfig } from '../src/node/config.js';
 import { Daemon } from '../src/node/daemon.js';
-import { AllocMeter, bulkHandlers, emit, num, pipelinedSends, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
+import { AllocMeter, bulkHandlers, emit, exitWorker, num, pipelinedSends, serveCommands, serveEcho, timedSendrecs, type Args, RoleCache } from './worker.js';
 
 const config = parseNodeConfig(JSON.parse(process.argv[2] ?? '{}'));
 const logger = pino({ level: config.logLevel, base: { node: config.nodeId } }, pino.destination(2));
@@ -86,7 +86,7 @@ const handlers: Record<string, (a: Args) => unknown> = {
   stop: async () => {
     for (const p of roles.byName.values()) await p.unbind().catch(() => undefined);
     await daemon.stop();
-    setImmediate(() => process.exit(0));
+    setImmediate(exitWorker);
     return null;
   },
 };

@@ -7,6 +7,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import v8 from 'node:v8';
@@ -30,8 +33,41 @@ function describe(err: unknown): string {
   return String(err);
 }
 
+/**
+ * With `DVS_BENCH_HEAP_PROF=<dir>`: samples this process's JS-heap allocations from now on,
+ * short-lived objects included (V8's default sampling reports only those still alive at the end,
+ * which for a message path is almost nothing). Returns what writes the profile
+ * (`<dir>/<script>-<pid>.heapprofile`, opened by Chrome DevTools' Memory tab).
+ */
+async function startHeapSampling(): Promise<(() => Promise<void>) | undefined> {
+  const dir = process.env.DVS_BENCH_HEAP_PROF;
+  if (dir === undefined || dir === '') return undefined;
+  const session = new Session();
+  session.connect();
+  // Not in @types/node's protocol types, but in V8's HeapProfiler.startSampling since V8 9.x.
+  const params = { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true };
+  await session.post('HeapProfiler.startSampling', params as { samplingInterval: number });
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, `${path.basename(process.argv[1] ?? 'worker', '.js')}-${process.pid}.heapprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
+let heapProfile: Promise<(() => Promise<void>) | undefined> | undefined;
+
+/** Ends the worker process, writing its heap profile first if one is being taken. */
+export function exitWorker(): void {
+  void Promise.resolve(heapProfile)
+    .then(async (write) => write?.())
+    .catch((err: unknown) => process.stderr.write(`heap profile not written: ${describe(err)}\n`))
+    .finally(() => process.exit(0));
+}
+
 /** Serves commands from stdin until it closes or SIGTERM arrives; then runs `onEnd` and exits. */
 export function serveCommands(handlers: Record<string, Handler>, onEnd: () => Promise<void> | void): void {
+  heapProfile = startHeapSampling();
   const rl = createInterface({ input: process.stdin });
   rl.on('line', (line) => {
     let msg: { id?: number; cmd?: string; args?: Args };
@@ -56,7 +92,7 @@ export function serveCommands(handlers: Record<string, Handler>, onEnd: () => Pr
     void Promise.resolve()
       .then(onEnd)
       .catch(() => undefined)
-      .finally(() => process.exit(0));
+      .finally(exitWorker);
   };
   rl.on('close', end);
   process.on('SIGTERM', end);

@@ -94,19 +94,24 @@ function writeDataHead(body: Buffer, at: number, seq: number, ack: number, count
 }
 
 /**
- * A complete wire frame carrying pre-encoded kernel frames `frames` (totalling `bytes`; `count`
- * elements of `f` in all, when a part holds several back to back): one buffer
+ * A complete wire frame carrying the pre-encoded kernel frames `frames[start, end)` (totalling
+ * `bytes`; `count` elements of `f` in all, when a part holds several back to back): one buffer
  * built with a single copy, or, when some frame carries bulk bytes and the frame is not to be
  * compressed, segments that leave those bytes where they are.
  */
-export function encodeDataFrame(seq: number, ack: number, frames: readonly EncodedFrame[], bytes: number, opts: FramingOptions, count = frames.length): Wire {
+export function encodeDataFrame(seq: number, ack: number, frames: readonly EncodedFrame[], bytes: number, opts: FramingOptions, count = frames.length, start = 0, end = frames.length): Wire {
   const compress = opts.compressMinBytes !== undefined && bytes >= opts.compressMinBytes;
   let bulk = 0;
-  if (!compress) for (const f of frames) if (!Buffer.isBuffer(f)) bulk += f[1].byteLength;
+  if (!compress) {
+    for (let k = start; k < end; k++) {
+      const f = frames[k]!;
+      if (!Buffer.isBuffer(f)) bulk += f[1].byteLength;
+    }
+  }
   if (compress) {
     const body = Buffer.allocUnsafe(DATA_FRAME_OVERHEAD + bytes);
     let at = writeDataHead(body, 0, seq, ack, count);
-    for (const f of frames) at = copyEncoded(f, body, at);
+    for (let k = start; k < end; k++) at = copyEncoded(frames[k]!, body, at);
     return frameFromBody(body.subarray(0, at), opts);
   }
   // Frame header, data head and every byte but the bulk ones in one buffer; cut where bulk goes.
@@ -114,7 +119,8 @@ export function encodeDataFrame(seq: number, ack: number, frames: readonly Encod
   let at = writeDataHead(glue, FRAME_HEADER_BYTES, seq, ack, count);
   const segments: Buffer[] = [];
   let cut = 0;
-  for (const f of frames) {
+  for (let k = start; k < end; k++) {
+    const f = frames[k]!;
     if (Buffer.isBuffer(f)) {
       glue.set(f, at);
       at += f.byteLength;
