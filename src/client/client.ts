@@ -347,7 +347,7 @@ export class DvsClient {
   }
 
   private onData(chunk: Buffer): void {
-    let frames: unknown[];
+    let frames: readonly unknown[];
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {

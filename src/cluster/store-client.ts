@@ -407,7 +407,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
   }
 
   private onData(chunk: Buffer): void {
-    let frames: unknown[];
+    let frames: readonly unknown[];
     try {
       frames = this.decoder!.push(chunk);
     } catch (err) {

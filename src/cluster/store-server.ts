@@ -114,7 +114,7 @@ class Connection {
         return;
       }
     }
-    let frames: unknown[];
+    let frames: readonly unknown[];
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {

@@ -188,7 +188,7 @@ export class ProcConnection {
         return;
       }
     }
-    let frames: unknown[];
+    let frames: readonly unknown[];
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {

@@ -9,11 +9,20 @@ import type { Socket } from 'node:net';
 /** Schedules flushes as promise reactions: Node's queueMicrotask costs twice as much (an AsyncResource each). */
 const RESOLVED = Promise.resolve();
 
+/** What a written entry of the queue is overwritten with. */
+const WRITTEN: Buffer = Buffer.alloc(0);
+
 /** Up to this many bytes in all, a burst is concatenated rather than written as a vector. */
 const CONCAT_MAX_BYTES = 16 * 1024;
 
 export class BatchWriter {
+  /**
+   * Frames [0, count) wait. Two lists take turns and are kept across flushes (emptying a list
+   * would free its storage): a frame written while a flush runs goes to the other one.
+   */
   private queued: (Buffer | readonly Buffer[])[] = [];
+  private spare: (Buffer | readonly Buffer[])[] = [];
+  private count = 0;
   private queuedBytes = 0;
   private scheduled = false;
 
@@ -26,7 +35,7 @@ export class BatchWriter {
 
   /** Queues a frame: one buffer, or segments that are written in order with nothing between them. */
   write(frame: Buffer | readonly Buffer[]): void {
-    this.queued.push(frame);
+    this.queued[this.count++] = frame;
     if (Buffer.isBuffer(frame)) this.queuedBytes += frame.byteLength;
     else for (const b of frame) this.queuedBytes += b.byteLength;
     if (!this.scheduled) {
@@ -46,23 +55,32 @@ export class BatchWriter {
 
   private flushQueued(): void {
     this.scheduled = false;
+    const n = this.count;
+    if (n === 0) return;
     const q = this.queued;
-    if (q.length === 0) return;
     const bytes = this.queuedBytes;
-    this.queued = [];
+    this.queued = this.spare;
+    this.spare = q;
+    this.count = 0;
     this.queuedBytes = 0;
-    const s = this.socket;
-    if (s.destroyed) return;
-    const lone = q.length === 1 ? q[0]! : undefined;
-    if (lone !== undefined && Buffer.isBuffer(lone)) s.write(lone);
-    else if (bytes <= CONCAT_MAX_BYTES) s.write(Buffer.concat(q.flat(), bytes));
-    else {
-      s.cork();
-      for (const f of q) {
-        if (Buffer.isBuffer(f)) s.write(f);
-        else for (const b of f) s.write(b);
+    try {
+      const s = this.socket;
+      if (s.destroyed) return;
+      const lone = n === 1 ? q[0]! : undefined;
+      if (lone !== undefined && Buffer.isBuffer(lone)) s.write(lone);
+      else if (bytes <= CONCAT_MAX_BYTES) s.write(Buffer.concat(q.slice(0, n).flat(), bytes));
+      else {
+        s.cork();
+        for (let i = 0; i < n; i++) {
+          const f = q[i]!;
+          if (Buffer.isBuffer(f)) s.write(f);
+          else for (const b of f) s.write(b);
+        }
+        s.uncork();
       }
-      s.uncork();
+    } finally {
+      // The socket holds what it still needs; the list keeps no frame alive.
+      for (let i = 0; i < n; i++) q[i] = WRITTEN;
     }
   }
 }

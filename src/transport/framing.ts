@@ -41,6 +41,9 @@ export interface FramingOptions {
  */
 const ASSEMBLE_MIN_BYTES = 64 * 1024;
 
+/** What push returns when a chunk completes no frame. */
+const NO_VALUES: readonly unknown[] = Object.freeze([]);
+
 /** Frames up to this size are msgpack's own bytes; larger ones get a buffer of their own. */
 const SHARED_FRAME_MAX_BYTES = 16 * 1024;
 
@@ -143,6 +146,8 @@ export class FrameDecoder {
   /** A large frame being assembled (see ASSEMBLE_MIN_BYTES), and how many of its bytes arrived. */
   private assembly: Buffer | undefined;
   private assembled = 0;
+  /** The value of an assembled frame just completed (handed over by push). */
+  private completed: unknown;
   private broken = false;
   /** See FramingOptions.assembleLargeFrames; switched on once the peer has authenticated. */
   assembleLargeFrames: boolean;
@@ -158,13 +163,19 @@ export class FrameDecoder {
     return this.pendingBytes + this.assembled;
   }
 
-  push(chunk: Buffer): unknown[] {
+  /** The values of the frames this chunk completes, in order (a shared empty list when none: do not modify it). */
+  push(chunk: Buffer): readonly unknown[] {
     if (this.broken) throw new DvsError('EDVSBADREQUEST', 'stream already violated the protocol');
-    const out: unknown[] = [];
+    // Made at the first value: most reads complete one frame or none.
+    let out: unknown[] | undefined;
     try {
       if (this.assembly !== undefined) {
-        const used = this.assemble(chunk, out);
-        if (used === chunk.byteLength) return out;
+        const used = this.assemble(chunk);
+        if (this.completed !== undefined) {
+          out = [this.completed];
+          this.completed = undefined;
+        }
+        if (used === chunk.byteLength) return out ?? NO_VALUES;
         chunk = chunk.subarray(used);
       }
       this.pending.push(chunk);
@@ -190,9 +201,13 @@ export class FrameDecoder {
           } else {
             this.firstOffset = at + total;
           }
-          out.push(this.decodeFrame(first, at, at + total, this.transient && first === chunk));
+          const value = this.decodeFrame(first, at, at + total, this.transient && first === chunk);
+          if (out === undefined) out = [value];
+          else out.push(value);
         } else {
-          out.push(this.decodeFrame(this.take(total), 0, total, false));
+          const value = this.decodeFrame(this.take(total), 0, total, false);
+          if (out === undefined) out = [value];
+          else out.push(value);
         }
       }
       if (this.transient) this.keepRest(chunk);
@@ -203,9 +218,10 @@ export class FrameDecoder {
       this.firstOffset = 0;
       this.assembly = undefined;
       this.assembled = 0;
+      this.completed = undefined;
       throw err;
     }
-    return out;
+    return out ?? NO_VALUES;
   }
 
   /** Moves the bytes received of a large incomplete frame into a buffer of its own. */
@@ -224,15 +240,15 @@ export class FrameDecoder {
     this.firstOffset = 0;
   }
 
-  /** Adds the start of `chunk` to the frame being assembled, decoding it once complete; the bytes of chunk used. */
-  private assemble(chunk: Buffer, out: unknown[]): number {
+  /** Adds the start of `chunk` to the frame being assembled, decoding it into `completed` once whole; the bytes of chunk used. */
+  private assemble(chunk: Buffer): number {
     const frame = this.assembly!;
     const used = chunk.copy(frame, this.assembled, 0, Math.min(chunk.byteLength, frame.byteLength - this.assembled));
     this.assembled += used;
     if (this.assembled === frame.byteLength) {
       this.assembly = undefined;
       this.assembled = 0;
-      out.push(this.decodeFrame(frame, 0, frame.byteLength, false));
+      this.completed = this.decodeFrame(frame, 0, frame.byteLength, false);
     }
     return used;
   }

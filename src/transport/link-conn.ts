@@ -95,7 +95,7 @@ export class LinkConn {
   private onData(chunk: Buffer): void {
     if (this.ended !== undefined) return;
     if (this.counters !== undefined) this.counters.bytesIn += chunk.byteLength;
-    let values: unknown[];
+    let values: readonly unknown[];
     try {
       values = this.decoder.push(chunk);
     } catch (err) {
