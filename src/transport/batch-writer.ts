@@ -9,6 +9,9 @@ import type { Socket } from 'node:net';
 /** Schedules flushes as promise reactions: Node's queueMicrotask costs twice as much (an AsyncResource each). */
 const RESOLVED = Promise.resolve();
 
+/** Queue lists longer than this are emptied for good after a flush. */
+const KEEP_QUEUE_ENTRIES = 256;
+
 /** What a written entry of the queue is overwritten with. */
 const WRITTEN: Buffer = Buffer.alloc(0);
 
@@ -79,8 +82,10 @@ export class BatchWriter {
         s.uncork();
       }
     } finally {
-      // The socket holds what it still needs; the list keeps no frame alive.
-      for (let i = 0; i < n; i++) q[i] = WRITTEN;
+      // The socket holds what it still needs; the list keeps no frame alive, and no storage a
+      // burst grew it to.
+      if (q.length > KEEP_QUEUE_ENTRIES) q.length = 0;
+      else for (let i = 0; i < n; i++) q[i] = WRITTEN;
     }
   }
 }

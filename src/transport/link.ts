@@ -67,6 +67,9 @@ export interface PeerLinkHost {
   readonly log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** Outbox lists longer than this are emptied for good once drained (see dropSent). */
+const KEEP_OUTBOX_ENTRIES = 1024;
+
 /** What a sent outbox entry is overwritten with, so the list keeps no sent bytes alive. */
 const SENT: EncodedFrame = Buffer.alloc(0);
 
@@ -269,6 +272,12 @@ export class PeerLink {
     }
     for (let k = len - sent; k < len; k++) out[k] = SENT;
     this.outboxLen = len - sent;
+    if (this.outboxLen === 0 && out.length > KEEP_OUTBOX_ENTRIES) {
+      // After a burst (a peer that did not keep up): give the storage back.
+      out.length = 0;
+      this.outboxFrames.length = 0;
+      this.outboxElements.length = 0;
+    }
   }
 
   /** Queues the open group of send-acks, if any, in its place among the other frames. */

@@ -59,6 +59,20 @@ describe('BatchWriter', () => {
     expect(Buffer.compare(Buffer.concat(r.writes[0]!), Buffer.concat(big))).toBe(0);
   });
 
+  it('writes a burst of a thousand frames in order, and the turns after it too', async () => {
+    const r = recorder();
+    const w = new BatchWriter(r.socket);
+    for (let round = 0; round < 3; round++) {
+      const n = round === 1 ? 5 : 1000;
+      for (let i = 0; i < n; i++) w.write(Buffer.from(`${round}.${i};`));
+      await turn();
+    }
+    const text = r.writes.map((ws) => Buffer.concat(ws).toString()).join('');
+    const want = [0, 1, 2].map((round) => Array.from({ length: round === 1 ? 5 : 1000 }, (_, i) => `${round}.${i};`).join('')).join('');
+    expect(text).toBe(want);
+    expect(w.pendingBytes).toBe(0);
+  });
+
   it('keeps a frame queued while a flush is writing for the next flush', async () => {
     let nested = 0;
     const r = recorder(() => {
