@@ -150,7 +150,7 @@ describe('node link reliability', () => {
     expect(b.lm.peerState(1)!.batchesOut).toBe(exchanges);
   });
 
-  it('with its window full, queues turn after turn and sends them in order, a window at a time, once acks return', async () => {
+  it.each([40, 1500])('with its window full, queues turn after turn (%i turns) and sends them in order, a window at a time, once acks return', async (turns) => {
     // Batches of one turn each (5 notifies fill 100 bytes): a flush sends part of the outbox.
     const a = await h.node(1, { windowFrames: 3, batchMaxBytes: 100 });
     const b = await h.node(2);
@@ -158,19 +158,24 @@ describe('node link reliability', () => {
     link(a, b, proxy.port);
     await waitUp(a, b);
     proxy.pause();
-    // 40 turns of 5 frames: 3 data frames go out, the other turns wait in the outbox.
-    for (let t = 0; t < 40; t++) {
+    // Turns of 5 frames: 3 data frames go out, the other turns wait in the outbox (1500 of them
+    // make it give its storage back once drained).
+    for (let t = 0; t < turns; t++) {
       for (let k = 0; k < 5; k++) a.lm.send(2, notify(t * 5 + k));
       await new Promise((r) => setImmediate(r));
     }
     const stalled = a.lm.peerState(2)!;
     expect(stalled.unacked).toBe(3);
-    expect(stalled.queued).toBeGreaterThan(10);
+    expect(stalled.queued).toBeGreaterThan(turns - 10);
     proxy.resume();
-    await waitFor(() => b.frames.length === 200, '200 frames');
-    expectExactlyInOrder(args(b, 1), 200);
+    await waitFor(() => b.frames.length === turns * 5, `${turns * 5} frames`);
+    expectExactlyInOrder(args(b, 1), turns * 5);
     await waitFor(() => a.lm.peerState(2)!.unacked === 0, 'everything acknowledged');
     expect(a.lm.peerState(2)!.queued).toBe(0);
+    // And it goes on working after the drain.
+    for (let k = 0; k < 5; k++) a.lm.send(2, notify(turns * 5 + k));
+    await waitFor(() => b.frames.length === turns * 5 + 5, 'frames after the drain');
+    expectExactlyInOrder(args(b, 1), turns * 5 + 5);
   });
 
   it('splits a turn into data frames of at most batchMaxBytes', async () => {
