@@ -274,30 +274,37 @@ export class DvsClient {
       const entry: PendingCall = { id, resolve, reject, map, guard: undefined, signal: undefined, onAbort: undefined };
       this.pending.set(entry);
       this.send(bytes);
-      if ((timeoutMs === undefined || timeoutMs < 0) && signal === undefined) return;
-      const failLocally = (err: DvsError): void => {
-        if (this.pending.get(id) !== entry) return;
-        this.pending.delete(id);
-        cleanup(entry);
-        this.cancel(id);
-        reject(err);
-      };
-      if (timeoutMs !== undefined && timeoutMs >= 0) {
-        entry.guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.settleMs + this.graceMs);
-        entry.guard.unref();
-      }
-      if (signal !== undefined) {
-        entry.signal = signal;
-        entry.onAbort = () => {
-          if (this.pending.get(id) !== entry) return;
-          this.cancel(id);
-          if (entry.guard !== undefined) clearTimeout(entry.guard);
-          entry.guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.settleMs + this.graceMs);
-          entry.guard.unref();
-        };
-        signal.addEventListener('abort', entry.onAbort, ONCE);
-      }
+      // The wiring lives in a method of its own: its closures would otherwise make every call pay
+      // for a context they need only with a timeout or a signal.
+      if ((timeoutMs !== undefined && timeoutMs >= 0) || signal !== undefined) this.guard(entry, timeoutMs, signal);
     });
+  }
+
+  /** The local side of a call's timeout and abort: fails it here if the daemon does not answer in time. */
+  private guard(entry: PendingCall, timeoutMs: number | undefined, signal: AbortLike | undefined): void {
+    const id = entry.id;
+    const failLocally = (err: DvsError): void => {
+      if (this.pending.get(id) !== entry) return;
+      this.pending.delete(id);
+      cleanup(entry);
+      this.cancel(id);
+      entry.reject(err);
+    };
+    if (timeoutMs !== undefined && timeoutMs >= 0) {
+      entry.guard = setTimeout(() => failLocally(new DvsError('EDVSTIMEDOUT', 'the daemon did not answer in time')), timeoutMs + this.settleMs + this.graceMs);
+      entry.guard.unref();
+    }
+    if (signal !== undefined) {
+      entry.signal = signal;
+      entry.onAbort = () => {
+        if (this.pending.get(id) !== entry) return;
+        this.cancel(id);
+        if (entry.guard !== undefined) clearTimeout(entry.guard);
+        entry.guard = setTimeout(() => failLocally(new DvsError('EDVSINTR')), this.settleMs + this.graceMs);
+        entry.guard.unref();
+      };
+      signal.addEventListener('abort', entry.onAbort, ONCE);
+    }
   }
 
   /** Asks the daemon to abort request `target` (it then answers EDVSINTR, or success if it completed first). */
