@@ -146,8 +146,6 @@ export class FrameDecoder {
   /** A large frame being assembled (see ASSEMBLE_MIN_BYTES), and how many of its bytes arrived. */
   private assembly: Buffer | undefined;
   private assembled = 0;
-  /** The value of an assembled frame just completed (handed over by push). */
-  private completed: unknown;
   private broken = false;
   /** See FramingOptions.assembleLargeFrames; switched on once the peer has authenticated. */
   assembleLargeFrames: boolean;
@@ -169,12 +167,10 @@ export class FrameDecoder {
     // Made at the first value: most reads complete one frame or none.
     let out: unknown[] | undefined;
     try {
-      if (this.assembly !== undefined) {
+      const frame = this.assembly;
+      if (frame !== undefined) {
         const used = this.assemble(chunk);
-        if (this.completed !== undefined) {
-          out = [this.completed];
-          this.completed = undefined;
-        }
+        if (this.assembly === undefined) out = [this.decodeFrame(frame, 0, frame.byteLength, false)];
         if (used === chunk.byteLength) return out ?? NO_VALUES;
         chunk = chunk.subarray(used);
       }
@@ -201,13 +197,11 @@ export class FrameDecoder {
           } else {
             this.firstOffset = at + total;
           }
-          const value = this.decodeFrame(first, at, at + total, this.transient && first === chunk);
-          if (out === undefined) out = [value];
-          else out.push(value);
+          out = collect(out, this.decodeFrame(first, at, at + total, this.transient && first === chunk));
         } else {
-          const value = this.decodeFrame(this.take(total), 0, total, false);
-          if (out === undefined) out = [value];
-          else out.push(value);
+          const whole = Buffer.allocUnsafe(total);
+          this.moveOut(whole, total);
+          out = collect(out, this.decodeFrame(whole, 0, total, false));
         }
       }
       if (this.transient) this.keepRest(chunk);
@@ -218,7 +212,6 @@ export class FrameDecoder {
       this.firstOffset = 0;
       this.assembly = undefined;
       this.assembled = 0;
-      this.completed = undefined;
       throw err;
     }
     return out ?? NO_VALUES;
@@ -227,20 +220,12 @@ export class FrameDecoder {
   /** Moves the bytes received of a large incomplete frame into a buffer of its own. */
   private startAssembly(total: number): void {
     const frame = Buffer.allocUnsafe(total);
-    let at = 0;
-    let off = this.firstOffset;
-    for (const c of this.pending) {
-      at += c.copy(frame, at, off);
-      off = 0;
-    }
+    this.assembled = this.pendingBytes;
+    this.moveOut(frame, this.pendingBytes);
     this.assembly = frame;
-    this.assembled = at;
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.firstOffset = 0;
   }
 
-  /** Adds the start of `chunk` to the frame being assembled, decoding it into `completed` once whole; the bytes of chunk used. */
+  /** Adds the start of `chunk` to the frame being assembled (done with it once complete); the bytes of chunk used. */
   private assemble(chunk: Buffer): number {
     const frame = this.assembly!;
     const used = chunk.copy(frame, this.assembled, 0, Math.min(chunk.byteLength, frame.byteLength - this.assembled));
@@ -248,7 +233,6 @@ export class FrameDecoder {
     if (this.assembled === frame.byteLength) {
       this.assembly = undefined;
       this.assembled = 0;
-      this.completed = this.decodeFrame(frame, 0, frame.byteLength, false);
     }
     return used;
   }
@@ -290,10 +274,9 @@ export class FrameDecoder {
     return head.readUInt32BE(0);
   }
 
-  /** The next n bytes, which span more than one chunk, copied into one buffer. */
-  private take(n: number): Buffer {
+  /** Moves the next n pending bytes (spanning chunks) to the start of `out`. */
+  private moveOut(out: Buffer, n: number): void {
     this.pendingBytes -= n;
-    const out = Buffer.allocUnsafe(n);
     let at = 0;
     let used = 0;
     let off = this.firstOffset;
@@ -311,6 +294,12 @@ export class FrameDecoder {
     }
     this.pending.splice(0, used);
     this.firstOffset = off;
-    return out;
   }
+}
+
+/** Adds a value to push's result, making the list at the first one. */
+function collect(out: unknown[] | undefined, value: unknown): unknown[] {
+  if (out === undefined) return [value];
+  out.push(value);
+  return out;
 }

@@ -70,7 +70,7 @@ export interface PeerLinkHost {
 /** Outbox lists longer than this are emptied for good once drained (see dropSent). */
 const KEEP_OUTBOX_ENTRIES = 1024;
 
-/** What a sent outbox entry is overwritten with, so the list keeps no sent bytes alive. */
+/** What a removed outbox entry is overwritten with, so the list keeps no bytes alive. */
 const SENT: EncodedFrame = Buffer.alloc(0);
 
 /** Bytes of a run buffer (see PeerLink.run). */
@@ -261,17 +261,17 @@ export class PeerLink {
     this.scheduleFlush();
   }
 
-  /** Removes the first `sent` outbox entries, keeping the lists' storage and no reference to sent bytes. */
-  private dropSent(sent: number): void {
+  /** Removes the first `count` outbox entries (sent, or dropped with the session), keeping the lists' storage and no reference to their bytes. */
+  private dropFirst(count: number): void {
     const len = this.outboxLen;
     const out = this.outbox;
-    for (let k = sent; k < len; k++) {
-      out[k - sent] = out[k]!;
-      this.outboxFrames[k - sent] = this.outboxFrames[k]!;
-      this.outboxElements[k - sent] = this.outboxElements[k]!;
+    for (let k = count; k < len; k++) {
+      out[k - count] = out[k]!;
+      this.outboxFrames[k - count] = this.outboxFrames[k]!;
+      this.outboxElements[k - count] = this.outboxElements[k]!;
     }
-    for (let k = len - sent; k < len; k++) out[k] = SENT;
-    this.outboxLen = len - sent;
+    for (let k = len - count; k < len; k++) out[k] = SENT;
+    this.outboxLen = len - count;
     if (this.outboxLen === 0 && out.length > KEEP_OUTBOX_ENTRIES) {
       // After a burst (a peer that did not keep up): give the storage back.
       out.length = 0;
@@ -359,7 +359,7 @@ export class PeerLink {
       this.ackSent();
       this.writeNow(conn, wire);
     }
-    if (i > 0) this.dropSent(i);
+    if (i > 0) this.dropFirst(i);
     if (this.outboxLen === 0) {
       // Every run's bytes were copied into data frames: the run buffer is free again.
       this.runStart = 0;
@@ -569,7 +569,7 @@ export class PeerLink {
     if (dropOutbox) {
       for (let k = 0; k < this.outboxLen; k++) this.counters.dropped += this.outboxFrames[k]!;
       this.counters.dropped += (this.ackGroup?.ids.length ?? 0) + this.runFrames;
-      this.dropSent(this.outboxLen);
+      this.dropFirst(this.outboxLen);
       this.runStart = 0;
       this.runAt = 0;
       this.runFrames = 0;
