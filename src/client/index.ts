@@ -5,8 +5,8 @@
  */
 export { connect, DvsClient, type ConnectOptions, type ClientBindOptions, type NodeInfo } from './client.js';
 export { RemoteProcess } from './remote-process.js';
-export { readTokenFile } from '../node/proc-token.js';
-export { PROC_PROTOCOL_VERSION, type HelloResult, type BindResult } from '../node/proc-protocol.js';
+export { readTokenFile } from '../transport/proc-token.js';
+export { PROC_PROTOCOL_VERSION, type HelloResult, type BindResult } from '../transport/proc-protocol.js';
 export { ANY, NONE, SELF, type Endpoint } from '../ipc/endpoint.js';
 export { DvsError, ERRNO, isDvsError, codeOfErrno, type DvsErrorCode } from '../ipc/errors.js';
 export { NOTIFY_MESSAGE, isNotification, type Message, type OutgoingMessage, type NotifyPayload } from '../ipc/message.js';

@@ -9,7 +9,7 @@ import { ANY, type Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import { checkMessageType, type Message, type OutgoingMessage } from '../ipc/message.js';
 import { checkPayload } from '../ipc/payload.js';
-import { asInt, isPlainMap, type BindResult, type Fields } from '../node/proc-protocol.js';
+import { asInt, isPlainMap, type BindResult, type Fields } from '../transport/proc-protocol.js';
 import type { DvsClient, ResultMap } from './client.js';
 
 interface LocalGrant {

@@ -20,7 +20,7 @@ import { LinkManager, type LinkTlsOptions, type PeerAddress } from '../transport
 import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
 import { lockDataDir, unlockDataDir } from './data-dir-lock.js';
 import { ProcServer } from './proc-server.js';
-import { createTokenFile, readTokenFile } from './proc-token.js';
+import { createTokenFile, readTokenFile } from '../transport/proc-token.js';
 
 /** What a running daemon publishes in `<dataDir>/node.json` for tools and tests. */
 export interface NodeRuntimeInfo {

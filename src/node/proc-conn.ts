@@ -36,18 +36,13 @@ import {
   type BindResult,
   type Fields,
   type HelloResult,
-} from './proc-protocol.js';
-import { tokensEqual } from './proc-token.js';
+} from '../transport/proc-protocol.js';
+import { tokensEqual } from '../transport/proc-token.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
 
 /** Structured logger (pino's call shape). */
-export interface ProcLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export const silentLogger: ProcLogger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+export type ProcLogger = Logger;
+export { silentLogger };
 
 /** How the daemon binds an endpoint for a client (default: `kernel.bind`). */
 export type BindHook = (dcid: number, opts: { slot?: number; endpoint?: number; name?: string }) => Process | Promise<Process>;

@@ -28,6 +28,7 @@ import { encodeLinkFrame } from './link-wire.js';
 import { PeerLink, type PeerLinkHost, type PeerLinkStats } from './link.js';
 import { SocketReads } from './socket-reads.js';
 import { checkPeerNode } from './tls-identity.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
 
 export interface LinkTiming {
   /** A ping goes out after this long without sending anything. */
@@ -45,12 +46,7 @@ export interface LinkTiming {
 export const DEFAULT_LINK_TIMING: LinkTiming = Object.freeze({ heartbeatMs: 500, suspectMs: 1500, deadMs: 3000, reconnectMs: 100, handshakeMs: 3000 });
 
 /** pino-compatible: `logger.info(fields, message)`. */
-export interface LinkLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+export type LinkLogger = Logger;
 
 export interface LinkTlsOptions {
   readonly key: string | Buffer;
@@ -123,7 +119,6 @@ export interface LinkManagerStats {
 /** Handshake frames are tiny; before authentication nothing bigger is buffered. */
 const HANDSHAKE_MAX_FRAME_BYTES = 4096;
 
-const NO_LOG: LinkLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
 function refuse(msg: string): never {
   throw new DvsError('EDVSCONNREFUSED', msg);
@@ -182,7 +177,7 @@ export class LinkManager implements KernelTransport {
     this.opts = opts;
     this.timing = timing;
     this.key = opts.clusterKey === undefined ? undefined : Buffer.from(opts.clusterKey);
-    this.log = opts.logger ?? NO_LOG;
+    this.log = opts.logger ?? silentLogger;
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     const framing: FramingOptions = { maxFrameBytes: this.maxFrameBytes, compressMinBytes: opts.compressMinBytes };
     this.host = {

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ERRNO, type DvsErrorCode } from '../../src/client/index.js';
-import { PROC_OPS, PROC_PROTOCOL_VERSION } from '../../src/node/proc-protocol.js';
+import { PROC_OPS, PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { Prng } from '../../src/sim/prng.js';
 import { encodeFrame } from '../../src/transport/framing.js';
 import { DC, SERVER_SLOT, sleep, startHarness, track, type Harness, type RawConn } from './helpers.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, DvsError, ERRNO } from '../../src/client/index.js';
 import { Kernel } from '../../src/kernel/kernel.js';
-import { PROC_PROTOCOL_VERSION } from '../../src/node/proc-protocol.js';
+import { PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { ProcServer } from '../../src/node/proc-server.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
 import { DC, startHarness, type Harness } from './helpers.js';

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { connect, type ConnectOptions, type DvsClient } from '../../src/client/index.js';
 import type { KernelLimits } from '../../src/ipc/limits.js';
 import { Kernel } from '../../src/kernel/kernel.js';
-import { PROC_PROTOCOL_VERSION } from '../../src/node/proc-protocol.js';
+import { PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { ProcServer, type ProcServerOptions } from '../../src/node/proc-server.js';
-import { createTokenFile } from '../../src/node/proc-token.js';
+import { createTokenFile } from '../../src/transport/proc-token.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
 import { encodeFrame, FrameDecoder } from '../../src/transport/framing.js';
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type DvsClient } from '../../src/client/index.js';
-import { PROC_PROTOCOL_VERSION } from '../../src/node/proc-protocol.js';
+import { PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { encodeFrame, FrameDecoder } from '../../src/transport/framing.js';
 
 const HELLO_RESULT = { version: PROC_PROTOCOL_VERSION, nodeId: 0, maxFrameBytes: 16 << 20, maxCopyBytes: 1 << 20, maxPayloadBytes: 1 << 16, settleMs: 0 };
