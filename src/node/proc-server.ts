@@ -10,11 +10,12 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { DvsError } from '../ipc/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { encodeFrame } from '../transport/framing.js';
-import { ProcConnection, silentLogger, type BindHook, type ConnContext, type ProcLogger, type ProcServerStats } from './proc-conn.js';
+import { ProcConnection } from './proc-conn.js';
+import { silentLogger, type BindHook, type ConnContext, type ProcLogger, type ProcServerStats } from './proc-context.js';
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
 import { checkToken, readTokenFile } from '../transport/proc-token.js';
 
-export type { BindHook, ProcLogger, ProcServerStats } from './proc-conn.js';
+export type { BindHook, ProcLogger, ProcServerStats } from './proc-context.js';
 
 export interface ProcServerOptions {
   readonly kernel: Kernel;
