@@ -1,0 +1,50 @@
+/** How a directory and its calls are configured, and the checked settings its parts share. */
+import { DvsError } from '../../ipc/errors.js';
+import type { Clock } from '../../kernel/clock.js';
+import { isInt } from './parse.js';
+
+export interface DirectoryOptions {
+  /** Key prefix of the layout. Default '/dvs'. */
+  readonly root?: string;
+  /** Timers (lease keepalive, waits, resync backoff). Default: the system clock. */
+  readonly clock?: Clock;
+  /** User slots a node reserves per DC at a time. Default 16, at most 32 (one txn stays under etcd's 128 ops). */
+  readonly rangeSize?: number;
+  /** A background refill starts when a node's pool falls below this. Default rangeSize / 4. */
+  readonly refillBelow?: number;
+  /** Attempts of a transaction that lost a race before EDVSBUSY. Default 8. */
+  readonly maxRetries?: number;
+  /** How long a write waits for the cache to catch up with it. Default 5000 ms. */
+  readonly cacheWaitMs?: number;
+}
+
+export interface RegisterOptions {
+  /** Take over a live registration of the same node id (a restarted daemon whose old lease has not expired): its lease is revoked. */
+  readonly replace?: boolean;
+}
+
+export interface ClaimOptions {
+  /** A fixed slot (servers, tasks); without one, a user slot from the node's pool. */
+  readonly slot?: number;
+  /** Default `ep<slot>`. */
+  readonly name?: string;
+}
+
+/** The options every part of a directory works with, checked once. */
+export interface DirectorySettings {
+  readonly rangeSize: number;
+  readonly refillBelow: number;
+  readonly maxRetries: number;
+  readonly cacheWaitMs: number;
+}
+
+export function directorySettings(opts: DirectoryOptions): DirectorySettings {
+  const rangeSize = opts.rangeSize ?? 16;
+  if (!isInt(rangeSize, 1, 32)) throw new DvsError('EDVSINVAL', `rangeSize must be an integer in 1..32, got ${String(opts.rangeSize)}`);
+  return {
+    rangeSize,
+    refillBelow: opts.refillBelow ?? Math.max(1, Math.floor(rangeSize / 4)),
+    maxRetries: opts.maxRetries ?? 8,
+    cacheWaitMs: opts.cacheWaitMs ?? 5000,
+  };
+}

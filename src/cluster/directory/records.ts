@@ -1,0 +1,87 @@
+/**
+ * What the directory tells its users: the records of nodes, DCs and endpoints as the cache holds
+ * them, and the events by which it reports their changes.
+ */
+import type { Endpoint } from '../../ipc/endpoint.js';
+import type { DvsError } from '../../ipc/errors.js';
+import type { DcLimits } from '../../ipc/limits.js';
+import type { LeaseId, StoreValue } from '../store.js';
+
+/** Longest DC or endpoint name (as in the kernel). */
+export const NAME_MAX = 32;
+
+export interface NodeInfo {
+  readonly nodeId: number;
+  /** Where the node's link listener is reached. */
+  readonly host: string;
+  readonly port: number;
+  /** Anything else peers should know (admin port, process socket, version); plain values. */
+  readonly meta?: { readonly [key: string]: StoreValue };
+}
+
+export interface NodeRecord extends NodeInfo {
+  /** Bumped by every registration of this node id: a restarted daemon is a new incarnation. */
+  readonly incarnation: number;
+  /** The lease the node's keys live under. */
+  readonly lease: LeaseId;
+}
+
+export interface DcDefinition {
+  readonly dcid: number;
+  readonly name?: string;
+  readonly nodes?: readonly number[];
+  readonly limits?: Partial<DcLimits>;
+}
+
+export interface DcRecord {
+  readonly dcid: number;
+  readonly name: string;
+  /** Member nodes, ascending. */
+  readonly nodes: readonly number[];
+  readonly limits: DcLimits;
+}
+
+export interface EndpointRecord {
+  readonly dcid: number;
+  readonly slot: number;
+  readonly generation: number;
+  readonly endpoint: Endpoint;
+  /** The node that owns the endpoint. */
+  readonly node: number;
+  readonly name: string;
+  /** The modRevision of the endpoint's key: changes whenever the entry does (a fencing epoch for moves). */
+  readonly epoch: number;
+}
+
+export type NodeEvent = { readonly type: 'up' | 'changed' | 'down'; readonly node: NodeRecord };
+export type DcEvent = { readonly type: 'created' | 'changed' | 'removed'; readonly dc: DcRecord; readonly previous?: DcRecord };
+export type EndpointEvent = { readonly type: 'bound' | 'unbound'; readonly endpoint: EndpointRecord; readonly previous?: EndpointRecord };
+
+export interface DirectoryEvents {
+  node: NodeEvent;
+  dc: DcEvent;
+  endpoint: EndpointEvent;
+  /** A node registered here lost its lease: the cluster considers it dead; re-register (a new incarnation). */
+  leaseLost: { readonly nodeId: number; readonly error: DvsError };
+  /** The cache was rebuilt from a fresh read after its watch ended (compaction, store reset). */
+  resync: { readonly revision: number };
+  /** Background failures: a publication that did not land, a malformed key, a failed resync. */
+  error: DvsError;
+}
+
+/** How the parts of the directory emit through the facade. */
+export type EmitDirectoryEvent = <K extends keyof DirectoryEvents>(name: K, event: DirectoryEvents[K]) => void;
+
+/** A free user slot reserved by a node's range, as stored under `resv/<slot>`. */
+export interface Reservation {
+  readonly node: number;
+  readonly generation: number;
+  readonly lease: number;
+  readonly modRevision: number;
+}
+
+/** The last generation handed out for a slot, as stored under `gen/<slot>`. */
+export interface GenEntry {
+  readonly generation: number;
+  readonly modRevision: number;
+}
