@@ -5,6 +5,7 @@
  * See docs/link-protocol.md ("Handshake").
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { DvsError } from '../ipc/errors.js';
 
 /** Version of the link protocol (handshake and link frames), independent of the framing version. */
 export const LINK_PROTOCOL_VERSION = 4;
@@ -66,4 +67,32 @@ export function verifyHandshakeMac(key: Uint8Array, role: number, p: HandshakePa
   const expected = handshakeMac(key, role, p);
   if (mac.byteLength !== expected.byteLength) return false;
   return timingSafeEqual(expected, mac);
+}
+
+/** The handshake parameters of one connection, in the roles of its two sides. */
+export function handshakeParams(dialerNonce: Uint8Array, acceptorNonce: Uint8Array, dialer: number, acceptor: number, dialerInc: number, acceptorInc: number): HandshakeParams {
+  return { version: LINK_PROTOCOL_VERSION, dialerNonce, acceptorNonce, dialerNode: dialer, acceptorNode: acceptor, dialerIncarnation: dialerInc, acceptorIncarnation: acceptorInc };
+}
+
+/** A node's proofs in the handshake: made and checked with its cluster key, or empty without one (certificate-only mode). */
+export class HandshakeProofs {
+  private readonly key: Buffer | undefined;
+
+  constructor(key: Uint8Array | undefined) {
+    this.key = key === undefined ? undefined : Buffer.from(key);
+  }
+
+  /** This node's proof in `role` (empty without a key). */
+  make(role: number, p: HandshakeParams): Buffer {
+    return this.key === undefined ? Buffer.alloc(0) : handshakeMac(this.key, role, p);
+  }
+
+  /** Throws EDVSACCES unless `mac` is the peer's valid proof in `role` (or, without a key, empty). */
+  check(role: number, p: HandshakeParams, mac: Uint8Array): void {
+    if (this.key === undefined) {
+      if (mac.byteLength !== 0) throw new DvsError('EDVSACCES', 'peer sent a MAC but this node has no cluster key');
+      return;
+    }
+    if (!verifyHandshakeMac(this.key, role, p, mac)) throw new DvsError('EDVSACCES', 'handshake MAC does not verify');
+  }
 }

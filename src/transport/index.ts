@@ -31,7 +31,7 @@ export {
 } from './frame-schema.js';
 export { BULK_MIN_BYTES, encodeDataFrame, encodedBytes, encodeKernelFrame, encodeLinkFrame, encodeSendAcks, flattenWire, wireBytes, type EncodedFrame, type Wire } from './link-wire.js';
 export { encodeWireArray, KIND, kernelFrameToWire, MAX_GROUPED_ACKS } from './kernel-wire.js';
-export type { PeerLinkStats, PeerState } from './link.js';
+export type { PeerLinkStats, PeerState } from './link-stats.js';
 export {
   DEFAULT_LINK_TIMING,
   LinkManager,

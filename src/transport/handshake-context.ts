@@ -1,0 +1,40 @@
+/**
+ * What the dialer's and the acceptor's handshakes need from their LinkManager: the node's
+ * identity, proofs and limits, its peers, and where an authenticated connection (or a failed
+ * handshake) goes. See docs/link-protocol.md ("Handshake and authentication").
+ */
+import type { HandshakeProofs } from './auth.js';
+import type { SessionToken } from './frame-schema.js';
+import type { FramingOptions } from './framing.js';
+import type { ConnEnd, LinkConn } from './link-conn.js';
+import type { LinkLogger, LinkTiming, LinkTlsOptions } from './link-options.js';
+import type { PeerLink } from './peer-link.js';
+
+export interface HandshakeContext {
+  readonly nodeId: number;
+  readonly incarnation: number;
+  readonly timing: LinkTiming;
+  readonly proofs: HandshakeProofs;
+  readonly framing: FramingOptions;
+  /** Largest frame body of an established link. */
+  readonly maxFrameBytes: number;
+  readonly tls: LinkTlsOptions | undefined;
+  readonly log: LinkLogger;
+  isClosed(): boolean;
+  /** The link of `node` while it is a peer. */
+  peerOf(node: number): PeerLink | undefined;
+  /** Hands an authenticated connection to its peer. */
+  adopt(peer: PeerLink, conn: LinkConn, peerToken: SessionToken, resume: boolean, peerAck: number): void;
+  /** A handshake ended without a link (counted and logged); `peer` when known. */
+  handshakeFailed(why: ConnEnd, err: unknown, peer: PeerLink | undefined, where: string): void;
+  /** The dialer's next attempt for `peer`: at once when `soon` and nothing failed since the last link. */
+  redial(peer: PeerLink, soon: boolean): void;
+}
+
+/** Handshake frames are tiny; before authentication nothing bigger is buffered. */
+export const HANDSHAKE_MAX_FRAME_BYTES = 4096;
+
+export function isTlsAuthError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /CERT|SSL|UNABLE_TO|SELF_SIGNED|TLS/.test(code);
+}

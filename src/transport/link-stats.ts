@@ -1,0 +1,105 @@
+/**
+ * What LinkManager.stats() tells an operator, per peer and per node, and the counters behind it.
+ * See docs/link-protocol.md ("Validation and counters").
+ */
+
+/** What the link reports about a peer: 'connecting' until the first session (reported as nothing). */
+export type PeerState = 'connecting' | 'up' | 'suspect' | 'down';
+
+/** The counters a peer link keeps (its stats without the state fields). */
+export interface PeerCounters {
+  /** Kernel frames sent (first transmissions) and delivered. */
+  framesOut: number;
+  framesIn: number;
+  /** Data frames (batches) sent for the first time and accepted. */
+  batchesOut: number;
+  batchesIn: number;
+  /** Standalone ack frames sent (an ack that could not ride on a data frame). */
+  acksOut: number;
+  bytesOut: number;
+  bytesIn: number;
+  /** Data frames sent again after a reconnect. */
+  resent: number;
+  /** Kernel frames received again (sequence already delivered) and discarded. */
+  duplicatesDropped: number;
+  /** Kernel frames discarded because the peer was or went down. */
+  dropped: number;
+  /** Connections established after the first one. */
+  reconnects: number;
+  /** Authenticated connections closed for breaking the protocol. */
+  protocolErrors: number;
+  /** Handshakes with this peer that failed authentication (dialing side). */
+  authFailures: number;
+}
+
+export function newPeerCounters(): PeerCounters {
+  return {
+    framesOut: 0,
+    framesIn: 0,
+    batchesOut: 0,
+    batchesIn: 0,
+    acksOut: 0,
+    bytesOut: 0,
+    bytesIn: 0,
+    resent: 0,
+    duplicatesDropped: 0,
+    dropped: 0,
+    reconnects: 0,
+    protocolErrors: 0,
+    authFailures: 0,
+  };
+}
+
+export interface PeerLinkStats extends Readonly<PeerCounters> {
+  readonly node: number;
+  readonly state: PeerState;
+  /** The peer's incarnation in the current (or last) session. */
+  readonly incarnation: number | undefined;
+  readonly connected: boolean;
+  /** Kernel frames waiting to be sent, and sent but not yet acknowledged (in batches). */
+  readonly queued: number;
+  readonly queuedBytes: number;
+  readonly unacked: number;
+  readonly lastSeqSent: number;
+  readonly lastSeqReceived: number;
+}
+
+/** The counters of a whole LinkManager (its stats without the peers and identity). */
+export interface ManagerCounters {
+  /** Inbound TCP connections accepted. */
+  accepted: number;
+  /** Connections (either direction) closed before their handshake completed, whatever the reason. */
+  handshakeFailures: number;
+  /** Wrong key, bad MAC or certificate refused (either direction). */
+  authFailures: number;
+  /** Protocol violations before authentication (malformed, oversized or unexpected frames). */
+  protocolErrors: number;
+  handshakeTimeouts: number;
+  /** Well-formed but refused: unknown node, wrong dialing direction, wrong version, too many pending. */
+  refused: number;
+  /** Kernel frames sent to a node that is not a peer (dropped; reported 'down'). */
+  unknownPeerDrops: number;
+  /** onFrame or onPeerState callbacks that threw (logged and ignored). */
+  callbackErrors: number;
+}
+
+export function newManagerCounters(): ManagerCounters {
+  return {
+    accepted: 0,
+    handshakeFailures: 0,
+    authFailures: 0,
+    protocolErrors: 0,
+    handshakeTimeouts: 0,
+    refused: 0,
+    unknownPeerDrops: 0,
+    callbackErrors: 0,
+  };
+}
+
+export interface LinkManagerStats extends Readonly<ManagerCounters> {
+  readonly nodeId: number;
+  readonly incarnation: number;
+  readonly peers: PeerLinkStats[];
+  /** Inbound connections currently in their handshake. */
+  readonly pendingHandshakes: number;
+}
