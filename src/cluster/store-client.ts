@@ -139,6 +139,8 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
   private readonly watches = new Map<number, ClientWatch>();
   private readonly leases = new Map<LeaseId, number>();
   private readyWaiters: { resolve: () => void; reject: (err: DvsError) => void }[] = [];
+  /** Why the last connection attempt failed, for the message of a call that gives up waiting. */
+  private lastError: string | undefined;
   /** The store instance this client talks to, once known. */
   storeId: string | undefined;
   /** Reconnections so far. */
@@ -183,7 +185,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimer(timeoutMs, () => {
         this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
-        reject(new DvsError('EDVSNOTCONN', `store server ${this.host}:${this.port} unreachable for ${timeoutMs} ms`));
+        reject(this.unreachable(timeoutMs));
       });
       const waiter = {
         resolve: () => {
@@ -357,13 +359,18 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
         } else {
           const i = this.queue.indexOf(call);
           if (i >= 0) this.queue.splice(i, 1);
-          this.settle(call, new DvsError('EDVSNOTCONN', `store server ${this.host}:${this.port} unreachable for ${timeoutMs} ms`));
+          this.settle(call, this.unreachable(timeoutMs));
         }
       });
       if (this.state === 'ready') this.transmit(call);
       else if (call.connectionBound) this.settle(call, new DvsError('EDVSNOTCONN', 'not connected'));
       else this.queue.push(call);
     });
+  }
+
+  private unreachable(timeoutMs: number): DvsError {
+    const why = this.lastError === undefined ? '' : ` (last error: ${this.lastError})`;
+    return new DvsError('EDVSNOTCONN', `store server ${this.host}:${this.port} unreachable for ${timeoutMs} ms${why}`);
   }
 
   private transmit(call: Call): void {
@@ -396,13 +403,18 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     socket.on('data', (chunk: Buffer) => {
       if (this.socket === socket) this.onData(chunk);
     });
-    socket.on('error', noop);
+    socket.on('error', (err: Error) => {
+      if (this.socket === socket) this.lastError = err.message;
+    });
     socket.on('close', () => {
       if (this.socket === socket) this.onClose();
     });
     this.handshakeTimer = this.clock.setTimer(this.connectTimeoutMs, () => {
       this.handshakeTimer = undefined;
-      if (this.socket === socket && this.state !== 'ready') socket.destroy();
+      if (this.socket === socket && this.state !== 'ready') {
+        this.lastError = `no handshake within ${this.connectTimeoutMs} ms`;
+        socket.destroy();
+      }
     });
   }
 
@@ -434,6 +446,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     if (f.t === 'error') {
       const err = fromWireError(f.error);
       if (err.code === 'EDVSACCES') this.failFatal(err);
+      else if (this.state !== 'ready') this.lastError = `the server closed the handshake: ${err.message}`; // e.g. EDVSAGAIN: retried with backoff
       else this.emit('error', err);
       return;
     }
@@ -472,6 +485,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     this.storeId = storeId;
     this.state = 'ready';
     this.attempt = 0;
+    this.lastError = undefined;
     // Watches first, each from the last revision it delivered; then whatever waited; then leases.
     for (const w of this.watches.values()) {
       w.partialSeenOnConn = 0;
@@ -606,6 +620,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
 
   private onClose(): void {
     const wasReady = this.state === 'ready';
+    if (!wasReady && this.state === 'handshake') this.lastError ??= 'the server closed the connection during the handshake';
     this.socket = undefined;
     this.decoder = undefined;
     this.serverNonce = undefined;

@@ -4,7 +4,9 @@
  * authenticate with an HMAC-SHA256 challenge on the cluster key; requests are answered in order;
  * watch events are pushed one revision per frame. Anything malformed gets a typed error, and a peer
  * that breaks the framing or the handshake gets a closed connection: never a crash or a hang.
- * Protocol: docs/coordination.md.
+ * Connections not yet authenticated live in a small pool of their own, with a short deadline and the
+ * oldest evicted for a newcomer, so a flood of silent connections cannot lock authenticated clients
+ * out (their cap is separate). Protocol and admission policy: docs/coordination.md.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -37,9 +39,11 @@ export interface StoreServerOptions {
   readonly port?: number;
   /** Largest frame body in either direction. Default 16 MiB. */
   readonly maxFrameBytes?: number;
-  /** A peer that has not authenticated within this time is disconnected. Default 5000 ms. */
+  /** A peer that has not authenticated within this time is disconnected. Default 3000 ms. */
   readonly handshakeTimeoutMs?: number;
-  /** Connections beyond this are closed at once. Default 1024. */
+  /** Connections not yet authenticated held at once; a newcomer beyond this evicts the oldest of them. Default 128. */
+  readonly maxPendingConnections?: number;
+  /** Authenticated connections held at once; one more that authenticates is refused with EDVSAGAIN. Default 1024. */
   readonly maxConnections?: number;
   /** Watches one connection may hold. Default 1024. */
   readonly maxWatchesPerConnection?: number;
@@ -47,13 +51,34 @@ export interface StoreServerOptions {
   readonly maxBufferedBytes?: number;
 }
 
+/** Counters for operators; `StoreServer.stats` returns a fresh copy. */
 export interface StoreServerStats {
-  connections: number;
-  accepted: number;
-  authFailures: number;
-  protocolErrors: number;
-  requests: number;
+  /** Open now: authenticated, and pending (not yet authenticated). */
+  readonly connections: { readonly open: number; readonly authenticated: number; readonly pending: number };
+  /** Connections taken into the pending pool. */
+  readonly accepted: number;
+  /** Connections turned away: the server was closing, or the authenticated cap was reached. */
+  readonly refused: number;
+  /** Pending connections closed to make room for a newcomer. */
+  readonly evicted: number;
+  /** Handshakes that failed: a wrong proof, or no authentication within the deadline. */
+  readonly handshakesFailed: { readonly auth: number; readonly timeout: number };
+  /** Protocol errors that closed a connection: broken framing, a malformed frame, too many bytes before authentication. */
+  readonly framesRefused: number;
+  /** Connections cut because their unsent output exceeded `maxBufferedBytes`. */
+  readonly overruns: number;
+  /** Requests answered (successfully or with an error). */
+  readonly requests: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
+
+type Counters = { -readonly [K in Exclude<keyof StoreServerStats, 'connections' | 'handshakesFailed'>]: number } & {
+  authFailures: number;
+  handshakeTimeouts: number;
+};
+
+type ServerConfig = Required<Omit<StoreServerOptions, 'clusterKey' | 'store' | 'host' | 'port'>>;
 
 const noop = (): void => undefined;
 
@@ -71,7 +96,8 @@ interface ConnWatch {
 class Connection {
   private readonly decoder: FrameDecoder;
   private readonly nonce = randomBytes(NONCE_BYTES);
-  private authed = false;
+  /** Authenticated; until then the connection belongs to the server's pending pool. */
+  authed = false;
   private preauthBytes = 0;
   private closed = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -81,7 +107,8 @@ class Connection {
     private readonly server: StoreServer,
     readonly socket: Socket,
     private readonly key: Buffer,
-    private readonly cfg: Required<Omit<StoreServerOptions, 'clusterKey' | 'store' | 'host' | 'port'>>,
+    private readonly cfg: ServerConfig,
+    private readonly counters: Counters,
   ) {
     this.decoder = new FrameDecoder({ maxFrameBytes: cfg.maxFrameBytes });
     socket.setNoDelay(true);
@@ -89,7 +116,10 @@ class Connection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', noop);
     socket.on('close', () => this.teardown());
-    this.handshakeTimer = setTimeout(() => this.fail(new DvsError('EDVSTIMEDOUT', 'no authentication within the handshake timeout')), cfg.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(() => {
+      this.counters.handshakeTimeouts++;
+      this.fail(new DvsError('EDVSTIMEDOUT', 'no authentication within the handshake timeout'));
+    }, cfg.handshakeTimeoutMs);
     this.handshakeTimer.unref();
   }
 
@@ -104,12 +134,22 @@ class Connection {
     this.teardown();
   }
 
+  /** Closes a pending connection to make room for a newcomer; its socket goes as soon as the reason is written. */
+  evict(): void {
+    if (this.closed) return;
+    this.counters.evicted++;
+    this.say({ t: 'error', error: toWireError(new DvsError('EDVSAGAIN', 'evicted: too many connections awaiting authentication')) });
+    this.teardown();
+    this.socket.end(() => this.socket.destroy());
+  }
+
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    this.counters.bytesIn += chunk.byteLength;
     if (!this.authed) {
       this.preauthBytes += chunk.byteLength;
       if (this.preauthBytes > MAX_PREAUTH_BYTES) {
-        this.server.stats.protocolErrors++;
+        this.counters.framesRefused++;
         this.fail(new DvsError('EDVSBADREQUEST', `more than ${MAX_PREAUTH_BYTES} bytes before authentication`));
         return;
       }
@@ -118,7 +158,7 @@ class Connection {
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
-      this.server.stats.protocolErrors++;
+      this.counters.framesRefused++;
       this.fail(err);
       return;
     }
@@ -130,25 +170,30 @@ class Connection {
       }
     } catch (err) {
       // Not expected (every request error is answered); still never let it escape the socket handler.
-      this.server.stats.protocolErrors++;
+      this.counters.framesRefused++;
       this.fail(err);
     }
   }
 
   private onAuth(f: unknown): void {
     if (!isRecord(f) || f.t !== 'auth' || f.proto !== STORE_PROTOCOL || f.v !== STORE_PROTOCOL_VERSION || !(f.nonce instanceof Uint8Array) || f.nonce.byteLength !== NONCE_BYTES) {
-      this.server.stats.protocolErrors++;
+      this.counters.framesRefused++;
       this.fail(new DvsError('EDVSBADREQUEST', `expected an auth frame of ${STORE_PROTOCOL}/${STORE_PROTOCOL_VERSION}`));
       return;
     }
     if (!proofMatches(clientProof(this.key, this.nonce, f.nonce), f.mac)) {
-      this.server.stats.authFailures++;
+      this.counters.authFailures++;
       this.fail(new DvsError('EDVSACCES', 'authentication failed: wrong cluster key'));
       return;
     }
-    this.authed = true;
     if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = undefined;
+    if (!this.server.promote(this)) {
+      this.counters.refused++;
+      this.fail(new DvsError('EDVSAGAIN', `the store server holds its maximum of ${this.cfg.maxConnections} authenticated connections`));
+      return;
+    }
+    this.authed = true;
     this.send({ t: 'welcome', mac: serverProof(this.key, this.nonce, f.nonce), revision: this.server.store.revision });
   }
 
@@ -156,11 +201,11 @@ class Connection {
     const id = isRecord(f) ? f.id : undefined;
     if (!isRecord(f) || typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
       // Without an id nothing can be answered: the peer broke the protocol.
-      this.server.stats.protocolErrors++;
+      this.counters.framesRefused++;
       this.fail(new DvsError('EDVSBADREQUEST', 'a request must be a map with a non-negative integer id'));
       return;
     }
-    this.server.stats.requests++;
+    this.counters.requests++;
     let after: (() => void) | undefined;
     let reply: Record<string, unknown>;
     try {
@@ -275,23 +320,29 @@ class Connection {
       throw err;
     }
     this.socket.write(bytes);
+    this.counters.bytesOut += bytes.byteLength;
     if (this.socket.writableLength > this.cfg.maxBufferedBytes) this.cut(`more than ${this.cfg.maxBufferedBytes} bytes of output pending`);
     return true;
   }
 
   private cut(reason: string): void {
-    this.server.stats.protocolErrors++;
+    this.counters.overruns++;
     this.fail(new DvsError('EDVSOVERRUN', reason));
+  }
+
+  /** Writes a last frame before closing, best effort. */
+  private say(frame: Record<string, unknown>): void {
+    try {
+      this.send(frame);
+    } catch {
+      // nothing more to say
+    }
   }
 
   /** Tells the peer why (best effort) and closes the connection. */
   private fail(err: unknown): void {
     if (this.closed) return;
-    try {
-      this.send({ t: 'error', error: toWireError(err) });
-    } catch {
-      // nothing more to say
-    }
+    this.say({ t: 'error', error: toWireError(err) });
     this.teardown();
     this.socket.end();
     // A peer that does not read must not keep the socket open.
@@ -313,13 +364,26 @@ export class StoreServer {
   readonly store: MemoryStore;
   /** Identifies the store served (its data); a client that reconnects to a different one resynchronises. */
   readonly storeId: string;
-  readonly stats: StoreServerStats = { connections: 0, accepted: 0, authFailures: 0, protocolErrors: 0, requests: 0 };
   private readonly key: Buffer;
   private readonly host: string;
   private readonly port: number;
-  private readonly cfg: Required<Omit<StoreServerOptions, 'clusterKey' | 'store' | 'host' | 'port'>>;
+  private readonly cfg: ServerConfig;
   private readonly server: Server;
-  private readonly conns = new Set<Connection>();
+  /** Not yet authenticated, oldest first (a Set keeps insertion order). */
+  private readonly pending = new Set<Connection>();
+  private readonly authed = new Set<Connection>();
+  private readonly counters: Counters = {
+    accepted: 0,
+    refused: 0,
+    evicted: 0,
+    authFailures: 0,
+    handshakeTimeouts: 0,
+    framesRefused: 0,
+    overruns: 0,
+    requests: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  };
   private readonly ownsStore: boolean;
   private listening = false;
   private closed = false;
@@ -337,8 +401,9 @@ export class StoreServer {
     }
     this.cfg = {
       maxFrameBytes,
-      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 5000,
-      maxConnections: opts.maxConnections ?? 1024,
+      handshakeTimeoutMs: positive('handshakeTimeoutMs', opts.handshakeTimeoutMs, 3000),
+      maxPendingConnections: positive('maxPendingConnections', opts.maxPendingConnections, 128),
+      maxConnections: positive('maxConnections', opts.maxConnections, 1024),
       maxWatchesPerConnection: opts.maxWatchesPerConnection ?? 1024,
       maxBufferedBytes: opts.maxBufferedBytes ?? 64 * 1024 * 1024,
     };
@@ -368,14 +433,24 @@ export class StoreServer {
   }
 
   get connectionCount(): number {
-    return this.conns.size;
+    return this.pending.size + this.authed.size;
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): StoreServerStats {
+    const { authFailures, handshakeTimeouts, ...rest } = this.counters;
+    return {
+      connections: { open: this.connectionCount, authenticated: this.authed.size, pending: this.pending.size },
+      ...rest,
+      handshakesFailed: { auth: authFailures, timeout: handshakeTimeouts },
+    };
   }
 
   /** Cuts every connection (clients reconnect and resume their watches). Returns how many. */
   dropConnections(): number {
-    const n = this.conns.size;
-    for (const c of [...this.conns]) c.destroy();
-    return n;
+    const all = [...this.pending, ...this.authed];
+    for (const c of all) c.destroy();
+    return all.length;
   }
 
   /** Stops listening, closes every connection and, if the server created its store, closes it. */
@@ -387,21 +462,38 @@ export class StoreServer {
     if (this.ownsStore) this.store.closeSync();
   }
 
+  /** @internal A pending connection authenticated: moves it to the authenticated set, false if that is full. */
+  promote(c: Connection): boolean {
+    if (!this.pending.has(c) || this.authed.size >= this.cfg.maxConnections) return false;
+    this.pending.delete(c);
+    this.authed.add(c);
+    return true;
+  }
+
   /** @internal */
   forget(c: Connection): void {
-    if (this.conns.delete(c)) this.stats.connections = this.conns.size;
+    if (!this.pending.delete(c)) this.authed.delete(c);
   }
 
   private accept(socket: Socket): void {
-    if (this.closed || this.conns.size >= this.cfg.maxConnections) {
+    if (this.closed) {
+      this.counters.refused++;
       socket.on('error', noop);
       socket.destroy();
       return;
     }
-    this.stats.accepted++;
-    const c = new Connection(this, socket, this.key, this.cfg);
-    this.conns.add(c);
-    this.stats.connections = this.conns.size;
+    // A newcomer always gets its chance: the connection that has waited longest without
+    // authenticating makes room. An honest client authenticates within a round trip of its hello.
+    if (this.pending.size >= this.cfg.maxPendingConnections) this.pending.values().next().value?.evict();
+    this.counters.accepted++;
+    const c = new Connection(this, socket, this.key, this.cfg, this.counters);
+    this.pending.add(c);
     c.start();
   }
+}
+
+function positive(name: string, v: number | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isSafeInteger(v) || v <= 0) throw new DvsError('EDVSINVAL', `${name} must be a positive integer, got ${String(v)}`);
+  return v;
 }

@@ -1,8 +1,9 @@
 /**
  * The embedded backend over real TCP on 127.0.0.1 (port 0): authentication, the operations and their
  * errors across the wire, watches that resume without a gap after the connection is cut, lease
- * keepalive across reconnects, unreachable servers, a restarted (empty) store, and a bounded fuzz of
- * random and mutated frames that must leave the server serving.
+ * keepalive across reconnects, unreachable servers, a restarted (empty) store, a flood of silent
+ * connections that must not lock clients out, and a bounded fuzz of random and mutated frames that
+ * must leave the server serving.
  */
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,11 +17,13 @@ import { systemClock } from '../../src/runtime/system-clock.js';
 import { Prng } from '../../src/sim/prng.js';
 import { encodeFrame, FrameDecoder } from '../../src/transport/framing.js';
 import { encodeValue } from '../../src/transport/codec.js';
+import { SilentFlood } from '../cli/helpers.js';
 import { codeOf, until } from './helpers.js';
 
 const KEY = 'test-cluster-key-0123456789abcdef';
 
 const servers: StoreServer[] = [];
+const floods: SilentFlood[] = [];
 const clients: StoreClient[] = [];
 const sockets: Socket[] = [];
 const cleanups: (() => void)[] = [];
@@ -40,6 +43,7 @@ async function client(port: number, opts: Partial<StoreClientOptions> = {}): Pro
 
 afterEach(async () => {
   for (const f of cleanups.splice(0)) f();
+  for (const f of floods.splice(0)) f.close();
   for (const s of sockets.splice(0)) s.destroy();
   for (const c of clients.splice(0)) await c.close();
   for (const s of servers.splice(0)) await s.close();
@@ -117,7 +121,7 @@ describe('authentication', () => {
   it('refuses a wrong key, and the client does not retry it', async () => {
     const { server, port } = await startServer();
     expect(await codeOf(StoreClient.connect({ port, clusterKey: 'another-key-of-the-wrong-cluster', connectTimeoutMs: 2000 }))).toBe('EDVSACCES');
-    expect(server.stats.authFailures).toBe(1);
+    expect(server.stats.handshakesFailed.auth).toBe(1);
     const raw = await RawPeer.authed(port, KEY).catch(() => undefined);
     expect(raw).toBeDefined(); // the server still serves the right key
     const wrong = await RawPeer.open(port);
@@ -142,7 +146,64 @@ describe('authentication', () => {
     const flood = await RawPeer.open(port);
     flood.write(Buffer.alloc(8192, 0x41));
     await until(() => flood.closed, 3000, 'close on a flood before auth');
-    expect(server.stats.protocolErrors).toBeGreaterThanOrEqual(2);
+    expect(server.stats.framesRefused).toBeGreaterThanOrEqual(2);
+    expect(server.stats.handshakesFailed.timeout).toBe(1);
+  });
+});
+
+describe('a flood of silent connections', () => {
+  it('does not lock clients out: the oldest silent ones make room, and authenticated clients are not counted with them', async () => {
+    // A deadline of a minute: only the pending pool, not the handshake deadline, can let a client in here.
+    const { server, port } = await startServer({ handshakeTimeoutMs: 60_000 });
+    const before = await client(port);
+    const flood = await SilentFlood.open(port, 1100);
+    floods.push(flood);
+
+    // While the flood is held: a new client (and one that was connected before) does its work.
+    const c = await client(port, { connectTimeoutMs: 10_000 });
+    await c.put('/during-flood', 'ok');
+    expect((await c.get('/during-flood'))?.value).toBe('ok');
+    expect((await before.get('/during-flood'))?.value).toBe('ok');
+    const restarted = await client(port, { connectTimeoutMs: 10_000 });
+    expect(await restarted.getPrefix('/during-flood')).toMatchObject({ entries: [{ key: '/during-flood' }] });
+    await until(() => flood.held <= 127, 10_000, 'evicted connections closed');
+    expect(flood.held).toBe(127);
+    expect(flood.closedWith('EDVSAGAIN')).toBe(1100 - 127);
+
+    // The first newcomer evicted the oldest silent one; the pool had room for the second.
+    const s = server.stats;
+    expect(s.connections).toEqual({ open: 130, authenticated: 3, pending: 127 });
+    expect(s.accepted).toBe(1103);
+    expect(s.evicted).toBe(1100 - 127);
+    expect(s.refused).toBe(0);
+    expect(s.bytesIn).toBeGreaterThan(0);
+    expect(s.bytesOut).toBeGreaterThan(s.bytesIn);
+  });
+
+  it('the deadline closes silent connections; a full authenticated cap refuses the next one with EDVSAGAIN', async () => {
+    const { server, port } = await startServer({ handshakeTimeoutMs: 300, maxPendingConnections: 4, maxConnections: 2 });
+    const a = await client(port);
+    const b = await client(port);
+    const flood = await SilentFlood.open(port, 20);
+    floods.push(flood);
+    await until(() => flood.held === 0, 5000, 'every silent connection closed');
+    // Evicted for a newcomer, or closed by the deadline (at least the last four, which no newcomer followed).
+    const evicted = flood.closedWith('EDVSAGAIN');
+    const timedOut = flood.closedWith('EDVSTIMEDOUT');
+    expect(evicted + timedOut).toBe(20);
+    expect(timedOut).toBeGreaterThanOrEqual(4);
+    const third = await RawPeer.open(port);
+    await until(() => third.frames.length >= 1, 2000, 'hello');
+    const hello = third.frames.shift() as { nonce: Uint8Array };
+    const nonce = Buffer.alloc(32, 3);
+    third.send({ t: 'auth', proto: STORE_PROTOCOL, v: STORE_PROTOCOL_VERSION, nonce, mac: clientProof(Buffer.from(KEY), hello.nonce, nonce) });
+    await until(() => third.closed, 3000, 'refusal');
+    expect(third.frames.at(-1)).toMatchObject({ t: 'error', error: { code: 'EDVSAGAIN' } });
+    await a.put('/k', 1);
+    expect((await b.get('/k'))?.value).toBe(1);
+    const s = server.stats;
+    expect(s).toMatchObject({ connections: { open: 2, authenticated: 2, pending: 0 }, accepted: 23, refused: 1, evicted, handshakesFailed: { auth: 0, timeout: timedOut } });
+    expect(() => new StoreServer({ clusterKey: KEY, maxPendingConnections: 0 })).toThrow(/maxPendingConnections/);
   });
 });
 
@@ -298,7 +359,10 @@ describe('an unreachable server', () => {
     const started = Date.now();
     expect(await codeOf(c.get('/k'))).toBe('EDVSNOTCONN');
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    expect(await codeOf(StoreClient.connect({ port, clusterKey: KEY, connectTimeoutMs: 200 }))).toBe('EDVSNOTCONN');
+    const refused = await StoreClient.connect({ port, clusterKey: KEY, connectTimeoutMs: 200 }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'EDVSNOTCONN' });
+    // What could not be reached, and why.
+    expect(String((refused as Error).message)).toMatch(new RegExp(`store server 127\\.0\\.0\\.1:${port} unreachable for 200 ms \\(last error: connect ECONNREFUSED`));
     const again = new StoreServer({ clusterKey: KEY, port });
     servers.push(again);
     await again.listen();
@@ -398,7 +462,7 @@ describe('fuzz', () => {
       await Promise.all(Array.from({ length: Math.min(12, cases - i) }, (_, j) => runCase(i + j)));
     }
     expect(done).toBeGreaterThanOrEqual(60);
-    expect(server.stats.protocolErrors).toBeGreaterThan(0);
+    expect(server.stats.framesRefused).toBeGreaterThan(0);
     await until(() => server.connectionCount === 0, 5000, 'every fuzz connection closed');
     // Still serving.
     const c = await client(port);
