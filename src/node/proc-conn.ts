@@ -7,6 +7,7 @@
  * unobserved. Closing the connection unbinds every endpoint it bound.
  */
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { AbortSwitch } from '../ipc/calls.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
@@ -26,6 +27,14 @@ import { ConnWriter } from './proc-writer.js';
 const CLOSE_GRACE_MS = 1000;
 /** Bytes a connection may send before its hello is accepted. */
 export const MAX_PRE_HELLO_BYTES = 64 * 1024;
+/**
+ * What one connection is served in one turn of the event loop, whichever ends first: a burst of
+ * pipelined requests must not hold the loop that also serves the other clients and the links.
+ */
+const SLICE_MAX_FRAMES = 256;
+const SLICE_MAX_MS = 4;
+/** Frames waiting beyond this: the socket is not read until they are served. */
+const BACKLOG_PAUSE_FRAMES = 4096;
 
 type State = 'hello' | 'open' | 'closing' | 'closed';
 
@@ -59,6 +68,10 @@ export class ProcConnection implements OpHost {
   private pending = new IdTable<InFlight>();
   private releasedFlag = false;
   private preHelloBytes = 0;
+  /** Frames decoded and not yet served: [backlogHead, backlog.length), served one slice per turn. */
+  private backlog: unknown[] = [];
+  private backlogHead = 0;
+  private readPaused = false;
 
   constructor(id: number, socket: Socket, ctx: ConnContext) {
     this.id = id;
@@ -112,8 +125,32 @@ export class ProcConnection implements OpHost {
       this.violation(err instanceof DvsError ? err : new DvsError('EDVSBADREQUEST', 'undecodable frame'));
       return;
     }
-    for (const frame of frames) {
-      if (this.isClosing()) return;
+    if (frames.length === 0) return;
+    if (this.backlogHead < this.backlog.length) {
+      // Earlier frames still wait for their slice: these go after them, in order.
+      for (const frame of frames) this.backlog.push(frame);
+      this.pauseIfBacklogged();
+      return;
+    }
+    const served = this.serveFrames(frames, 0);
+    if (served < frames.length) {
+      for (let i = served; i < frames.length; i++) this.backlog.push(frames[i]);
+      this.yieldSlice();
+      this.pauseIfBacklogged();
+    }
+  }
+
+  /**
+   * Serves frames from `list[from]` on, within one slice's budget (frames and time), and returns
+   * the index of the first frame not served; every frame counts as served once the connection closes.
+   */
+  private serveFrames(list: readonly unknown[], from: number): number {
+    const end = Math.min(list.length, from + SLICE_MAX_FRAMES);
+    const started = performance.now();
+    let i = from;
+    while (i < end) {
+      if (this.isClosing()) return list.length;
+      const frame = list[i++];
       try {
         this.onFrame(frame);
       } catch (err) {
@@ -121,7 +158,39 @@ export class ProcConnection implements OpHost {
         this.ctx.logger.error({ conn: this.id, err: err instanceof Error ? err.stack : String(err) }, 'process connection handler failed');
         this.shutdown(new DvsError('EDVSIO', 'internal error'));
       }
+      if (performance.now() - started >= SLICE_MAX_MS) break;
     }
+    return this.isClosing() ? list.length : i;
+  }
+
+  /** The slice's budget is spent and frames wait: the rest is served from a later turn of the event loop. */
+  private yieldSlice(): void {
+    this.ctx.stats.slicesYielded++;
+    setImmediate(this.serveBacklog);
+  }
+
+  /** One slice of the backlog; the next one is scheduled while frames are left. */
+  private readonly serveBacklog = (): void => {
+    const served = this.serveFrames(this.backlog, this.backlogHead);
+    if (served < this.backlog.length) {
+      this.backlogHead = served;
+      this.yieldSlice();
+      return;
+    }
+    this.backlog = [];
+    this.backlogHead = 0;
+    if (this.readPaused && !this.isClosing()) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  };
+
+  /** A large backlog: stop reading the socket until it is served, so TCP pushes back on the client. */
+  private pauseIfBacklogged(): void {
+    if (this.readPaused || this.backlog.length - this.backlogHead <= BACKLOG_PAUSE_FRAMES) return;
+    this.readPaused = true;
+    this.ctx.stats.readPauses++;
+    this.socket.pause();
   }
 
   private isClosing(): boolean {
@@ -178,14 +247,11 @@ export class ProcConnection implements OpHost {
   // ---------------------------------------------------------------- requests
 
   private onRequest(f: Fields, id: number): void {
-    if (this.pending.size >= this.ctx.maxInFlight) {
-      this.out.error(id, new DvsError('EDVSAGAIN', `more than ${this.ctx.maxInFlight} requests in flight`));
-      return;
-    }
     let outcome: unknown;
     let asMessage = false;
     try {
       const op = opOf(f);
+      if (!op.control && this.pending.size >= this.ctx.maxInFlight) throw new DvsError('EDVSAGAIN', `more than ${this.ctx.maxInFlight} requests in flight`);
       asMessage = op.message;
       outcome = op.run(this, f, id);
     } catch (err) {

@@ -14,14 +14,27 @@ export { silentLogger };
 /** How the daemon binds an endpoint for a client (default: `kernel.bind`). */
 export type BindHook = (dcid: number, opts: { slot?: number; endpoint?: number; name?: string }) => Process | Promise<Process>;
 
-/** Counters of one ProcServer, for operators. */
+/** Counters of one ProcServer, for operators: what shows an attack or an overload. */
 export interface ProcServerStats {
+  /** Connections accepted since start. */
   accepted: number;
+  /** Connections refused: the server was full or closing. */
   refused: number;
+  /** Handshakes failed: no hello, a wrong token, a bad version or a malformed hello. */
   authFailures: number;
+  /** Connections closed for breaking the protocol (a frame refused). */
   protocolErrors: number;
+  /** Requests received after hello, and those answered with an error. */
   requests: number;
   errorResponses: number;
+  /** Times a connection's budget for one event-loop turn ran out and the rest of its frames waited for a later turn. */
+  slicesYielded: number;
+  /** Times a connection's socket stopped being read because too many of its frames waited. */
+  readPauses: number;
+}
+
+export function newProcServerStats(): ProcServerStats {
+  return { accepted: 0, refused: 0, authFailures: 0, protocolErrors: 0, requests: 0, errorResponses: 0, slicesYielded: 0, readPauses: 0 };
 }
 
 /** Limits and shared state every connection of one server uses. */

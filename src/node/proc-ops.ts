@@ -17,6 +17,11 @@ export interface Op {
   readonly run: (c: OpHost, f: Fields, id: number) => unknown;
   /** The result is a message, sent as `{source, type, payload?}`. */
   readonly message: boolean;
+  /**
+   * A control request (cancel, ping, unbind, info) is served even at the in-flight limit: a client
+   * at the limit must still be able to abort its calls, end an endpoint and look at the daemon.
+   */
+  readonly control: boolean;
 }
 
 const I32_MIN = -0x80000000;
@@ -169,16 +174,20 @@ function secondHello(): never {
 }
 
 function op(run: Op['run'], message = false): Op {
-  return { run, message };
+  return { run, message, control: false };
+}
+
+function control(run: Op['run']): Op {
+  return { run, message: false, control: true };
 }
 
 /** Every request a client may send after hello, by `op`. */
 export const OPS: ReadonlyMap<string, Op> = new Map<string, Op>([
-  ['ping', op(() => null)],
-  ['info', op(info)],
+  ['ping', control(() => null)],
+  ['info', control(info)],
   ['procs', op((c, f) => c.ctx.kernel.procs(dcidOf(c, f)))],
   ['bind', op(bindForClient)],
-  ['unbind', op(unbind)],
+  ['unbind', control(unbind)],
   ['send', op(send)],
   ['receive', op(receive, true)],
   ['sendrec', op(sendrec, true)],
@@ -194,7 +203,7 @@ export const OPS: ReadonlyMap<string, Op> = new Map<string, Op>([
   ['waitForBind', op(waitForBind)],
   ['waitForUnbind', op(waitForUnbind)],
   ['wakeup', op(wakeup)],
-  ['cancel', op(cancel)],
+  ['cancel', control(cancel)],
   ['hello', op(secondHello)],
 ]);
 

@@ -11,7 +11,7 @@ import { DvsError } from '../ipc/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { encodeFrame } from '../transport/framing.js';
 import { ProcConnection } from './proc-conn.js';
-import { silentLogger, type BindHook, type ConnContext, type ProcLogger, type ProcServerStats } from './proc-context.js';
+import { newProcServerStats, silentLogger, type BindHook, type ConnContext, type ProcLogger, type ProcServerStats } from './proc-context.js';
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
 import { checkToken, readTokenFile } from '../transport/proc-token.js';
 
@@ -33,7 +33,7 @@ export interface ProcServerOptions {
   readonly helloTimeoutMs?: number;
   /** How long the daemon waits for a client to serve one grant-read/grant-write (default 30 s). */
   readonly grantTimeoutMs?: number;
-  /** Requests in flight per connection (default 4096); more are refused with EDVSAGAIN. */
+  /** Requests in flight per connection (default 4096); more are refused with EDVSAGAIN, except cancel, ping, unbind and info. */
   readonly maxInFlight?: number;
   /** Endpoints bound per connection (default 256). */
   readonly maxEndpoints?: number;
@@ -62,7 +62,7 @@ function positive(name: string, v: number | undefined, fallback: number): number
 
 export class ProcServer {
   readonly socketPath: string;
-  readonly stats: ProcServerStats = { accepted: 0, refused: 0, authFailures: 0, protocolErrors: 0, requests: 0, errorResponses: 0 };
+  readonly stats: ProcServerStats = newProcServerStats();
   private readonly opts: ProcServerOptions;
   private readonly kernel: Kernel;
   private readonly logger: ProcLogger;

@@ -39,6 +39,42 @@ describe('process protocol: limits and compression', { timeout: 10_000 }, () => 
     expect(errors).toHaveLength(1);
   });
 
+  it('at the in-flight limit, cancel, ping, info and unbind are still served; other requests get EDVSAGAIN', async () => {
+    h = await startHarness({ server: { maxInFlight: 2 } });
+    const r = await h.rawHello();
+    r.send({ id: 1, op: 'bind', dcid: DC });
+    const ep = ((await r.response(1)).result as { endpoint: number }).endpoint;
+    r.send({ id: 2, op: 'receive', dcid: DC, endpoint: ep, src: ANY });
+    r.send({ id: 3, op: 'waitForBind', dcid: DC, target: 150 });
+    r.send({ id: 4, op: 'waitForBind', dcid: DC, target: 151 });
+    expect(await r.response(4)).toMatchObject({ ok: false, error: { code: 'EDVSAGAIN', errno: -11 } });
+    r.send({ id: 5, op: 'ping' });
+    expect(await r.response(5)).toMatchObject({ ok: true, result: null });
+    r.send({ id: 6, op: 'info' });
+    expect(await r.response(6)).toMatchObject({ ok: true, result: { nodeId: 0, endpoints: [{ dcid: DC, endpoint: ep }] } });
+    r.send({ id: 7, op: 'cancel', target: 3 });
+    expect(await r.response(7)).toMatchObject({ ok: true, result: true });
+    expect(await r.response(3)).toMatchObject({ ok: false, error: { code: 'EDVSINTR', errno: -4 } });
+    // At the limit again; unbind still goes through and ends the endpoint's receive.
+    r.send({ id: 8, op: 'waitForBind', dcid: DC, target: 152 });
+    r.send({ id: 9, op: 'unbind', dcid: DC, endpoint: ep });
+    expect(await r.response(9)).toMatchObject({ ok: true });
+    expect(await r.response(2)).toMatchObject({ ok: false, error: { code: 'EDVSSHUTDOWN' } });
+    r.send({ id: 10, op: 'cancel', target: 8 });
+    expect(await r.response(10)).toMatchObject({ ok: true, result: true });
+    expect(await r.response(8)).toMatchObject({ ok: false, error: { code: 'EDVSINTR' } });
+
+    // The client library at the limit: aborting a call is answered by the daemon, not by the local guard.
+    const c = await h.connect({ localGraceMs: 60_000 });
+    const ac = new AbortController();
+    const waits = [track(c.waitForBind(DC, 160, { signal: ac.signal })), track(c.waitForBind(DC, 161))];
+    await expect(c.waitForBind(DC, 162)).rejects.toMatchObject({ code: 'EDVSAGAIN' });
+    ac.abort();
+    await expect(waits[0]).rejects.toMatchObject({ code: 'EDVSINTR' });
+    await c.bind(DC, { slot: 161 });
+    await expect(waits[1]).resolves.toBe(161);
+  });
+
   it('large frames travel LZ4-compressed when both sides agree, and plain otherwise', async () => {
     h = await startHarness({ limits: { maxPayloadBytes: 400_000 } });
     const zipped = await h.connect({ compress: true });
