@@ -20,8 +20,7 @@ import { checkPeerNode } from './tls-identity.js';
  * is no longer in its handshake (established, or ended).
  */
 export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: (conn: LinkConn) => void): void {
-  const timer = setTimeout(() => conn.end('timeout'), ctx.timing.handshakeMs);
-  timer.unref();
+  const timer = ctx.clock.setTimer(ctx.timing.handshakeMs, () => conn.end('timeout'));
   const nonce = newNonce();
   let stage: 'hello' | 'auth' | 'done' = 'hello';
   let hello: HelloFrame | undefined;
@@ -50,7 +49,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
       if (!conn.setMaxFrameBytes(ctx.maxFrameBytes)) throw new DvsError('EDVSBADREQUEST', 'data before ready');
       const peer = ctx.peerOf(hello.from);
       if (peer === undefined || peer !== peerOf) refuse(`node ${hello.from} is no longer a peer`);
-      clearTimeout(timer);
+      ctx.clock.clearTimer(timer);
       stage = 'done';
       settled(conn);
       const peerToken = { inc: hello.inc, epoch: f.epoch };
@@ -65,7 +64,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
   };
 
   conn.onEnd = (why, err) => {
-    clearTimeout(timer);
+    ctx.clock.clearTimer(timer);
     settled(conn);
     if (stage !== 'done') ctx.handshakeFailed(why, err, undefined, 'inbound');
   };

@@ -5,6 +5,7 @@
  * once after ACK_EVERY_BATCHES batches (one-way load; well inside the sender's window).
  * See docs/link-protocol.md ("Sequence numbers, acknowledgements, batching").
  */
+import type { Clock, TimerHandle } from '../kernel/clock.js';
 
 /** How long a standalone ack waits for outgoing data to carry it instead. */
 export const ACK_DELAY_MS = 5;
@@ -21,10 +22,13 @@ export class DelayedAck {
   /** The wait is over: the next flush sends the ack even without data. */
   private due = false;
   /** Bounds how long a standalone ack waits (see received()). */
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
 
   /** `onDue` runs when a standalone ack has waited long enough: it should flush. */
-  constructor(private readonly onDue: () => void) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly onDue: () => void,
+  ) {}
 
   /**
    * A data batch was accepted at `now`. True when the ack should go out at once (flush now).
@@ -54,19 +58,18 @@ export class DelayedAck {
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     this.timer = undefined;
   }
 
   private arm(ms: number): void {
-    this.timer = setTimeout(this.onTimer, ms);
-    this.timer.unref();
+    this.timer = this.clock.setTimer(ms, this.onTimer);
   }
 
   private readonly onTimer = (): void => {
     this.timer = undefined;
     if (!this.dirty) return;
-    const wait = this.dirtySince + ACK_DELAY_MS - Date.now();
+    const wait = this.dirtySince + ACK_DELAY_MS - this.clock.now();
     if (wait > 0) {
       this.arm(wait);
       return;

@@ -32,8 +32,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
   }
   const conn = new LinkConn(socket, ctx.maxFrameBytes, reads);
   peer.pending = conn;
-  const timer = setTimeout(() => conn.end('timeout'), ctx.timing.handshakeMs);
-  timer.unref();
+  const timer = ctx.clock.setTimer(ctx.timing.handshakeMs, () => conn.end('timeout'));
   const nonce = newNonce();
   let stage: 'connect' | 'welcome' | 'ready' | 'done' = 'connect';
   let welcome: WelcomeFrame | undefined;
@@ -67,7 +66,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
       return;
     }
     if (stage === 'ready' && f.t === 'ready' && welcome !== undefined && snapshot !== undefined) {
-      clearTimeout(timer);
+      ctx.clock.clearTimer(timer);
       stage = 'done';
       if (peer.pending === conn) peer.pending = undefined;
       if (ctx.isClosed() || ctx.peerOf(peer.node) !== peer || peer.epoch !== snapshot.epoch || peer.lastSeqReceived !== snapshot.ack || peer.view() !== snapshot.view) {
@@ -85,7 +84,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
   };
 
   conn.onEnd = (why, err) => {
-    clearTimeout(timer);
+    ctx.clock.clearTimer(timer);
     if (peer.pending === conn) peer.pending = undefined;
     if (stage === 'connect' && why === 'closed' && !isTlsAuthError(err)) {
       ctx.log.debug({ node: ctx.nodeId, peer: peer.node, err: err instanceof Error ? err.message : undefined }, 'connect failed');

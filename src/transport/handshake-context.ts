@@ -3,6 +3,7 @@
  * identity, proofs and limits, its peers, and where an authenticated connection (or a failed
  * handshake) goes. See docs/link-protocol.md ("Handshake and authentication").
  */
+import type { Clock } from '../kernel/clock.js';
 import type { HandshakeProofs } from './auth.js';
 import type { SessionToken } from './frame-schema.js';
 import type { FramingOptions } from './framing.js';
@@ -20,6 +21,7 @@ export interface HandshakeContext {
   readonly maxFrameBytes: number;
   readonly tls: LinkTlsOptions | undefined;
   readonly log: LinkLogger;
+  readonly clock: Clock;
   isClosed(): boolean;
   /** The link of `node` while it is a peer. */
   peerOf(node: number): PeerLink | undefined;

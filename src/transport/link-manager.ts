@@ -7,7 +7,9 @@
  * link, redials, and runs the periodic check. Implements KernelTransport. See docs/link-protocol.md.
  */
 import { DvsError } from '../ipc/errors.js';
+import type { Clock } from '../kernel/clock.js';
 import type { KernelFrame, KernelTransport } from '../kernel/frames.js';
+import { systemClock } from '../runtime/system-clock.js';
 import { silentLogger } from '../runtime/logger.js';
 import { HandshakeProofs, MAC_BYTES, MAX_NODE_ID, NONCE_BYTES } from './auth.js';
 import { dialPeer } from './dialer-handshake.js';
@@ -30,6 +32,7 @@ export class LinkManager implements KernelTransport {
   private readonly opts: LinkManagerOptions;
   private readonly timing: LinkTiming;
   private readonly log: LinkLogger;
+  private readonly clock: Clock;
   private readonly host: PeerLinkHost;
   private readonly ctx: HandshakeContext;
   private readonly listener: LinkListener;
@@ -54,6 +57,7 @@ export class LinkManager implements KernelTransport {
     this.opts = opts;
     this.timing = timing;
     this.log = opts.logger ?? silentLogger;
+    const clock = (this.clock = opts.clock ?? systemClock);
     const maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     const framing: FramingOptions = { maxFrameBytes, compressMinBytes: opts.compressMinBytes };
     this.host = {
@@ -63,6 +67,7 @@ export class LinkManager implements KernelTransport {
       windowFrames: opts.windowFrames ?? 4096,
       windowBytes: opts.windowBytes ?? 32 * 1024 * 1024,
       maxQueuedBytes: opts.maxQueuedBytes ?? 8 * 1024 * 1024,
+      clock,
       isClosed: () => this.closed,
       deliver: (from, frame) => this.deliver(from, frame),
       report: (node, state, inc) => this.report(node, state, inc),
@@ -77,6 +82,7 @@ export class LinkManager implements KernelTransport {
       maxFrameBytes,
       tls: opts.tls,
       log: this.log,
+      clock,
       isClosed: () => this.closed,
       peerOf: (node) => this.peers.get(node),
       adopt: (peer, conn, peerToken, resume, peerAck) => this.adopt(peer, conn, peerToken, resume, peerAck),
@@ -84,7 +90,7 @@ export class LinkManager implements KernelTransport {
       redial: (peer, soon) => this.scheduleDial(peer, soon),
     };
     this.listener = new LinkListener(this.ctx, this.counters, opts.maxPendingHandshakes ?? 64);
-    this.ticker = new LinkTicker(timing, (now, judge) => this.onTick(now, judge));
+    this.ticker = new LinkTicker(clock, timing, (now, judge) => this.onTick(now, judge));
   }
 
   // ---- public API ----------------------------------------------------------------------------
@@ -96,7 +102,7 @@ export class LinkManager implements KernelTransport {
     this.started = true;
     this.address = await this.listener.listen(this.opts.listen.host, this.opts.listen.port);
     this.ticker.start();
-    const now = Date.now();
+    const now = this.clock.now();
     for (const peer of this.peers.values()) {
       if (peer.state === 'connecting') peer.heard(now);
       this.dial(peer);
@@ -124,7 +130,7 @@ export class LinkManager implements KernelTransport {
       peer.shutdown();
       if (state !== 'down') this.report(node, 'down', peer.peer?.inc);
     }
-    const now = Date.now();
+    const now = this.clock.now();
     for (const [node, addr] of wanted) {
       let peer = this.peers.get(node);
       if (peer === undefined) {
@@ -240,7 +246,7 @@ export class LinkManager implements KernelTransport {
     conn.onValue = (v) => this.onLinkValue(peer, conn, v);
     conn.onEnd = (why, err) => this.onLinkEnd(peer, conn, why, err);
     conn.trust();
-    peer.establish(conn, peerToken, resume, peerAck, Date.now());
+    peer.establish(conn, peerToken, resume, peerAck, this.clock.now());
     this.log.debug({ node: this.nodeId, peer: peer.node, resume, incarnation: peerToken.inc }, 'link established');
   }
 
@@ -252,11 +258,11 @@ export class LinkManager implements KernelTransport {
         peer.onData(f);
         return;
       case 'ack':
-        peer.heard(Date.now());
+        peer.heard(this.clock.now());
         peer.onAck(f.a);
         return;
       case 'ping':
-        peer.heard(Date.now());
+        peer.heard(this.clock.now());
         return;
       default:
         throw new DvsError('EDVSBADREQUEST', `unexpected ${f.t} on an established link`);
@@ -282,11 +288,10 @@ export class LinkManager implements KernelTransport {
     const cap = Math.max(base, Math.min(1000, 2 * this.timing.heartbeatMs));
     const delay = soon && peer.reconnectAttempts === 0 ? 0 : Math.min(base * 2 ** Math.min(peer.reconnectAttempts, 16), cap);
     peer.reconnectAttempts++;
-    peer.reconnectTimer = setTimeout(() => {
+    peer.reconnectTimer = this.clock.setTimer(delay, () => {
       peer.reconnectTimer = undefined;
       this.dial(peer);
-    }, delay);
-    peer.reconnectTimer.unref();
+    });
   }
 
   private dial(peer: PeerLink): void {

@@ -2,6 +2,7 @@
  * What a LinkManager is configured with: its identity, how peers authenticate, its timers and
  * limits, and the callbacks that receive frames and peer states. See docs/link-protocol.md.
  */
+import type { Clock } from '../kernel/clock.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import type { Logger } from '../runtime/logger.js';
 
@@ -62,6 +63,8 @@ export interface LinkManagerOptions {
   /** Inbound connections still in their handshake, at most. Default 64. */
   readonly maxPendingHandshakes?: number;
   readonly logger?: LinkLogger;
+  /** Time and timers of every link timer (heartbeats, backoff, handshake deadlines, the delayed ack). Default: the system clock. */
+  readonly clock?: Clock;
   /** A kernel frame from peer `from`, in order, exactly once per session. */
   readonly onFrame: (from: number, frame: KernelFrame) => void;
   /** A peer's state changed; `incarnation` is the peer's (the old one for 'down'), when known. */

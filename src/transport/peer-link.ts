@@ -6,6 +6,7 @@
  * here once established. See docs/link-protocol.md.
  */
 import { DvsError } from '../ipc/errors.js';
+import type { Clock, TimerHandle } from '../kernel/clock.js';
 import type { KernelFrame } from '../kernel/frames.js';
 import type { AckFrame, DataFrame, SessionToken } from './frame-schema.js';
 import type { FramingOptions } from './framing.js';
@@ -28,6 +29,7 @@ export interface PeerLinkHost {
   readonly windowBytes: number;
   /** Unsent bytes beyond which backpressure() makes one-way senders wait. */
   readonly maxQueuedBytes: number;
+  readonly clock: Clock;
   readonly isClosed: () => boolean;
   readonly deliver: (from: number, frame: KernelFrame) => void;
   readonly report: (node: number, state: 'up' | 'suspect' | 'down', incarnation: number | undefined) => void;
@@ -53,6 +55,7 @@ export class PeerLink {
   lastSeqSent = 0;
   lastSeqReceived = 0;
   readonly liveness: Liveness;
+  private readonly clock: Clock;
   private readonly outbox: Outbox;
   private readonly resend = new ResendQueue();
   private readonly ack: DelayedAck;
@@ -63,7 +66,7 @@ export class PeerLink {
   /** A flush is running: what it queues (the open run, the ack group) it sends itself. */
   private flushing = false;
   private consecutiveErrors = 0;
-  reconnectTimer: NodeJS.Timeout | undefined;
+  reconnectTimer: TimerHandle | undefined;
   reconnectAttempts = 0;
   private established = 0;
   readonly counters = newPeerCounters();
@@ -76,7 +79,8 @@ export class PeerLink {
     this.node = node;
     this.liveness = new Liveness(now);
     this.outbox = new Outbox(node, hostApi.maxFrameBytes, hostApi.batchMaxBytes);
-    this.ack = new DelayedAck(() => this.flushGuarded());
+    this.clock = hostApi.clock;
+    this.ack = new DelayedAck(hostApi.clock, () => this.flushGuarded());
   }
 
   // ---- sending -------------------------------------------------------------------------------
@@ -178,7 +182,7 @@ export class PeerLink {
 
   private writeNow(conn: LinkConn, wire: Wire): void {
     conn.write(wire);
-    this.liveness.lastSent = Date.now();
+    this.liveness.lastSent = this.clock.now();
   }
 
   /** A heartbeat when nothing was sent for a while. */
@@ -192,7 +196,7 @@ export class PeerLink {
 
   /** A data frame from the established connection (already validated). */
   onData(f: DataFrame): void {
-    const now = Date.now();
+    const now = this.clock.now();
     this.liveness.heard(now);
     if (f.s <= this.lastSeqReceived) {
       this.counters.duplicatesDropped += f.f.length;
@@ -324,7 +328,7 @@ export class PeerLink {
   shutdown(): void {
     this.flushScheduled = false;
     this.ack.stop();
-    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    if (this.reconnectTimer !== undefined) this.clock.clearTimer(this.reconnectTimer);
     this.reconnectTimer = undefined;
     this.conn?.end('shutdown');
     this.conn = undefined;
