@@ -19,7 +19,7 @@
  *   they all disappear in one revision and every cache sees the endpoints unbound, then the node down.
  *
  * This class is the facade; each concept lives in a module of its own under directory/: the cache
- * and its watch, the node registry, DC administration, the slot pool, endpoint claims.
+ * and its watch, the node registry, DC administration, the slot pool, endpoint claims, freezes.
  */
 import type { Endpoint } from '../ipc/endpoint.js';
 import { systemClock } from '../runtime/system-clock.js';
@@ -27,8 +27,9 @@ import { DirectoryCache } from './directory/cache.js';
 import type { DirectoryContext } from './directory/context.js';
 import { DcAdmin } from './directory/dc-admin.js';
 import { EndpointClaims } from './directory/endpoint-claims.js';
+import { EndpointFreezes, type ThawOptions } from './directory/endpoint-freeze.js';
 import { NodeRegistry } from './directory/node-registry.js';
-import { directorySettings, type ClaimOptions, type DirectoryOptions, type RegisterOptions } from './directory/options.js';
+import { directorySettings, type ClaimOptions, type DirectoryOptions, type RegisterOptions, type ReleaseOptions } from './directory/options.js';
 import type { DcDefinition, DcRecord, DirectoryEvents, EndpointRecord, NodeInfo, NodeRecord } from './directory/records.js';
 import { SlotPool } from './directory/slot-pool.js';
 import { TxnRunner } from './directory/txn-runner.js';
@@ -48,7 +49,8 @@ export {
   type EndpointEvent,
   type DirectoryEvents,
 } from './directory/records.js';
-export type { DirectoryOptions, RegisterOptions, ClaimOptions } from './directory/options.js';
+export type { DirectoryOptions, RegisterOptions, ClaimOptions, ReleaseOptions } from './directory/options.js';
+export type { ThawOptions } from './directory/endpoint-freeze.js';
 
 export class Directory extends Emitter<DirectoryEvents> {
   readonly keys: DirectoryKeys;
@@ -58,6 +60,7 @@ export class Directory extends Emitter<DirectoryEvents> {
   private readonly admin: DcAdmin;
   private readonly pool: SlotPool;
   private readonly claims: EndpointClaims;
+  private readonly freezes: EndpointFreezes;
 
   constructor(store: CoordinationStore, opts: DirectoryOptions = {}) {
     super();
@@ -77,6 +80,7 @@ export class Directory extends Emitter<DirectoryEvents> {
     this.admin = new DcAdmin(ctx);
     this.pool = new SlotPool(ctx, this.registry);
     this.claims = new EndpointClaims(ctx, this.registry, this.pool);
+    this.freezes = new EndpointFreezes(ctx);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -234,15 +238,42 @@ export class Directory extends Emitter<DirectoryEvents> {
    * Publishes again an endpoint `node` still runs after its registration was lost (lease expiry
    * removed the entry): only while the slot is free, unreserved, and its last generation is still
    * this endpoint's, so nothing newer is ever overwritten. EDVSSLOTUSED when another holds the slot.
+   * The entry keeps `epoch` (default 0), the epoch the endpoint had before its entry was lost.
    */
-  async restoreEndpoint(dcid: number, endpoint: Endpoint, node: number, name: string): Promise<void> {
+  async restoreEndpoint(dcid: number, endpoint: Endpoint, node: number, name: string, epoch = 0): Promise<void> {
     await this.opened();
-    return this.claims.restore(dcid, endpoint, node, name);
+    return this.claims.restore(dcid, endpoint, node, name, epoch);
   }
 
-  /** Unpublishes an endpoint (after its process unbound). EDVSNOTBIND if not published, EDVSENDPOINT if the slot holds another generation. */
-  releaseEndpoint(dcid: number, endpoint: Endpoint): Promise<void> {
-    return this.claims.release(dcid, endpoint);
+  /**
+   * Unpublishes an endpoint (after its process unbound). EDVSNOTBIND if not published, EDVSENDPOINT
+   * if the slot holds another generation; with `opts.node`, EDVSRMTPROC if another node owns the
+   * entry (the endpoint moved there: the old incarnation's exit must not unpublish it).
+   */
+  releaseEndpoint(dcid: number, endpoint: Endpoint, opts: ReleaseOptions = {}): Promise<void> {
+    return this.claims.release(dcid, endpoint, opts);
+  }
+
+  /**
+   * Freezes `endpoint` at `epoch` for at most `freezeMs` (a marker under a lease of its own): new
+   * senders everywhere park until `thawEndpoint`, or until the freeze expires (its coordinator died)
+   * and every cache sees the endpoint thawed where it was. EDVSNOTBIND (not published), EDVSENDPOINT
+   * (another endpoint in the slot, or another epoch), EDVSBUSY (frozen already).
+   */
+  async freezeEndpoint(dcid: number, endpoint: Endpoint, epoch: number, freezeMs: number): Promise<EndpointRecord> {
+    await this.opened();
+    return this.freezes.freeze(dcid, endpoint, epoch, freezeMs);
+  }
+
+  /**
+   * Thaws `endpoint`, frozen at `epoch`; with `toNode` other than its owner, moves it there at
+   * `epoch + 1` in the same transaction (under that node's registration lease). EDVSPROCSTS if it is
+   * not frozen (the freeze expired), EDVSENDPOINT if it changed since the freeze, EDVSNOTBIND,
+   * EDVSNONODE / EDVSNODCNODE for a `toNode` not registered / not a member of the DC.
+   */
+  async thawEndpoint(dcid: number, endpoint: Endpoint, epoch: number, opts: ThawOptions = {}): Promise<EndpointRecord> {
+    await this.opened();
+    return this.freezes.thaw(dcid, endpoint, epoch, opts);
   }
 
   /** EDVSSHUTDOWN once closed; else the cache is loaded and watching. */

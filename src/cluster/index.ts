@@ -26,6 +26,8 @@ export {
   type DirectoryOptions,
   type RegisterOptions,
   type ClaimOptions,
+  type ThawOptions,
+  type ReleaseOptions,
 } from './directory.js';
 export { Emitter, type Listener } from './emitter.js';
 export { EtcdStore, type EtcdStoreOptions, type EtcdAuth, type EtcdTls } from './etcd-store.js';

@@ -5,18 +5,20 @@
  *   <root>/nodes/<node>                 {nodeId, host, port, incarnation, meta?}   under the node's lease
  *   <root>/incarnations/<node>          last incarnation number of the node         persistent
  *   <root>/dcs/<dcid>                   {dcid, name, nodes, limits}                 persistent
- *   <root>/dcs/<dcid>/eps/<slot>        {endpoint, generation, node, name}          under the node's lease
+ *   <root>/dcs/<dcid>/eps/<slot>        {endpoint, generation, node, name, epoch}   under the owner's lease
  *   <root>/dcs/<dcid>/gen/<slot>        last generation handed out for the slot     persistent
  *   <root>/dcs/<dcid>/resv/<slot>       {node, generation}: a free user slot        under the node's lease
  *                                       reserved by a node's range, with the
  *                                       generation it will bind
+ *   <root>/dcs/<dcid>/frz/<slot>        {endpoint, epoch, recordRevision, ms}:      under a lease of its own
+ *                                       the endpoint is frozen at that epoch        (ms long)
  */
 
 export type ParsedKey =
   | { readonly kind: 'node'; readonly nodeId: number }
   | { readonly kind: 'incarnation'; readonly nodeId: number }
   | { readonly kind: 'dc'; readonly dcid: number }
-  | { readonly kind: 'ep' | 'gen' | 'resv'; readonly dcid: number; readonly slot: number };
+  | { readonly kind: 'ep' | 'gen' | 'resv' | 'frz'; readonly dcid: number; readonly slot: number };
 
 const INT = /^(0|-?[1-9][0-9]{0,8})$/;
 
@@ -61,6 +63,11 @@ export class DirectoryKeys {
     return `${this.root}/dcs/${dcid}/resv/${slot}`;
   }
 
+  /** The freeze marker of a slot's endpoint. */
+  freeze(dcid: number, slot: number): string {
+    return `${this.root}/dcs/${dcid}/frz/${slot}`;
+  }
+
   /** What a key names, or undefined for keys outside the layout (ignored by the directory). */
   parse(key: string): ParsedKey | undefined {
     if (!key.startsWith(this.prefix)) return undefined;
@@ -79,7 +86,7 @@ export class DirectoryKeys {
     const slot = int(b);
     if (slot === undefined) return undefined;
     if (sub === 'eps') return { kind: 'ep', dcid, slot };
-    if (sub === 'gen' || sub === 'resv') return { kind: sub, dcid, slot };
+    if (sub === 'gen' || sub === 'resv' || sub === 'frz') return { kind: sub, dcid, slot };
     return undefined;
   }
 }

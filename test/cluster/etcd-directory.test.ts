@@ -3,7 +3,9 @@
  * daemons, each with its own etcd client) see each other's nodes, DCs and endpoints; fixed-slot claims
  * conflict; per-node ranges never overlap; generations only increase across a node restart; a dead
  * node's lease expiry removes its endpoints from every cache; lookups never touch the store; a cache
- * whose watch ended resynchronises. Each test works under its own root key.
+ * whose watch ended resynchronises; freezes and thaws (in place, with a move to another node's
+ * lease, expiring with their own lease, refused with their codes, seen by another directory in
+ * order, recognised after a lost reply). Each test works under its own root key.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Directory, type DcEvent, type EndpointEvent, type NodeEvent } from '../../src/cluster/directory.js';
@@ -313,5 +315,101 @@ describe('the cache on etcd', () => {
     expect(seen).toEqual(['unbound:gone', 'dc-created:7', 'bound:new']);
     await a.claimEndpoint(0, 1, { slot: 3, name: 'live' });
     await until(() => b.findByName(0, 'live') !== undefined, 3000, 'b follows live changes again');
+  });
+});
+
+/** Endpoint events as `type:node:epoch:frozen|thawed`. */
+function steps(d: Directory): string[] {
+  const out: string[] = [];
+  d.on('endpoint', (e) => out.push(`${e.type}:${e.endpoint.node}:${e.endpoint.epoch}:${e.endpoint.frozen ? 'frozen' : 'thawed'}`));
+  return out;
+}
+
+describe('freezes on etcd', () => {
+  it('in place, then with a move: epoch + 1 under the new owner’s lease, gone with that lease and not the old one’s; another directory sees each step in order', async () => {
+    const { dir, store, root } = world();
+    const s = store();
+    const linkA = new FaultyStore(store());
+    const linkB = new FaultyStore(store());
+    const a = dir(linkA);
+    const b = dir(linkB);
+    const c = dir(s);
+    await c.start();
+    const seen = steps(c);
+    await a.registerNode(node(1), 2000);
+    const nb = await b.registerNode(node(2), 2000);
+    await a.createDc({ dcid: 0, nodes: [1, 2] });
+    const ep = await a.claimEndpoint(0, 1, { slot: 5, name: 'srv' });
+    await until(() => c.lookup(0, ep) !== undefined && c.node(2) !== undefined, 3000, 'c sees the endpoint');
+    expect(c.lookup(0, ep)).toMatchObject({ epoch: 0, frozen: false });
+
+    expect(await c.freezeEndpoint(0, ep, 0, 5000)).toMatchObject({ frozen: true, freezeMs: 5000 });
+    await until(() => a.lookup(0, ep)?.frozen === true, 3000, 'a sees the freeze');
+    expect(await codeOf(b.freezeEndpoint(0, ep, 0, 5000))).toBe('EDVSBUSY');
+    expect(await c.thawEndpoint(0, ep, 0)).toMatchObject({ node: 1, epoch: 0, frozen: false });
+    expect(await s.get(`${root}/dcs/0/frz/5`)).toBeUndefined();
+
+    await b.freezeEndpoint(0, ep, 0, 5000);
+    expect(await codeOf(b.thawEndpoint(0, ep, 0, { toNode: 3 }))).toBe('EDVSNODCNODE');
+    const moved = await b.thawEndpoint(0, ep, 0, { toNode: 2 });
+    expect(moved).toMatchObject({ node: 2, epoch: 1, frozen: false });
+    expect((await s.get(`${root}/dcs/0/eps/5`))?.lease).toBe(nb.lease);
+    await until(() => c.lookup(0, ep)?.node === 2 && c.lookup(0, ep)?.frozen === false, 3000, 'c sees the move');
+    expect(seen).toEqual(['bound:1:0:thawed', 'bound:1:0:frozen', 'bound:1:0:thawed', 'bound:1:0:frozen', 'bound:2:1:frozen', 'bound:2:1:thawed']);
+
+    // The old owner's lease expires: the moved endpoint stays.
+    linkA.partitioned = true;
+    await until(() => c.node(1) === undefined, 8000, 'node 1 expired');
+    expect(c.lookup(0, ep)).toMatchObject({ node: 2, epoch: 1 });
+    // The new owner's expires: it goes.
+    linkB.partitioned = true;
+    await until(() => c.node(2) === undefined, 8000, 'node 2 expired');
+    expect(c.lookup(0, ep)).toBeUndefined();
+    expect(seen.at(-1)).toBe('unbound:2:1:thawed');
+  });
+
+  it('a freeze nobody thaws expires with its lease, leaving the endpoint thawed where it was; refusals leave no marker', async () => {
+    const { dir, store, root } = world();
+    const s = store();
+    const a = dir();
+    const c = dir(s);
+    await c.start();
+    await a.registerNode(node(1), 10_000);
+    await a.createDc({ dcid: 0, nodes: [1] });
+    const ep = await a.claimEndpoint(0, 1, { slot: 3 });
+    await until(() => c.lookup(0, ep) !== undefined, 3000, 'c sees the endpoint');
+    expect(await codeOf(c.freezeEndpoint(0, ep, 1, 1000))).toBe('EDVSENDPOINT');
+    expect(await codeOf(c.freezeEndpoint(0, SPACE.make(0, 4), 0, 1000))).toBe('EDVSNOTBIND');
+    expect(await codeOf(c.thawEndpoint(0, ep, 0))).toBe('EDVSPROCSTS');
+    expect(await s.get(`${root}/dcs/0/frz/3`)).toBeUndefined();
+    const seen = steps(c);
+    const started = Date.now();
+    await c.freezeEndpoint(0, ep, 0, 1000);
+    await until(() => c.lookup(0, ep)?.frozen === false, 8000, 'the freeze expired');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(seen).toEqual(['bound:1:0:frozen', 'bound:1:0:thawed']);
+    expect(await codeOf(c.thawEndpoint(0, ep, 0))).toBe('EDVSPROCSTS');
+    expect(a.lookup(0, ep)).toMatchObject({ node: 1, epoch: 0, frozen: false });
+  });
+
+  it('a freeze or thaw whose reply was lost is retried and recognised as its own', async () => {
+    const { dir, store, root } = world();
+    const s = store();
+    const lose = { n: 0 };
+    const d = dir(losingReplies(s, lose));
+    const other = dir();
+    await d.registerNode(node(1), 5000);
+    await other.registerNode(node(2), 5000);
+    await d.createDc({ dcid: 0, nodes: [1, 2] });
+    const ep = await d.claimEndpoint(0, 1, { slot: 2 });
+    lose.n = 1;
+    expect(await d.freezeEndpoint(0, ep, 0, 5000)).toMatchObject({ frozen: true });
+    expect(lose.n).toBe(0);
+    lose.n = 1;
+    expect(await d.thawEndpoint(0, ep, 0, { toNode: 2 })).toMatchObject({ node: 2, epoch: 1, frozen: false });
+    expect(lose.n).toBe(0);
+    const kv = await s.get(`${root}/dcs/0/eps/2`);
+    expect(kv?.value).toMatchObject({ node: 2, epoch: 1 });
+    expect(await s.get(`${root}/dcs/0/frz/2`)).toBeUndefined();
   });
 });

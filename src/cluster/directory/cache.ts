@@ -10,8 +10,8 @@ import type { Clock, TimerHandle } from '../../kernel/clock.js';
 import type { DirectoryKeys, ParsedKey } from '../keys.js';
 import type { CoordinationStore, KeyValue, Unsubscribe, WatchEvent } from '../store.js';
 import { asDvsError, fail } from './failures.js';
-import { parseDc, parseEndpoint, parseNode, parseReservation } from './parse.js';
-import type { DcRecord, EmitDirectoryEvent, EndpointRecord, GenEntry, NodeRecord, Reservation } from './records.js';
+import { parseDc, parseEndpoint, parseFreeze, parseNode, parseReservation, withFreeze } from './parse.js';
+import type { DcRecord, EmitDirectoryEvent, EndpointRecord, FreezeMarker, GenEntry, NodeRecord, Reservation } from './records.js';
 
 /** Everything cached of one DC. A DC's keys may be cached before its record (not in a normal order of writes). */
 export interface DcState {
@@ -21,6 +21,7 @@ export interface DcState {
   readonly eps: Map<number, EndpointRecord>;
   readonly gens: Map<number, GenEntry>;
   readonly resv: Map<number, Reservation>;
+  readonly frz: Map<number, FreezeMarker>;
 }
 
 /** A cached DC whose record is known. */
@@ -232,11 +233,15 @@ export class DirectoryCache {
     const gone = [...this.known.keys()].filter((k) => !fresh.has(k));
     // Endpoints and reservations first, then DCs, then nodes: the reverse of creation.
     gone.sort((a, b) => rank(this.keys.parse(b)) - rank(this.keys.parse(a)));
-    for (const k of gone) this.applyKey(k, undefined);
+    // Freeze markers go after the new entries: an endpoint moved while we were not watching is seen
+    // frozen at its new place, then thawed there, never thawed at the old one.
+    const isMarker = (k: string): boolean => this.keys.parse(k)?.kind === 'frz';
+    for (const k of gone) if (!isMarker(k)) this.applyKey(k, undefined);
     this.applySnapshot(
       r.entries.filter((kv) => this.known.get(kv.key) !== kv.modRevision),
       r.revision,
     );
+    for (const k of gone) if (isMarker(k)) this.applyKey(k, undefined);
     await this.watchFrom(r.revision);
     this.hooks.emit('resync', { revision: r.revision });
   }
@@ -266,7 +271,7 @@ export class DirectoryCache {
   private dcState(dcid: number): DcState {
     let s = this.dcMap.get(dcid);
     if (s === undefined) {
-      s = { record: undefined, modRevision: 0, space: undefined, eps: new Map(), gens: new Map(), resv: new Map() };
+      s = { record: undefined, modRevision: 0, space: undefined, eps: new Map(), gens: new Map(), resv: new Map(), frz: new Map() };
       this.dcMap.set(dcid, s);
     }
     return s;
@@ -312,6 +317,8 @@ export class DirectoryCache {
       }
       case 'ep':
         return this.applyEndpoint(p.dcid, p.slot, key, kv);
+      case 'frz':
+        return this.applyFreeze(p.dcid, p.slot, key, kv);
     }
   }
 
@@ -360,8 +367,9 @@ export class DirectoryCache {
   private applyEndpoint(dcid: number, slot: number, key: string, kv: KeyValue | undefined): void {
     const s = this.dcState(dcid);
     const prev = s.eps.get(slot);
-    const rec = kv === undefined ? undefined : parseEndpoint(kv, dcid, slot);
-    if (kv !== undefined && rec === undefined) this.malformed(key);
+    const parsed = kv === undefined ? undefined : parseEndpoint(kv, dcid, slot);
+    if (kv !== undefined && parsed === undefined) this.malformed(key);
+    const rec = parsed === undefined ? undefined : withFreeze(parsed, s.frz.get(slot));
     const known = s.record !== undefined;
     if (rec === undefined) {
       if (prev === undefined) return;
@@ -379,12 +387,27 @@ export class DirectoryCache {
     }
   }
 
+  /** A freeze marker put or deleted: the endpoint it names changes its frozen state (a `bound` event with `previous`). */
+  private applyFreeze(dcid: number, slot: number, key: string, kv: KeyValue | undefined): void {
+    const s = this.dcState(dcid);
+    const marker = kv === undefined ? undefined : parseFreeze(kv);
+    if (kv !== undefined && marker === undefined) this.malformed(key);
+    if (marker === undefined) s.frz.delete(slot);
+    else s.frz.set(slot, marker);
+    const prev = s.eps.get(slot);
+    if (prev === undefined) return;
+    const rec = withFreeze(prev, marker);
+    if (rec === prev) return;
+    s.eps.set(slot, rec);
+    if (s.record !== undefined) this.hooks.emit('endpoint', { type: 'bound', endpoint: rec, previous: prev });
+  }
+
   private malformed(key: string): void {
     this.hooks.emit('error', new DvsError('EDVSBADVALUE', `malformed directory entry at ${key}: ignored`, { details: { key } }));
   }
 }
 
-/** Apply order of a fresh read: nodes, DCs, generations and reservations, endpoints. */
+/** Apply order of a fresh read: nodes, DCs, generations, reservations and freeze markers, endpoints. */
 function rank(p: ParsedKey | undefined): number {
   switch (p?.kind) {
     case 'node':
@@ -394,6 +417,7 @@ function rank(p: ParsedKey | undefined): number {
       return 1;
     case 'gen':
     case 'resv':
+    case 'frz':
       return 2;
     case 'ep':
       return 3;

@@ -7,19 +7,21 @@ import { EndpointSpace, KERNEL, type Endpoint } from '../../ipc/endpoint.js';
 import type { KeyValue, LeaseId } from '../store.js';
 import { isKnown, type KnownDc } from './cache.js';
 import type { DirectoryContext } from './context.js';
+import { dcSpace } from './dc-space.js';
 import { asDvsError, fail, isTransient, noop } from './failures.js';
 import type { NodeRegistry, Registration } from './node-registry.js';
-import type { ClaimOptions } from './options.js';
-import { checkName, entriesOf, isRecord, parseDc, parseEndpoint, parseReservation } from './parse.js';
+import type { ClaimOptions, ReleaseOptions } from './options.js';
+import { checkName, entriesOf, isInt, isRecord, parseDc, parseEndpoint, parseReservation } from './parse.js';
 import type { Reservation } from './records.js';
 import type { SlotPool } from './slot-pool.js';
 
 /** The value of an `eps/<slot>` key. */
-interface EndpointValue {
+export interface EndpointValue {
   readonly endpoint: number;
   readonly generation: number;
   readonly node: number;
   readonly name: string;
+  readonly epoch: number;
 }
 
 export class EndpointClaims {
@@ -50,7 +52,7 @@ export class EndpointClaims {
         const [slot, res] = taken;
         const endpoint = s.space.make(res.generation, slot);
         const name = checkName(opts.name, `ep${slot}`);
-        void this.publish(dcid, slot, res, { endpoint, generation: res.generation, node, name }, reg.record.lease);
+        void this.publish(dcid, slot, res, { endpoint, generation: res.generation, node, name, epoch: 0 }, reg.record.lease);
         if (this.pool.reservedSlots(dcid, node).length < this.ctx.settings.refillBelow) {
           this.pool.refill(dcid, node).catch((err: unknown) => {
             const e = asDvsError(err);
@@ -75,10 +77,12 @@ export class EndpointClaims {
    * Publishes again an endpoint `node` still runs after its registration was lost (lease expiry
    * removed the entry): only while the slot is free, unreserved, and its last generation is still
    * this endpoint's, so nothing newer is ever overwritten. EDVSSLOTUSED when another holds the slot.
+   * The entry keeps `epoch`, the one the endpoint had.
    */
-  async restore(dcid: number, endpoint: Endpoint, node: number, name: string): Promise<void> {
+  async restore(dcid: number, endpoint: Endpoint, node: number, name: string, epoch: number): Promise<void> {
     const { keys, txns, cache } = this.ctx;
     const reg = this.registry.require(node);
+    if (!isInt(epoch, 0, Number.MAX_SAFE_INTEGER)) fail('EDVSINVAL', `epoch must be a non-negative integer, got ${String(epoch)}`);
     const record = cache.dc(dcid);
     if (record === undefined) fail('EDVSBADDCID', `DC ${dcid} does not exist`, { dcid });
     const space = new EndpointSpace(record.limits);
@@ -91,7 +95,7 @@ export class EndpointClaims {
         { key: keys.reservation(dcid, slot), exists: false },
         { key: keys.generation(dcid, slot), value: generation },
       ],
-      success: [{ op: 'put', key: epKey, value: { endpoint, generation, node, name: checkName(name, `ep${slot}`) }, lease: reg.record.lease }],
+      success: [{ op: 'put', key: epKey, value: { endpoint, generation, node, name: checkName(name, `ep${slot}`), epoch }, lease: reg.record.lease }],
       failure: [{ op: 'get', key: epKey }],
     });
     if (r.succeeded) {
@@ -103,9 +107,13 @@ export class EndpointClaims {
     fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} moved on; endpoint ${endpoint} cannot be restored`, { dcid, slot, endpoint });
   }
 
-  /** Unpublishes an endpoint (after its process unbound). EDVSNOTBIND if not published, EDVSENDPOINT if the slot holds another generation. */
-  release(dcid: number, endpoint: Endpoint): Promise<void> {
-    const p = this.doRelease(dcid, endpoint);
+  /**
+   * Unpublishes an endpoint (after its process unbound). EDVSNOTBIND if not published, EDVSENDPOINT
+   * if the slot holds another generation, EDVSRMTPROC if `opts.node` is given and the entry is owned
+   * by another node (it moved there).
+   */
+  release(dcid: number, endpoint: Endpoint, opts: ReleaseOptions): Promise<void> {
+    const p = this.doRelease(dcid, endpoint, opts.node);
     const space = this.ctx.cache.state(dcid)?.space;
     if (space !== undefined && Number.isSafeInteger(endpoint)) {
       const tag = `${dcid}/${space.slotOf(endpoint)}`;
@@ -117,18 +125,12 @@ export class EndpointClaims {
     return p;
   }
 
-  private async doRelease(dcid: number, endpoint: Endpoint): Promise<void> {
+  private async doRelease(dcid: number, endpoint: Endpoint, owner: number | undefined): Promise<void> {
     const { store, keys, txns, cache, settings } = this.ctx;
     cache.checkOpen();
     await cache.start();
     await this.publishing.get(`${dcid}/${endpoint}`)?.catch(noop);
-    let space = cache.state(dcid)?.space;
-    if (space === undefined) {
-      const kv = await store.get(keys.dc(dcid));
-      const rec = kv === undefined ? undefined : parseDc(kv.value, dcid);
-      if (rec === undefined) fail('EDVSBADDCID', `DC ${dcid} does not exist`, { dcid });
-      space = new EndpointSpace(rec.limits);
-    }
+    const space = await dcSpace(this.ctx, dcid);
     const slot = space.checkEndpoint(endpoint);
     const key = keys.endpoint(dcid, slot);
     let current: KeyValue | undefined = await store.get(key);
@@ -139,7 +141,8 @@ export class EndpointClaims {
       if (lostOnce && rec?.endpoint !== endpoint) return;
       if (rec === undefined) fail('EDVSNOTBIND', `endpoint ${space.format(endpoint)} of DC ${dcid} is not published`, { dcid, endpoint });
       if (rec.endpoint !== endpoint) fail('EDVSENDPOINT', `slot ${slot} of DC ${dcid} holds ${space.format(rec.endpoint)}, not ${space.format(endpoint)}`, { dcid, endpoint });
-      const { r, lost } = await txns.run({ compare: [{ key, modRevision: rec.epoch }], success: [{ op: 'delete', key }], failure: [{ op: 'get', key }] });
+      if (owner !== undefined && rec.node !== owner) fail('EDVSRMTPROC', `endpoint ${space.format(endpoint)} of DC ${dcid} is owned by node ${rec.node}, not ${owner}`, { dcid, endpoint, node: rec.node });
+      const { r, lost } = await txns.run({ compare: [{ key, modRevision: rec.modRevision }], success: [{ op: 'delete', key }], failure: [{ op: 'get', key }] });
       lostOnce ||= lost;
       if (r.succeeded) {
         await cache.catchUp(r.revision);
@@ -164,7 +167,7 @@ export class EndpointClaims {
     if (mine !== undefined && mine.node === node && mine.lease === lease && !this.pool.isInFlight(dcid, slot)) {
       this.pool.mark(dcid, slot);
       const endpoint = space.make(mine.generation, slot);
-      await this.publish(dcid, slot, mine, { endpoint, generation: mine.generation, node, name: epName }, lease, true);
+      await this.publish(dcid, slot, mine, { endpoint, generation: mine.generation, node, name: epName, epoch: 0 }, lease, true);
       return endpoint;
     }
     const dcKey = keys.dc(dcid);
@@ -189,7 +192,7 @@ export class EndpointClaims {
         ],
         success: [
           { op: 'put', key: genKey, value: generation },
-          { op: 'put', key: epKey, value: { endpoint, generation, node, name: epName }, lease },
+          { op: 'put', key: epKey, value: { endpoint, generation, node, name: epName, epoch: 0 }, lease },
         ],
         failure: [
           { op: 'get', key: dcKey },

@@ -30,6 +30,11 @@ export interface ClaimOptions {
   readonly name?: string;
 }
 
+export interface ReleaseOptions {
+  /** Release only while this node owns the entry (EDVSRMTPROC once it moved to another). */
+  readonly node?: number;
+}
+
 /** The options every part of a directory works with, checked once. */
 export interface DirectorySettings {
   readonly rangeSize: number;

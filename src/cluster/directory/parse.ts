@@ -5,7 +5,7 @@
 import { resolveDcLimits, type DcLimits } from '../../ipc/limits.js';
 import type { KeyValue, StoreValue, TxnOpResult } from '../store.js';
 import { fail } from './failures.js';
-import { NAME_MAX, type DcDefinition, type DcRecord, type EndpointRecord, type NodeRecord, type Reservation } from './records.js';
+import { NAME_MAX, type DcDefinition, type DcRecord, type EndpointRecord, type FreezeMarker, type NodeRecord, type Reservation } from './records.js';
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Date);
@@ -57,12 +57,31 @@ export function parseDc(v: unknown, dcid: number): DcRecord | undefined {
   return { dcid, name: v.name, nodes: [...nodes].sort((a, b) => a - b), limits };
 }
 
+/** An endpoint entry, not frozen (the cache sets `frozen` from the slot's marker). */
 export function parseEndpoint(kv: KeyValue, dcid: number, slot: number): EndpointRecord | undefined {
   const v = kv.value;
   if (!isRecord(v) || !isInt(v.endpoint, -0x10000, Number.MAX_SAFE_INTEGER) || !isInt(v.generation, 0, Number.MAX_SAFE_INTEGER) || !isInt(v.node, 0, 4095) || typeof v.name !== 'string') {
     return undefined;
   }
-  return { dcid, slot, generation: v.generation, endpoint: v.endpoint, node: v.node, name: v.name, epoch: kv.modRevision };
+  const epoch = v.epoch ?? 0;
+  if (!isInt(epoch, 0, Number.MAX_SAFE_INTEGER)) return undefined;
+  return { dcid, slot, generation: v.generation, endpoint: v.endpoint, node: v.node, name: v.name, epoch, modRevision: kv.modRevision, frozen: false };
+}
+
+/** The record as frozen (or not) by `marker`: only a marker naming this very endpoint freezes it. */
+export function withFreeze(rec: EndpointRecord, marker: FreezeMarker | undefined): EndpointRecord {
+  const frozen = marker !== undefined && marker.endpoint === rec.endpoint;
+  if (frozen === rec.frozen && (!frozen || rec.freezeMs === marker.ms)) return rec;
+  const { freezeMs: _old, ...base } = rec;
+  return frozen ? { ...base, frozen, freezeMs: marker.ms } : { ...base, frozen };
+}
+
+export function parseFreeze(kv: KeyValue): FreezeMarker | undefined {
+  const v = kv.value;
+  if (!isRecord(v) || !isInt(v.endpoint, -0x10000, Number.MAX_SAFE_INTEGER) || !isInt(v.epoch, 0, Number.MAX_SAFE_INTEGER) || !isInt(v.recordRevision, 0, Number.MAX_SAFE_INTEGER) || !isInt(v.ms, 1, Number.MAX_SAFE_INTEGER)) {
+    return undefined;
+  }
+  return { endpoint: v.endpoint, epoch: v.epoch, recordRevision: v.recordRevision, ms: v.ms, lease: kv.lease ?? 0, modRevision: kv.modRevision };
 }
 
 export function parseReservation(kv: KeyValue): Reservation | undefined {

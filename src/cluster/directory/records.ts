@@ -49,8 +49,17 @@ export interface EndpointRecord {
   /** The node that owns the endpoint. */
   readonly node: number;
   readonly name: string;
-  /** The modRevision of the endpoint's key: changes whenever the entry does (a fencing epoch for moves). */
+  /**
+   * The endpoint's location counter, stored in its entry: 0 when claimed or published, one more at
+   * every move to another node (entries written without it read as 0).
+   */
   readonly epoch: number;
+  /** The modRevision of the endpoint's key: changes whenever the entry does (the guard of a compare-and-swap). */
+  readonly modRevision: number;
+  /** A freeze marker names this endpoint: new senders park until it is thawed or the freeze expires. */
+  readonly frozen: boolean;
+  /** The freeze's lifetime in ms (its lease's TTL), when frozen. */
+  readonly freezeMs?: number;
 }
 
 export type NodeEvent = { readonly type: 'up' | 'changed' | 'down'; readonly node: NodeRecord };
@@ -76,6 +85,19 @@ export type EmitDirectoryEvent = <K extends keyof DirectoryEvents>(name: K, even
 export interface Reservation {
   readonly node: number;
   readonly generation: number;
+  readonly lease: number;
+  readonly modRevision: number;
+}
+
+/** A freeze marker, as stored under `frz/<slot>` (under a lease of its own). */
+export interface FreezeMarker {
+  readonly endpoint: number;
+  /** The epoch the endpoint was frozen at. */
+  readonly epoch: number;
+  /** The modRevision of the endpoint's entry when it was frozen: a thaw requires it unchanged. */
+  readonly recordRevision: number;
+  /** The TTL the freeze was given. */
+  readonly ms: number;
   readonly lease: number;
   readonly modRevision: number;
 }
