@@ -43,8 +43,11 @@ export interface ConnectOptions {
   readonly onAsyncError?: (err: DvsError) => void;
 }
 
-export interface ClientBindOptions {
+/** What `bind` asks for, with the call's timeout and abort signal. */
+export interface ClientBindOptions extends CallOptions {
+  /** Bind this slot, at its next generation. */
   readonly slot?: number;
+  /** Bind exactly this endpoint (slot and generation); EDVSENDPOINT when that generation cannot be had. */
   readonly endpoint?: Endpoint;
   readonly name?: string;
 }
@@ -63,11 +66,15 @@ export interface NodeInfo {
 /** A result converter applied before the call resolves (it may throw a DvsError). */
 export type ResultMap = (result: unknown) => unknown;
 
+/** What to do with a success that arrives after its call failed locally (a bind undoes its endpoint). */
+export type LateSuccess = (result: unknown) => void;
+
 interface PendingCall {
   readonly id: number;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: DvsError) => void;
   readonly map: ResultMap | undefined;
+  readonly late: LateSuccess | undefined;
   /** The local guard timer and the abort wiring, when the call has a timeout or a signal. */
   guard: NodeJS.Timeout | undefined;
   signal: AbortLike | undefined;
@@ -113,6 +120,8 @@ export class DvsClient {
   /** Calls in flight, by id (a ring: no Map churn per call). */
   private pending = new IdTable<PendingCall>();
   private readonly bound = new Map<string, RemoteProcess>();
+  /** Calls failed locally whose success must still be undone when it arrives, by id. */
+  private readonly lateAnswers = new Map<number, LateSuccess>();
   private nextId = 1;
   private readonly out: BatchWriter;
   /** How frames are encoded: the frame limit (the daemon's, once hello told it) and compression. */
@@ -160,15 +169,32 @@ export class DvsClient {
     return this.info.maxCopyBytes;
   }
 
-  /** Binds an endpoint in `dcid` for this process (a free user slot unless `slot` or `endpoint` is given). */
+  /**
+   * Binds an endpoint in `dcid` for this process (a free user slot unless `slot` or `endpoint` is
+   * given). `timeoutMs` bounds the whole bind, the daemon's claim in its cluster directory
+   * included; aborting `signal` cancels it. A bind the daemon completes after this call gave up
+   * locally is unbound again.
+   */
   async bind(dcid: number, opts: ClientBindOptions = {}): Promise<RemoteProcess> {
-    const r = await this.call('bind', { dcid, slot: opts.slot, endpoint: opts.endpoint, name: opts.name });
+    const frame: Fields = { id: 0, op: 'bind', dcid };
+    if (opts.slot !== undefined) frame.slot = opts.slot;
+    if (opts.endpoint !== undefined) frame.endpoint = opts.endpoint;
+    if (opts.name !== undefined) frame.name = opts.name;
+    const r = await this.request(frame, opts, undefined, this.unbindLate);
     if (!isPlainMap(r)) throw new DvsError('EDVSBADREQUEST', 'malformed bind result');
     const res = r as unknown as BindResult;
     const p = new RemoteProcess(this, res);
     this.bound.set(procKey(res.dcid, res.endpoint), p);
     return p;
   }
+
+  /** The daemon's success for a bind this client gave up on: nobody holds the endpoint, so it goes. */
+  private readonly unbindLate = (result: unknown): void => {
+    if (!isPlainMap(result)) return;
+    const dcid = asInt(result.dcid);
+    const endpoint = asInt(result.endpoint);
+    if (dcid !== undefined && endpoint !== undefined) this.call('unbind', { dcid, endpoint }).catch(() => undefined);
+  };
 
   /** Resolves with the endpoint once `endpoint`'s slot is bound at its generation or later. */
   waitForBind(dcid: number, endpoint: Endpoint, opts?: CallOptions): Promise<Endpoint> {
@@ -251,7 +277,7 @@ export class DvsClient {
    * @internal Sends a request frame built by the caller (`op` and fields set, no undefined values;
    * this fills in `id` and `timeoutMs`) and resolves with its result, passed through `map`.
    */
-  request(frame: Fields, opts?: CallOptions, map?: ResultMap): Promise<unknown> {
+  request(frame: Fields, opts?: CallOptions, map?: ResultMap, late?: LateSuccess): Promise<unknown> {
     if (this.closeError !== undefined) return Promise.reject(this.notConnected());
     let timeoutMs: number | undefined;
     try {
@@ -271,7 +297,7 @@ export class DvsClient {
       return Promise.reject(err as Error);
     }
     return new Promise<unknown>((resolve, reject) => {
-      const entry: PendingCall = { id, resolve, reject, map, guard: undefined, signal: undefined, onAbort: undefined };
+      const entry: PendingCall = { id, resolve, reject, map, late, guard: undefined, signal: undefined, onAbort: undefined };
       this.pending.set(entry);
       this.send(bytes);
       // The wiring lives in a method of its own: its closures would otherwise make every call pay
@@ -288,6 +314,7 @@ export class DvsClient {
       this.pending.delete(id);
       cleanup(entry);
       this.cancel(id);
+      if (entry.late !== undefined) this.lateAnswers.set(id, entry.late);
       entry.reject(err);
     };
     if (timeoutMs !== undefined && timeoutMs >= 0) {
@@ -378,7 +405,11 @@ export class DvsClient {
     const id = asInt(f.id);
     if (id === undefined) return;
     const entry = this.pending.get(id);
-    if (entry === undefined) return; // answered after a local timeout, or a cancel's answer
+    if (entry === undefined) {
+      // Answered after a local timeout, or a cancel's answer.
+      if (this.lateAnswers.size !== 0) this.onLateAnswer(id, f);
+      return;
+    }
     this.pending.delete(id);
     cleanup(entry);
     if (f.ok !== true) entry.reject(fromWireError(f.error));
@@ -390,6 +421,13 @@ export class DvsClient {
         entry.reject(err instanceof DvsError ? err : new DvsError('EDVSBADREQUEST', 'malformed result from the daemon'));
       }
     }
+  }
+
+  private onLateAnswer(id: number, f: Fields): void {
+    const late = this.lateAnswers.get(id);
+    if (late === undefined) return;
+    this.lateAnswers.delete(id);
+    if (f.ok === true) late(f.result);
   }
 
   /** A grant-read / grant-write from the daemon: served from this process's own buffers. */
@@ -437,6 +475,7 @@ export class DvsClient {
     }
     for (const p of this.bound.values()) p.markGone();
     this.bound.clear();
+    this.lateAnswers.clear();
   }
 }
 

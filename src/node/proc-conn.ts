@@ -272,6 +272,8 @@ export class ProcConnection implements OpHost {
         },
       );
     } else {
+      // A call that registered itself and then completed at once (a synchronous bind hook).
+      if (this.pending.size !== 0) this.pending.delete(id);
       this.out.ok(id, outcome);
     }
   }

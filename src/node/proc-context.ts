@@ -2,6 +2,8 @@
  * What every connection of one ProcServer shares: the kernel, the token, the limits, the bind hook,
  * the logger and the counters.
  */
+import type { AbortLike } from '../ipc/calls.js';
+import type { Endpoint } from '../ipc/endpoint.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import type { ProcConnection } from './proc-conn.js';
@@ -11,8 +13,22 @@ import { silentLogger, type Logger } from '../runtime/logger.js';
 export type ProcLogger = Logger;
 export { silentLogger };
 
-/** How the daemon binds an endpoint for a client (default: `kernel.bind`). */
-export type BindHook = (dcid: number, opts: { slot?: number; endpoint?: number; name?: string }) => Process | Promise<Process>;
+/** What the bind hook is given: the request's slot, endpoint and name unchanged, its timeout, and the call's abort signal. */
+export interface BindHookOptions {
+  readonly slot?: number;
+  readonly endpoint?: Endpoint;
+  readonly name?: string;
+  /** How long the bind may take (absent: no bound); the call fails with EDVSTIMEDOUT past it, and `signal` aborts. */
+  readonly timeoutMs?: number;
+  /** Aborted when the call ends before the hook (timeout, cancel, the connection closing): the hook should give up. */
+  readonly signal: AbortLike;
+}
+
+/**
+ * How the daemon binds an endpoint for a client (default: `kernel.bind`). It must bind in the
+ * server's kernel and return the Process, or fail with a DvsError; it may be asynchronous.
+ */
+export type BindHook = (dcid: number, opts: BindHookOptions) => Process | Promise<Process>;
 
 /** Counters of one ProcServer, for operators: what shows an attack or an overload. */
 export interface ProcServerStats {

@@ -15,7 +15,7 @@ import { newProcServerStats, silentLogger, type BindHook, type ConnContext, type
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
 import { checkToken, readTokenFile } from '../transport/proc-token.js';
 
-export type { BindHook, ProcLogger, ProcServerStats } from './proc-context.js';
+export type { BindHook, BindHookOptions, ProcLogger, ProcServerStats } from './proc-context.js';
 
 export interface ProcServerOptions {
   readonly kernel: Kernel;
@@ -50,6 +50,11 @@ export interface ProcServerOptions {
   /**
    * Binds an endpoint for a client instead of `kernel.bind` (e.g. claiming it in the cluster
    * directory first). It must bind in `kernel` and return the Process; it may be asynchronous.
+   * It gets the request's `slot`, `endpoint` (checked to be a process endpoint of the DC, in
+   * `slot` when both are given) and `name` unchanged: an `endpoint` is that exact slot and
+   * generation, refused with EDVSENDPOINT when that generation cannot be had. It gets the call's
+   * `timeoutMs` and an abort `signal`, aborted when the call times out, is cancelled or its
+   * connection closes; it should then give up. A Process it returns after that is unbound at once.
    */
   readonly bind?: BindHook;
 }

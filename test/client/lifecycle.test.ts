@@ -111,7 +111,8 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     let release: (() => void) | undefined;
     h = await startHarness({
       server: {
-        bind: async (dcid, opts) => {
+        bind: async (dcid, { signal, ...opts }) => {
+          expect(signal.aborted).toBe(false);
           calls.push({ dcid, ...opts });
           if (opts.name === 'slow') await new Promise<void>((resolve) => (release = resolve));
           else await sleep(5);
