@@ -6,6 +6,12 @@
 import type { Endpoint } from '../ipc/endpoint.js';
 import type { Payload } from '../ipc/payload.js';
 
+/**
+ * Version of this protocol, exchanged when two nodes link: kernels of different versions never
+ * talk. 2: "moved" answers carry the epoch; the `moved` frame; reply-cancel-ack can say "moved".
+ */
+export const KERNEL_PROTOCOL_VERSION = 2;
+
 /** A message for `dst`, owned by the receiving node. Answered by send-ack when `dst` takes it. */
 export interface SendFrame {
   readonly k: 'send';
@@ -19,13 +25,17 @@ export interface SendFrame {
   readonly rec: boolean;
 }
 
-/** Result of a send: rc 0 once taken; an errno otherwise; EDVSNONODE with `node` when `dst` lives elsewhere. */
+/**
+ * Result of a send: rc 0 once taken; an errno otherwise; EDVSNONODE with `node` and `epoch` when
+ * `dst` lives elsewhere ("moved to node N at epoch E": the sender re-routes, epoch-checked).
+ */
 export interface SendAckFrame {
   readonly k: 'send-ack';
   readonly dc: number;
   readonly id: number;
   readonly rc: number;
   readonly node?: number;
+  readonly epoch?: number;
 }
 
 /** The sender gave up (timeout or abort): withdraw the queued send if not yet taken. */
@@ -35,11 +45,16 @@ export interface CancelFrame {
   readonly id: number;
 }
 
-/** Answer to cancel, sent only when the send was still queued and is now withdrawn. */
+/**
+ * Answer to cancel, sent only when the send was still queued and is now withdrawn. With `node` and
+ * `epoch`: it was handed over to that node with its destination; send the cancel there.
+ */
 export interface CancelAckFrame {
   readonly k: 'cancel-ack';
   readonly dc: number;
   readonly id: number;
+  readonly node?: number;
+  readonly epoch?: number;
 }
 
 /**
@@ -69,12 +84,30 @@ export interface ReplyCancelFrame {
   readonly server: Endpoint;
 }
 
-/** Answer to reply-cancel: no reply to request `id` of `client` is on its way; the call fails with its expiry. */
+/**
+ * Answer to reply-cancel: no reply to request `id` of `client` is on its way; the call fails with its
+ * expiry. With `node` and `epoch`: the server moved there with the reply it owes; ask it there.
+ */
 export interface ReplyCancelAckFrame {
   readonly k: 'reply-cancel-ack';
   readonly dc: number;
   readonly id: number;
   readonly client: Endpoint;
+  readonly node?: number;
+  readonly epoch?: number;
+}
+
+/**
+ * `ep` now lives on the sending node at `epoch`: sent by a node that absorbed a handover, to every
+ * node with senders or clients in it, ahead of any answer to them (links are FIFO).
+ */
+export interface MovedFrame {
+  readonly k: 'moved';
+  readonly dc: number;
+  readonly ep: Endpoint;
+  readonly epoch: number;
+  /** The requests of the receiving node that came with the handover: its queued sends and the sendrecs owed a reply. */
+  readonly ids: readonly number[];
 }
 
 export interface NotifyFrame {
@@ -156,6 +189,7 @@ export type KernelFrame =
   | ReplyCancelAckFrame
   | NotifyFrame
   | UnboundFrame
+  | MovedFrame
   | CopyReadFrame
   | CopyDataFrame
   | CopyWriteFrame

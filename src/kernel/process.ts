@@ -2,23 +2,36 @@
 import type { CallOptions, CopyFromOptions, GrantOptions, GrantRef, M3Ipc, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import type { Message, OutgoingMessage } from '../ipc/message.js';
-import type { DcState } from './dc.js';
-import type { Kernel } from './kernel.js';
 import type { LocalProc } from './proc.js';
+
+/** What a Process needs from its kernel: the calls of the endpoint it stands for, and nothing else. */
+export interface ProcessCalls {
+  send(proc: LocalProc, dst: Endpoint, msg: OutgoingMessage, opts: CallOptions | undefined): Promise<void>;
+  receive(proc: LocalProc, src: Endpoint, opts: CallOptions | undefined): Promise<Message>;
+  sendrec(proc: LocalProc, dst: Endpoint, msg: OutgoingMessage, opts: CallOptions | undefined): Promise<Message>;
+  receiveRequest(proc: LocalProc, opts: CallOptions | undefined): Promise<Message>;
+  reply(proc: LocalProc, dst: Endpoint, msg: OutgoingMessage): Promise<void>;
+  replyAndReceive(proc: LocalProc, dst: Endpoint, msg: OutgoingMessage, opts: CallOptions | undefined): Promise<Message>;
+  notify(proc: LocalProc, dst: Endpoint, opts: NotifyOptions | undefined): Promise<NotifyOutcome>;
+  grant(proc: LocalProc, buffer: Uint8Array, opts: GrantOptions): number;
+  revoke(proc: LocalProc, grant: number): void;
+  copyFrom(proc: LocalProc, src: GrantRef, into: Uint8Array, opts: CopyFromOptions | undefined): Promise<number>;
+  copyTo(proc: LocalProc, dst: GrantRef, data: Uint8Array, opts: CallOptions | undefined): Promise<number>;
+  copy(proc: LocalProc, src: GrantRef, dst: GrantRef, length: number, opts: CallOptions | undefined): Promise<number>;
+  unbind(proc: LocalProc): void;
+}
 
 export class Process implements M3Ipc {
   readonly dcid: number;
   readonly endpoint: Endpoint;
-  private readonly kernel: Kernel;
-  private readonly dc: DcState;
+  private readonly calls: ProcessCalls;
   private readonly proc: LocalProc;
 
-  /** @internal Created by Kernel.bind. */
-  constructor(kernel: Kernel, dc: DcState, proc: LocalProc) {
-    this.kernel = kernel;
-    this.dc = dc;
+  /** @internal Created by the kernel when it binds (or absorbs) an endpoint. */
+  constructor(calls: ProcessCalls, proc: LocalProc) {
+    this.calls = calls;
     this.proc = proc;
-    this.dcid = dc.dcid;
+    this.dcid = proc.dcid;
     this.endpoint = proc.endpoint;
   }
 
@@ -26,61 +39,62 @@ export class Process implements M3Ipc {
     return this.proc.name;
   }
 
+  /** False once unbound, or once the endpoint moved to another node (its handle there is another Process). */
   get bound(): boolean {
     return this.proc.alive;
   }
 
   send(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<void> {
-    return this.kernel.send(this.dc, this.proc, dst, msg, opts);
+    return this.calls.send(this.proc, dst, msg, opts);
   }
 
   receive(src: Endpoint, opts?: CallOptions): Promise<Message> {
-    return this.kernel.receive(this.dc, this.proc, src, opts);
+    return this.calls.receive(this.proc, src, opts);
   }
 
   sendrec(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message> {
-    return this.kernel.sendrec(this.dc, this.proc, dst, msg, opts);
+    return this.calls.sendrec(this.proc, dst, msg, opts);
   }
 
   receiveRequest(opts?: CallOptions): Promise<Message> {
-    return this.kernel.receiveRequest(this.dc, this.proc, opts);
+    return this.calls.receiveRequest(this.proc, opts);
   }
 
   reply(dst: Endpoint, msg: OutgoingMessage): Promise<void> {
-    return this.kernel.reply(this.dc, this.proc, dst, msg);
+    return this.calls.reply(this.proc, dst, msg);
   }
 
   replyAndReceive(dst: Endpoint, msg: OutgoingMessage, opts?: CallOptions): Promise<Message> {
-    return this.kernel.replyAndReceive(this.dc, this.proc, dst, msg, opts);
+    return this.calls.replyAndReceive(this.proc, dst, msg, opts);
   }
 
   notify(dst: Endpoint, opts?: NotifyOptions): Promise<NotifyOutcome> {
-    return this.kernel.notify(this.dc, this.proc, dst, opts);
+    return this.calls.notify(this.proc, dst, opts);
   }
 
   grant(buffer: Uint8Array, opts: GrantOptions): number {
-    return this.kernel.grant(this.proc, this.dc, buffer, opts);
+    return this.calls.grant(this.proc, buffer, opts);
   }
 
   revoke(grant: number): void {
-    this.kernel.revoke(this.proc, grant);
+    this.calls.revoke(this.proc, grant);
   }
 
   copyFrom(src: GrantRef, into: Uint8Array, opts?: CopyFromOptions): Promise<number> {
-    return this.kernel.copyFrom(this.dc, this.proc, src, into, opts);
+    return this.calls.copyFrom(this.proc, src, into, opts);
   }
 
   copyTo(dst: GrantRef, data: Uint8Array, opts?: CallOptions): Promise<number> {
-    return this.kernel.copyTo(this.dc, this.proc, dst, data, opts);
+    return this.calls.copyTo(this.proc, dst, data, opts);
   }
 
   copy(src: GrantRef, dst: GrantRef, length: number, opts?: CallOptions): Promise<number> {
-    return this.kernel.copy(this.dc, this.proc, src, dst, length, opts);
+    return this.calls.copy(this.proc, src, dst, length, opts);
   }
 
   unbind(): Promise<void> {
     try {
-      if (this.proc.alive) this.kernel.unbind(this.dcid, this.endpoint);
+      if (this.proc.alive) this.calls.unbind(this.proc);
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(err as Error);

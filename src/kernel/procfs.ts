@@ -2,6 +2,7 @@
 import { ANY, NONE, type Endpoint } from '../ipc/endpoint.js';
 import type { DcState } from './dc.js';
 import { RecvMode, type ProcCounters } from './proc.js';
+import { ownerOf } from './routes.js';
 
 /** rts_flags bits (reference §1.4). A process is runnable when none is set. */
 export const RTS = {
@@ -16,6 +17,8 @@ export const MISC = {
   NOTIFY: 1 << 2,
   WOKENUP: 1 << 9,
   ATOMIC: 1 << 13,
+  /** The endpoint's route is frozen: it is moving (migration). */
+  MIGRATING: 1 << 14,
 } as const;
 
 export interface ProcInfo {
@@ -24,9 +27,13 @@ export interface ProcInfo {
   readonly endpoint: Endpoint;
   readonly generation: number;
   readonly name: string;
-  /** Node that owns the endpoint. */
+  /** Node that owns the endpoint (a group's primary). */
   readonly node: number;
   readonly kind: 'local' | 'remote';
+  /** Location epoch of the route (-1: learnt from traffic only). */
+  readonly epoch: number;
+  /** The route is frozen: the endpoint is moving, new calls to it park. */
+  readonly frozen: boolean;
   readonly rtsFlags: number;
   readonly miscFlags: number;
   /** Flag names set in rtsFlags and miscFlags. */
@@ -52,10 +59,13 @@ function flagNames(rts: number, misc: number): string[] {
 
 export function buildProcTable(dc: DcState, nodeId: number): ProcInfo[] {
   const rows: ProcInfo[] = [];
-  for (const e of dc.all()) {
-    const base = { dcid: dc.dcid, slot: e.slot, endpoint: e.endpoint, generation: dc.space.generationOf(e.endpoint), name: e.name };
-    if (e.kind === 'remote') {
-      rows.push({ ...base, node: e.node, kind: 'remote', rtsFlags: RTS.REMOTE, miscFlags: 0, flags: ['REMOTE'], getfrom: NONE, sendto: NONE, queued: 0, pendingNotifies: 0, grants: 0, counters: ZERO });
+  for (const route of dc.routes.all()) {
+    const base = { dcid: dc.dcid, slot: route.slot, endpoint: route.endpoint, generation: dc.space.generationOf(route.endpoint), name: route.name, epoch: route.epoch, frozen: route.kind === 'frozen' };
+    const e = ownerOf(route);
+    if (e === undefined) {
+      const where = route.kind === 'frozen' ? route.previous : route;
+      const node = where.kind === 'remote' ? where.node : where.kind === 'group' ? where.primary : nodeId;
+      rows.push({ ...base, node, kind: 'remote', rtsFlags: RTS.REMOTE, miscFlags: 0, flags: ['REMOTE'], getfrom: NONE, sendto: NONE, queued: 0, pendingNotifies: 0, grants: 0, counters: ZERO });
       continue;
     }
     const w = e.recv;
@@ -75,8 +85,9 @@ export function buildProcTable(dc: DcState, nodeId: number): ProcInfo[] {
       if (w.mode === RecvMode.SendrecSending || w.mode === RecvMode.SendrecReply) misc |= MISC.ATOMIC;
     }
     if (e.copying) rts |= RTS.ONCOPY;
-    if (e.notifies !== undefined) misc |= MISC.NOTIFY;
+    if (e.mailbox.notifies !== undefined) misc |= MISC.NOTIFY;
     if (e.wokenUp) misc |= MISC.WOKENUP;
+    if (route.kind === 'frozen') misc |= MISC.MIGRATING;
     rows.push({
       ...base,
       node: nodeId,
@@ -86,8 +97,8 @@ export function buildProcTable(dc: DcState, nodeId: number): ProcInfo[] {
       flags: flagNames(rts, misc),
       getfrom,
       sendto,
-      queued: e.queueLength,
-      pendingNotifies: e.notifies?.size ?? 0,
+      queued: e.mailbox.length,
+      pendingNotifies: e.mailbox.notifies?.size ?? 0,
       grants: e.grants?.size ?? 0,
       counters: { ...e.counters },
     });

@@ -34,6 +34,14 @@ export class Waiter<T> {
   /** Starts the timeout and abort wiring. Call after the waiter is registered where `onExpire` can find it. */
   arm(clock: Clock, opts: CallOptions | undefined, onExpire: (reason: ExpireReason) => void): void {
     this.onExpire = onExpire;
+    this.start(clock, opts);
+  }
+
+  /**
+   * Starts the timeout and abort wiring with the `onExpire` already set; whoever holds the call
+   * later may replace `onExpire` (a parked call released elsewhere withdraws from there).
+   */
+  start(clock: Clock, opts: CallOptions | undefined): void {
     if (opts === undefined) return;
     const timeoutMs = opts.timeoutMs;
     if (timeoutMs !== undefined && timeoutMs >= 0) {

@@ -147,6 +147,13 @@ function chunkSource(a: readonly unknown[]): { id: number; requester: number; ow
   return { id: uAt(a, 2, 'id'), requester: at(a, 3, 'requester'), owner: at(a, 4, 'owner'), grant: at(a, 5, 'grant'), offset: uAt(a, 6, 'offset'), length: uAt(a, 7, 'length') };
 }
 
+/** "Moved to node N (at epoch E)" at elements i (node) and i+1 (epoch, when the sender knows one). */
+function movedTo(a: readonly unknown[], i: number): { node?: number; epoch?: number } {
+  if (a[i] === null || a[i] === undefined) return {};
+  const node = at(a, i, 'node', 0, MAX_NODE_ID);
+  return a.length > i + 1 ? { node, epoch: at(a, i + 1, 'epoch', -1) } : { node };
+}
+
 /**
  * Validates one decoded kernel frame (the positional form of src/transport/kernel-wire.ts) and
  * appends it to `out`; a send-acks element appends one send-ack per id.
@@ -154,7 +161,7 @@ function chunkSource(a: readonly unknown[]): { id: number; requester: number; ow
 export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
   if (!Array.isArray(value) || value.length < 3) bad('a kernel frame is not an array of at least 3 elements');
   const a = value as readonly unknown[];
-  const code = at(a, 0, 'kind', 1, KIND.replyCancelAck);
+  const code = at(a, 0, 'kind', 1, KIND.moved);
   const dc = uAt(a, 1, 'dc');
   switch (code) {
     case KIND.send: {
@@ -165,16 +172,28 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       return;
     }
     case KIND.sendAck: {
-      arity(a, 4, 5, 'send-ack');
+      arity(a, 4, 6, 'send-ack');
       const base = { k: 'send-ack', dc, id: uAt(a, 2, 'id'), rc: at(a, 3, 'rc') } as const;
-      out.push(a.length === 4 || a[4] === null || a[4] === undefined ? base : { ...base, node: at(a, 4, 'node', 0, MAX_NODE_ID) });
+      out.push(a.length === 4 ? base : { ...base, ...movedTo(a, 4) });
       return;
     }
     case KIND.cancel:
-    case KIND.cancelAck:
       arity(a, 3, 3, 'cancel');
-      out.push({ k: code === KIND.cancel ? 'cancel' : 'cancel-ack', dc, id: uAt(a, 2, 'id') });
+      out.push({ k: 'cancel', dc, id: uAt(a, 2, 'id') });
       return;
+    case KIND.cancelAck: {
+      arity(a, 3, 5, 'cancel-ack');
+      const base = { k: 'cancel-ack', dc, id: uAt(a, 2, 'id') } as const;
+      out.push(a.length === 3 ? base : { ...base, ...movedTo(a, 3) });
+      return;
+    }
+    case KIND.moved: {
+      arity(a, 5, 5, 'moved');
+      const ids = a[4];
+      if (!Array.isArray(ids) || ids.length > MAX_GROUPED_ACKS) bad(`moved ids is not an array of at most ${MAX_GROUPED_ACKS} ids`);
+      out.push({ k: 'moved', dc, ep: at(a, 2, 'ep'), epoch: uAt(a, 3, 'epoch'), ids: ids.map((_, i) => uAt(ids as unknown[], i, 'id')) });
+      return;
+    }
     case KIND.reply:
       arity(a, 7, 7, 'reply');
       out.push({ k: 'reply', dc, id: uAt(a, 2, 'id'), src: at(a, 3, 'src'), dst: at(a, 4, 'dst'), type: at(a, 5, 'type'), payload: a[6] as Payload });
@@ -183,10 +202,12 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       arity(a, 5, 5, 'reply-cancel');
       out.push({ k: 'reply-cancel', dc, id: uAt(a, 2, 'id'), client: at(a, 3, 'client'), server: at(a, 4, 'server') });
       return;
-    case KIND.replyCancelAck:
-      arity(a, 4, 4, 'reply-cancel-ack');
-      out.push({ k: 'reply-cancel-ack', dc, id: uAt(a, 2, 'id'), client: at(a, 3, 'client') });
+    case KIND.replyCancelAck: {
+      arity(a, 4, 6, 'reply-cancel-ack');
+      const base = { k: 'reply-cancel-ack', dc, id: uAt(a, 2, 'id'), client: at(a, 3, 'client') } as const;
+      out.push(a.length === 4 ? base : { ...base, ...movedTo(a, 4) });
       return;
+    }
     case KIND.notify:
       arity(a, 5, 5, 'notify');
       out.push({ k: 'notify', dc, src: at(a, 2, 'src'), dst: at(a, 3, 'dst'), arg: at(a, 4, 'arg') });

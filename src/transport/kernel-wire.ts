@@ -24,10 +24,18 @@ export const KIND = {
   sendAcks: 13,
   copyRelay: 14,
   replyCancelAck: 15,
+  moved: 16,
 } as const;
 
 /** Most ids one send-acks element carries. */
 export const MAX_GROUPED_ACKS = 4096;
+
+/** A "moved to node N (at epoch E)" answer's tail: the node, then the epoch when known. */
+function withMoved(head: unknown[], node: number, epoch: number | undefined): unknown[] {
+  head.push(node);
+  if (epoch !== undefined) head.push(epoch);
+  return head;
+}
 
 /** The positional form of a kernel frame (bulk `data`, when present, is the last element). */
 export function kernelFrameToWire(f: KernelFrame): unknown[] {
@@ -35,17 +43,19 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
     case 'send':
       return [KIND.send, f.dc, f.id, f.src, f.dst, f.type, f.payload, f.rec];
     case 'send-ack':
-      return f.node === undefined ? [KIND.sendAck, f.dc, f.id, f.rc] : [KIND.sendAck, f.dc, f.id, f.rc, f.node];
+      return f.node === undefined ? [KIND.sendAck, f.dc, f.id, f.rc] : withMoved([KIND.sendAck, f.dc, f.id, f.rc], f.node, f.epoch);
     case 'cancel':
       return [KIND.cancel, f.dc, f.id];
     case 'cancel-ack':
-      return [KIND.cancelAck, f.dc, f.id];
+      return f.node === undefined ? [KIND.cancelAck, f.dc, f.id] : withMoved([KIND.cancelAck, f.dc, f.id], f.node, f.epoch);
     case 'reply':
       return [KIND.reply, f.dc, f.id, f.src, f.dst, f.type, f.payload];
     case 'reply-cancel':
       return [KIND.replyCancel, f.dc, f.id, f.client, f.server];
     case 'reply-cancel-ack':
-      return [KIND.replyCancelAck, f.dc, f.id, f.client];
+      return f.node === undefined ? [KIND.replyCancelAck, f.dc, f.id, f.client] : withMoved([KIND.replyCancelAck, f.dc, f.id, f.client], f.node, f.epoch);
+    case 'moved':
+      return [KIND.moved, f.dc, f.ep, f.epoch, f.ids];
     case 'notify':
       return [KIND.notify, f.dc, f.src, f.dst, f.arg];
     case 'unbound':

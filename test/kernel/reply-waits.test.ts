@@ -1,6 +1,6 @@
 /** ReplyWaits: the remote clients a process owes a reply, kept as tombstones once answered. */
 import { describe, expect, it } from 'vitest';
-import { ReplyWaits } from '../../src/kernel/proc.js';
+import { ReplyWaits } from '../../src/kernel/mailbox.js';
 
 describe('ReplyWaits', () => {
   it('owes a reply from set until answered, and again after the next request', () => {

@@ -1,0 +1,174 @@
+/**
+ * Routes: where each endpoint of a DC lives, as this kernel knows it. The one place that answers
+ * that question (DESIGN.md, "Moving endpoints"). A slot's route is one of
+ * - local: bound here (the LocalProc itself),
+ * - remote(node, epoch): owned by another node,
+ * - frozen(epoch): moving; new senders park here until the route is set again or the freeze's
+ *   deadline passes (then the previous route comes back),
+ * - group(members, primary, epoch): served by several members (replica groups fill it in).
+ * Every change of location is epoch-checked by `order`: a route learnt from a "moved" answer, an
+ * autobind or a directory event never replaces a newer one.
+ */
+import type { EndpointSpace, Endpoint } from '../ipc/endpoint.js';
+import { DvsError } from '../ipc/errors.js';
+import type { OutgoingMessage } from '../ipc/message.js';
+import type { TimerHandle } from './clock.js';
+import type { NotifyFrame, SendFrame } from './frames.js';
+import type { LocalProc } from './proc.js';
+import type { Waiter } from './waiter.js';
+
+export interface RemoteRoute {
+  readonly kind: 'remote';
+  readonly endpoint: Endpoint;
+  readonly slot: number;
+  node: number;
+  epoch: number;
+  name: string;
+}
+
+export interface GroupRoute {
+  readonly kind: 'group';
+  readonly endpoint: Endpoint;
+  readonly slot: number;
+  epoch: number;
+  name: string;
+  readonly members: readonly number[];
+  /** The member that serves calls now (replica groups: the primary). */
+  readonly primary: number;
+}
+
+/** A local send, sendrec or notify waiting for a frozen route to be set again. */
+export type ParkedCall =
+  | { readonly kind: 'send'; readonly proc: LocalProc; readonly msg: OutgoingMessage; readonly waiter: Waiter<void> }
+  | { readonly kind: 'sendrec'; readonly proc: LocalProc; readonly msg: OutgoingMessage }
+  | { readonly kind: 'notify'; readonly proc: LocalProc; readonly arg: number }
+  /** A frame from another node that reached this node while the route was frozen. */
+  | { readonly kind: 'frame'; readonly from: number; readonly frame: SendFrame | NotifyFrame };
+
+export interface FrozenRoute {
+  readonly kind: 'frozen';
+  readonly endpoint: Endpoint;
+  readonly slot: number;
+  readonly epoch: number;
+  readonly name: string;
+  /** Where the endpoint lived when frozen: restored if the freeze expires. */
+  readonly previous: LocalProc | RemoteRoute | GroupRoute;
+  readonly parked: ParkedCall[];
+  timer: TimerHandle | undefined;
+}
+
+export type Route = LocalProc | RemoteRoute | FrozenRoute | GroupRoute;
+/** A route other than frozen: where calls actually go. */
+export type SettledRoute = LocalProc | RemoteRoute | GroupRoute;
+
+/** Epoch of a location learnt from traffic (autobind): older than any epoch a directory or a move gives. */
+export const TRAFFIC_EPOCH = -1;
+
+/** The process bound here behind a route, if any (a frozen route keeps its local owner until drained). */
+export function ownerOf(r: Route | undefined): LocalProc | undefined {
+  if (r === undefined) return undefined;
+  if (r.kind === 'local') return r;
+  return r.kind === 'frozen' && r.previous.kind === 'local' ? r.previous : undefined;
+}
+
+/** The node a settled route sends to (a group's primary). */
+export function nodeOf(r: RemoteRoute | GroupRoute): number {
+  return r.kind === 'remote' ? r.node : r.primary;
+}
+
+export class RouteTable {
+  readonly space: EndpointSpace;
+  private readonly dcid: number;
+  /** Routes indexed by slot + nrTasks. */
+  private readonly entries: (Route | undefined)[];
+  /** Highest generation this kernel has seen per slot; -1 = never. */
+  private readonly lastGen: number[];
+
+  constructor(dcid: number, space: EndpointSpace) {
+    this.dcid = dcid;
+    this.space = space;
+    const total = space.limits.nrTasks + space.limits.nrProcs;
+    this.entries = new Array<Route | undefined>(total).fill(undefined);
+    this.lastGen = new Array<number>(total).fill(-1);
+  }
+
+  at(slot: number): Route | undefined {
+    return this.entries[slot + this.space.limits.nrTasks];
+  }
+
+  /** The process bound here in `slot`, frozen or not. */
+  localAt(slot: number): LocalProc | undefined {
+    return ownerOf(this.entries[slot + this.space.limits.nrTasks]);
+  }
+
+  lastGeneration(slot: number): number {
+    return this.lastGen[slot + this.space.limits.nrTasks] ?? -1;
+  }
+
+  set(slot: number, route: Route): void {
+    const i = slot + this.space.limits.nrTasks;
+    this.entries[i] = route;
+    const gen = this.space.generationOf(route.endpoint);
+    if (gen > (this.lastGen[i] ?? -1)) this.lastGen[i] = gen;
+  }
+
+  clear(slot: number): void {
+    this.entries[slot + this.space.limits.nrTasks] = undefined;
+  }
+
+  /**
+   * How a location (`endpoint` at `epoch`) compares with the slot's current route: 'newer' (a later
+   * generation, or a later epoch of the same one), 'same' (this very endpoint at this epoch), or
+   * 'older' (never to replace the current route). An empty slot takes any generation not older than
+   * one already seen there.
+   */
+  order(endpoint: Endpoint, epoch: number): 'newer' | 'same' | 'older' {
+    const slot = this.space.slotOf(endpoint);
+    const cur = this.at(slot);
+    const gen = this.space.generationOf(endpoint);
+    if (cur === undefined) return gen >= this.lastGeneration(slot) ? 'newer' : 'older';
+    const curGen = this.space.generationOf(cur.endpoint);
+    if (gen !== curGen) return gen > curGen ? 'newer' : 'older';
+    if (epoch === cur.epoch) return 'same';
+    return epoch > cur.epoch ? 'newer' : 'older';
+  }
+
+  *all(): IterableIterator<Route> {
+    for (const e of this.entries) if (e !== undefined) yield e;
+  }
+
+  /** Every process bound here, frozen or not. */
+  *locals(): IterableIterator<LocalProc> {
+    for (const e of this.entries) {
+      const p = ownerOf(e);
+      if (p !== undefined) yield p;
+    }
+  }
+
+  /**
+   * Resolves an endpoint to its route, or throws the error a caller should see: EDVSENDPOINT for a
+   * reserved value or a stale generation (the slot holds another incarnation), EDVSRANGE outside the DC,
+   * EDVSDSTDIED (or `deadCode`) for an incarnation gone from a now free slot, EDVSNOTBIND otherwise.
+   */
+  lookup(ep: Endpoint, deadCode: 'EDVSDSTDIED' | 'EDVSSRCDIED' = 'EDVSDSTDIED'): Route {
+    const slot = this.space.checkEndpoint(ep);
+    const entry = this.entries[slot + this.space.limits.nrTasks];
+    if (entry !== undefined && entry.endpoint === ep) return entry;
+    if (entry !== undefined) {
+      throw new DvsError('EDVSENDPOINT', `stale endpoint ${this.space.format(ep)}: slot ${slot} holds ${this.space.format(entry.endpoint)}`, { details: { endpoint: ep } });
+    }
+    if (this.space.generationOf(ep) <= this.lastGeneration(slot)) {
+      throw new DvsError(deadCode, `endpoint ${this.space.format(ep)} is gone`, { details: { endpoint: ep } });
+    }
+    throw new DvsError('EDVSNOTBIND', `endpoint ${this.space.format(ep)} is not bound`, { details: { endpoint: ep } });
+  }
+
+  /** Lowest free non-system slot, for binds that name none. */
+  freeUserSlot(): number {
+    const { nrTasks, nrSysProcs, nrProcs } = this.space.limits;
+    for (let slot = Math.max(0, nrSysProcs - nrTasks); slot < nrProcs; slot++) {
+      if (this.entries[slot + nrTasks] === undefined) return slot;
+    }
+    throw new DvsError('EDVSNOSPC', `DC ${this.dcid} has no free user slot`);
+  }
+}
