@@ -46,24 +46,18 @@ export class EndpointClaims {
     if (opts.slot !== undefined) return this.claimFixed(dcid, node, reg, opts.slot, opts.name);
     if (opts.name !== undefined) checkName(opts.name, '');
     const s = await this.dcForClaim(dcid, node);
-    for (let round = 0; round < 3; round++) {
-      const taken = this.pool.take(dcid, node, reg.record.lease);
-      if (taken !== undefined) {
-        const [slot, res] = taken;
-        const endpoint = s.space.make(res.generation, slot);
-        const name = checkName(opts.name, `ep${slot}`);
-        void this.publish(dcid, slot, res, { endpoint, generation: res.generation, node, name, epoch: 0 }, reg.record.lease);
-        if (this.pool.reservedSlots(dcid, node).length < this.ctx.settings.refillBelow) {
-          this.pool.refill(dcid, node).catch((err: unknown) => {
-            const e = asDvsError(err);
-            if (e.code !== 'EDVSNOSPC' && e.code !== 'EDVSNONODE') this.ctx.emit('error', e);
-          });
-        }
-        return endpoint;
-      }
-      await this.pool.refill(dcid, node);
+    const lease = reg.record.lease;
+    const [slot, res] = await this.pool.acquire(dcid, node, lease);
+    const endpoint = s.space.make(res.generation, slot);
+    const name = checkName(opts.name, `ep${slot}`);
+    void this.publish(dcid, slot, res, { endpoint, generation: res.generation, node, name, epoch: 0 }, lease);
+    if (this.pool.reservedSlots(dcid, node).length < this.ctx.settings.refillBelow) {
+      this.pool.refill(dcid, node).catch((err: unknown) => {
+        const e = asDvsError(err);
+        if (e.code !== 'EDVSNOSPC' && e.code !== 'EDVSNONODE') this.ctx.emit('error', e);
+      });
     }
-    return fail('EDVSNOSPC', `DC ${dcid} has no free user slot for node ${node}`, { dcid, node });
+    return endpoint;
   }
 
   /** Reserves a range of user slots for `node` in `dcid` now, so later binds find them ready. */

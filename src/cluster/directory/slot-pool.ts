@@ -2,6 +2,9 @@
  * The per-node, per-DC pools of user slots: free slots reserved ahead of time by one transaction per
  * range (each with its next generation already taken), so a client bind takes a slot from memory.
  * A slot handed out is "in flight" until the cache sees its reservation change (published or lost).
+ * Claims that find the pool empty wait for one shared refill, which reserves for all of them (up to
+ * what one transaction holds), and try again until they get a slot; only a DC found full by a fresh
+ * read of the store fails them with EDVSNOSPC.
  */
 import type { Compare, KeyValue, LeaseId, TxnOp } from '../store.js';
 import type { DirectoryContext } from './context.js';
@@ -10,7 +13,10 @@ import type { NodeRegistry } from './node-registry.js';
 import { entriesOf, parseDc, parseReservation } from './parse.js';
 import type { DcRecord, GenEntry, Reservation } from './records.js';
 
-/** A DC's state as read from the store by a transaction that lost a race. */
+/** One refill transaction compares the DC record and three keys per slot: 1 + 3 × 42 = 127 of etcd's 128 compares. */
+export const MAX_RESERVED_PER_TXN = 42;
+
+/** A DC's state as read from the store (by a transaction that lost a race, or to confirm the DC is full). */
 interface DcSnapshot {
   readonly record: DcRecord | undefined;
   readonly modRevision: number;
@@ -23,6 +29,8 @@ export class SlotPool {
   /** `dcid/slot` of reserved slots handed out whose publication has not shown in the cache yet. */
   private readonly inFlight = new Set<string>();
   private readonly refills = new Map<string, Promise<void>>();
+  /** Claims waiting for a refill, by `dcid/node`: what the next refill reserves for. */
+  private readonly waiting = new Map<string, number>();
 
   constructor(
     private readonly ctx: DirectoryContext,
@@ -66,7 +74,33 @@ export class SlotPool {
     return best;
   }
 
-  /** Tops up `node`'s pool in `dcid` to `rangeSize` reserved slots; one refill per node and DC at a time. */
+  /**
+   * A slot of `node`'s pool (marked in flight), refilling it as often as needed: EDVSNOSPC once the
+   * DC has no free user slot, EDVSNONODE once the registration of `lease` ended.
+   */
+  async acquire(dcid: number, node: number, lease: LeaseId): Promise<[number, Reservation]> {
+    const tag = `${dcid}/${node}`;
+    // Every round either hands this claim a slot, or lets a refill reserve slots that the claims ahead
+    // of it take (they resume first, in order), or fails: it ends.
+    for (;;) {
+      const taken = this.take(dcid, node, lease);
+      if (taken !== undefined) return taken;
+      if (this.registry.get(node)?.record.lease !== lease) fail('EDVSNONODE', `node ${node} is not registered by this directory`, { node });
+      this.waiting.set(tag, (this.waiting.get(tag) ?? 0) + 1);
+      try {
+        await this.refill(dcid, node);
+      } finally {
+        const left = (this.waiting.get(tag) ?? 1) - 1;
+        if (left > 0) this.waiting.set(tag, left);
+        else this.waiting.delete(tag);
+      }
+    }
+  }
+
+  /**
+   * Tops up `node`'s pool in `dcid` to `rangeSize` reserved slots, or more while claims wait (at most
+   * MAX_RESERVED_PER_TXN at a time); one refill per node and DC at a time.
+   */
   refill(dcid: number, node: number): Promise<void> {
     const tag = `${dcid}/${node}`;
     let p = this.refills.get(tag);
@@ -81,11 +115,14 @@ export class SlotPool {
     const { keys, txns, cache, settings } = this.ctx;
     const lease = this.registry.require(node).record.lease;
     let snap = this.snapshotFromCache(dcid);
+    // Whether `snap` was read from the store (the cache may not show a release yet).
+    let fresh = false;
     for (let attempt = 0; attempt < settings.maxRetries; attempt++) {
       if (snap.record === undefined) fail('EDVSBADDCID', `DC ${dcid} does not exist`, { dcid });
       if (!snap.record.nodes.includes(node)) fail('EDVSNODCNODE', `node ${node} is not a member of DC ${dcid}`, { dcid, node });
       const have = this.reservedSlots(dcid, node).length;
-      const need = settings.rangeSize - have;
+      const demand = this.waiting.get(`${dcid}/${node}`) ?? 0;
+      const need = Math.min(MAX_RESERVED_PER_TXN, Math.max(settings.rangeSize, demand + settings.refillBelow) - have);
       if (need <= 0) return;
       const { nrProcs, nrSysProcs, nrTasks } = snap.record.limits;
       const firstUser = Math.max(0, nrSysProcs - nrTasks);
@@ -99,7 +136,10 @@ export class SlotPool {
       }
       if (picked.length === 0) {
         if (have > 0) return;
-        fail('EDVSNOSPC', `DC ${dcid} has no free user slot`, { dcid });
+        if (fresh) fail('EDVSNOSPC', `DC ${dcid} has no free user slot`, { dcid });
+        snap = await this.readSnapshot(dcid);
+        fresh = true;
+        continue;
       }
       const compare: Compare[] = [{ key: keys.dc(dcid), modRevision: snap.modRevision }];
       const success: TxnOp[] = [];
@@ -126,6 +166,7 @@ export class SlotPool {
         return;
       }
       snap = this.snapshotFromEntries(dcid, entriesOf(r.results[0])[0], entriesOf(r.results[1]));
+      fresh = true;
     }
     fail('EDVSBUSY', `could not reserve slots in DC ${dcid}: too much contention`);
   }
@@ -134,6 +175,19 @@ export class SlotPool {
     const s = this.ctx.cache.state(dcid);
     if (s === undefined) return { record: undefined, modRevision: 0, eps: new Set(), gens: new Map(), resv: new Map() };
     return { record: s.record, modRevision: s.modRevision, eps: new Set(s.eps.keys()), gens: s.gens, resv: s.resv };
+  }
+
+  /** The DC's record and subtree, read from the store in one transaction. */
+  private async readSnapshot(dcid: number): Promise<DcSnapshot> {
+    const { keys, txns } = this.ctx;
+    const { r } = await txns.run({
+      compare: [],
+      success: [
+        { op: 'get', key: keys.dc(dcid) },
+        { op: 'get', key: keys.dcTree(dcid), prefix: true },
+      ],
+    });
+    return this.snapshotFromEntries(dcid, entriesOf(r.results[0])[0], entriesOf(r.results[1]));
   }
 
   private snapshotFromEntries(dcid: number, dcKv: KeyValue | undefined, entries: KeyValue[]): DcSnapshot {
