@@ -1,76 +1,123 @@
 /**
  * Cluster administration from the command line: DC management through the directory, and the
- * process table and status gathered from every daemon.
+ * process table and status gathered from every daemon. Everything waits for what it needs up to the
+ * command's timeout, then fails with an UnreachableError saying what could not be reached.
  */
-import { readFile } from 'node:fs/promises';
 import { connect, type DvsClient } from '../client/index.js';
 // Not the cluster barrel: the etcd backend (gRPC, slow to load) is imported only when configured.
 import { Directory, type DcDefinition, type DcRecord } from '../cluster/directory.js';
-import type { CoordinationStore } from '../cluster/store.js';
-import { StoreClient } from '../cluster/store-client.js';
+import { isDvsError } from '../ipc/errors.js';
 import type { ProcInfo } from '../kernel/index.js';
-import { isAlive, readClusterFile, readRuntime, type ClusterFile } from './cluster-files.js';
+import { isAlive, readClusterFile, readClusterKeyFile, readRuntime, type ClusterFile, type ClusterStore } from './cluster-files.js';
+import { DEFAULT_TIMEOUT_MS, reasonOf, UnreachableError, withDeadline } from './reach.js';
+import { openStore } from './store-access.js';
 
-export async function withDirectory<T>(dir: string, fn: (d: Directory, c: ClusterFile) => Promise<T>): Promise<T> {
+export interface ReachOptions {
+  /** How long to wait for the store and for each daemon. Default DEFAULT_TIMEOUT_MS. */
+  readonly timeoutMs?: number;
+}
+
+function storeName(dir: string, store: ClusterStore): string {
+  return `${store.backend === 'etcd' ? 'etcd' : 'the embedded store'} of the cluster in ${dir}`;
+}
+
+function storeAddress(store: ClusterStore): string {
+  return store.backend === 'etcd' ? store.endpoints.join(',') : `${store.host}:${store.port}`;
+}
+
+export async function withDirectory<T>(dir: string, fn: (d: Directory, c: ClusterFile) => Promise<T>, opts: ReachOptions = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const cluster = readClusterFile(dir);
-  const key = Buffer.from((await readFile(cluster.keyFile, 'utf8')).trim(), 'hex');
-  const cs = cluster.store;
-  const store: CoordinationStore = cs.backend === 'etcd' ? new (await import('../cluster/etcd-store.js')).EtcdStore({ endpoints: cs.endpoints }) : await StoreClient.connect({ host: cs.host, port: cs.port, clusterKey: key });
+  const key = await readClusterKeyFile(cluster.keyFile);
+  const what = storeName(cluster.dir, cluster.store);
+  const store = await openStore(cluster.store, key, timeoutMs, what);
   const directory = new Directory(store);
   try {
     await directory.start();
     return await fn(directory, cluster);
+  } catch (err) {
+    // The store was reached, then lost (or stopped answering) in the middle of the command.
+    if (isDvsError(err, 'EDVSNOTCONN') && !(err instanceof UnreachableError)) throw new UnreachableError(what, storeAddress(cluster.store), timeoutMs, reasonOf(err));
+    throw err;
   } finally {
     await directory.close().catch(() => undefined);
     await store.close().catch(() => undefined);
   }
 }
 
-export async function withNodeClient<T>(dataDir: string, fn: (c: DvsClient) => Promise<T>): Promise<T | undefined> {
+/**
+ * Runs `fn` with a client of the daemon using `dataDir`; undefined when no daemon runs there. A
+ * daemon that does not answer within the timeout is an UnreachableError.
+ */
+export async function withNodeClient<T>(nodeId: number, dataDir: string, fn: (c: DvsClient) => Promise<T>, opts: ReachOptions = {}): Promise<T | undefined> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const runtime = readRuntime(dataDir);
   if (runtime === undefined || !isAlive(runtime.pid)) return undefined;
-  const client = await connect({ socketPath: runtime.socket, tokenPath: runtime.token, name: 'dvs-cli' });
+  const what = `the daemon of node ${nodeId} (pid ${runtime.pid})`;
+  const deadline = Date.now() + timeoutMs;
+  let client: DvsClient;
   try {
-    return await fn(client);
+    client = await connect({ socketPath: runtime.socket, tokenPath: runtime.token, name: 'dvs-cli', connectTimeoutMs: timeoutMs });
+  } catch (err) {
+    throw new UnreachableError(what, runtime.socket, timeoutMs, reasonOf(err));
+  }
+  try {
+    return await withDeadline(fn(client), deadline - Date.now(), () => new UnreachableError(what, runtime.socket, timeoutMs, 'no answer'));
   } finally {
     await client.close();
   }
 }
 
-export function createDc(dir: string, def: DcDefinition): Promise<DcRecord> {
-  return withDirectory(dir, (d) => d.createDc(def));
+export function createDc(dir: string, def: DcDefinition, opts: ReachOptions = {}): Promise<DcRecord> {
+  return withDirectory(dir, (d) => d.createDc(def), opts);
 }
 
-export function listDcs(dir: string): Promise<DcRecord[]> {
-  return withDirectory(dir, (d) => Promise.resolve(d.dcs()));
+export function listDcs(dir: string, opts: ReachOptions = {}): Promise<DcRecord[]> {
+  return withDirectory(dir, (d) => Promise.resolve(d.dcs()), opts);
 }
 
-export function removeDc(dir: string, dcid: number): Promise<void> {
-  return withDirectory(dir, (d) => d.removeDc(dcid));
+export function removeDc(dir: string, dcid: number, opts: ReachOptions = {}): Promise<void> {
+  return withDirectory(dir, (d) => d.removeDc(dcid), opts);
 }
 
-export function addNode(dir: string, dcid: number, node: number): Promise<DcRecord> {
-  return withDirectory(dir, (d) => d.addNode(dcid, node));
+export function addNode(dir: string, dcid: number, node: number, opts: ReachOptions = {}): Promise<DcRecord> {
+  return withDirectory(dir, (d) => d.addNode(dcid, node), opts);
 }
 
-export function removeNode(dir: string, dcid: number, node: number): Promise<DcRecord> {
-  return withDirectory(dir, (d) => d.removeNode(dcid, node));
+export function removeNode(dir: string, dcid: number, node: number, opts: ReachOptions = {}): Promise<DcRecord> {
+  return withDirectory(dir, (d) => d.removeNode(dcid, node), opts);
+}
+
+export interface PsOptions extends ReachOptions {
+  /** Told about each live daemon that did not answer (its rows are missing). */
+  readonly onUnanswered?: (nodeId: number, err: Error) => void;
 }
 
 /** The process table of every DC (or one), gathered from every live daemon: each reports its local endpoints. */
-export async function clusterPs(dir: string, dcid?: number): Promise<ProcInfo[]> {
+export async function clusterPs(dir: string, dcid?: number, opts: PsOptions = {}): Promise<ProcInfo[]> {
   const cluster = readClusterFile(dir);
-  const dcs = await listDcs(dir);
+  const dcs = await listDcs(dir, opts);
   const rows: ProcInfo[] = [];
-  for (const n of cluster.nodes) {
-    const mine = dcs.filter((d) => d.nodes.includes(n.nodeId) && (dcid === undefined || d.dcid === dcid));
-    const got = await withNodeClient(n.dataDir, async (c) => {
-      const out: ProcInfo[] = [];
-      for (const d of mine) out.push(...(await c.procs(d.dcid)).filter((p) => p.kind === 'local'));
-      return out;
-    }).catch(() => undefined);
-    if (got !== undefined) rows.push(...got);
-  }
+  await Promise.all(
+    cluster.nodes.map(async (n) => {
+      const mine = dcs.filter((d) => d.nodes.includes(n.nodeId) && (dcid === undefined || d.dcid === dcid));
+      try {
+        const got = await withNodeClient(
+          n.nodeId,
+          n.dataDir,
+          async (c) => {
+            const out: ProcInfo[] = [];
+            for (const d of mine) out.push(...(await c.procs(d.dcid)).filter((p) => p.kind === 'local'));
+            return out;
+          },
+          opts,
+        );
+        if (got !== undefined) rows.push(...got);
+      } catch (err) {
+        opts.onUnanswered?.(n.nodeId, err instanceof Error ? err : new Error(String(err)));
+      }
+    }),
+  );
   return rows.sort((a, b) => a.dcid - b.dcid || a.slot - b.slot);
 }
 
@@ -84,7 +131,7 @@ export interface NodeStatus {
   readonly dcs: number[];
 }
 
-export async function clusterStatus(dir: string): Promise<{ store: string; nodes: NodeStatus[]; dcs: DcRecord[] }> {
+export async function clusterStatus(dir: string, opts: ReachOptions = {}): Promise<{ store: string; nodes: NodeStatus[]; dcs: DcRecord[] }> {
   return withDirectory(dir, (d, cluster) => {
     const registered = new Map(d.nodes().map((n) => [n.nodeId, n]));
     const dcs = d.dcs();
@@ -102,5 +149,5 @@ export async function clusterStatus(dir: string): Promise<{ store: string; nodes
     });
     const cs = cluster.store;
     return Promise.resolve({ store: cs.backend === 'etcd' ? `etcd ${cs.endpoints.join(',')}` : `embedded ${cs.host}:${cs.port}`, nodes, dcs });
-  });
+  }, opts);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-/** `dvs`: the command line of DVS. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+/** `dvs`: the command line of DVS. Exit codes: exit-codes.ts (docs/deploy.md). */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isDvsError } from '../ipc/errors.js';
 import { formatProcTable } from '../kernel/index.js';
 import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode } from './admin.js';
@@ -8,7 +8,9 @@ import { clusterDown, clusterUp } from './cluster.js';
 import { defaultClusterDir } from './cluster-files.js';
 import { runClusterDemo } from './demo-cluster.js';
 import { runDemo } from './demo.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
 import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
+import { DEFAULT_TIMEOUT_MS } from './reach.js';
 
 function int(value: string): number {
   const n = Number(value);
@@ -28,12 +30,15 @@ function intList(value: string): number[] {
 
 const dirOption = (): Option => new Option('--dir <path>', 'local cluster directory').default(defaultClusterDir(), '$DVS_CLUSTER_DIR or ~/.dvs/local');
 const jsonOption = (): Option => new Option('--json', 'machine-readable output');
+const timeoutOption = (what = 'the coordination store'): Option =>
+  new Option('--timeout <ms>', `how long to wait for ${what} (retrying), then fail with exit code ${EXIT.unreachable}`).argParser(positiveInt).default(DEFAULT_TIMEOUT_MS);
 
 function out(json: boolean | undefined, value: unknown, text: () => string): void {
   console.log(json === true ? JSON.stringify(value, null, 2) : text());
 }
 
-const program = new Command().name('dvs').description('DVS: a Distributed Virtualization System').version('0.1.0');
+// Usage errors come back as a CommanderError (commander has printed them): exit code EXIT.usage.
+const program = new Command().name('dvs').description('DVS: a Distributed Virtualization System').version('0.1.0').exitOverride();
 
 program
   .command('demo')
@@ -60,8 +65,9 @@ node
   .option('--serve-store', 'this node serves the embedded store')
   .option('--etcd <urls>', 'use etcd (comma-separated client URLs) as the coordination store')
   .option('--log-level <level>', 'pino log level', 'info')
-  .action(async (flags: NodeStartFlags) => {
-    await runNode(configFromFlags(flags));
+  .addOption(timeoutOption('the coordination store, unless this node serves it'))
+  .action(async (flags: NodeStartFlags & { timeout: number }) => {
+    await runNode(configFromFlags(flags), { timeoutMs: flags.timeout });
   });
 
 const cluster = program.command('cluster').description('a local cluster of daemon processes');
@@ -95,48 +101,59 @@ cluster
   });
 
 const dc = program.command('dc').description('distributed containers');
-dc.command('create <dcid>')
+dc.command('create')
   .description('create a DC on a subset of nodes')
+  .argument('<dcid>', 'DC id', int)
   .requiredOption('--nodes <list>', 'member node ids, comma-separated', intList)
   .option('--name <name>', 'DC name')
   .option('--nr-procs <n>', 'non-task slots', positiveInt)
   .option('--nr-sys-procs <n>', 'system slots', positiveInt)
   .addOption(dirOption())
   .addOption(jsonOption())
-  .action(async (dcidArg: string, opts: { nodes: number[]; name?: string; nrProcs?: number; nrSysProcs?: number; dir: string; json?: boolean }) => {
+  .addOption(timeoutOption())
+  .action(async (dcid: number, opts: { nodes: number[]; name?: string; nrProcs?: number; nrSysProcs?: number; dir: string; json?: boolean; timeout: number }) => {
     const limits = { ...(opts.nrProcs === undefined ? {} : { nrProcs: opts.nrProcs }), ...(opts.nrSysProcs === undefined ? {} : { nrSysProcs: opts.nrSysProcs }) };
-    const r = await createDc(opts.dir, { dcid: int(dcidArg), nodes: opts.nodes, ...(opts.name === undefined ? {} : { name: opts.name }), limits });
+    const r = await createDc(opts.dir, { dcid, nodes: opts.nodes, ...(opts.name === undefined ? {} : { name: opts.name }), limits }, { timeoutMs: opts.timeout });
     out(opts.json, r, () => `DC ${r.dcid} (${r.name}) on nodes ${r.nodes.join(',')}`);
   });
 dc.command('ls')
   .description('list DCs')
   .addOption(dirOption())
   .addOption(jsonOption())
-  .action(async (opts: { dir: string; json?: boolean }) => {
-    const all = await listDcs(opts.dir);
+  .addOption(timeoutOption())
+  .action(async (opts: { dir: string; json?: boolean; timeout: number }) => {
+    const all = await listDcs(opts.dir, { timeoutMs: opts.timeout });
     out(opts.json, all, () => ['DC  name              nodes        procs  sysprocs', ...all.map((d) => `${String(d.dcid).padEnd(3)} ${d.name.padEnd(17)} ${d.nodes.join(',').padEnd(12)} ${String(d.limits.nrProcs).padStart(5)}  ${String(d.limits.nrSysProcs).padStart(8)}`)].join('\n'));
   });
-dc.command('rm <dcid>')
+dc.command('rm')
   .description('destroy a DC on every node')
+  .argument('<dcid>', 'DC id', int)
   .addOption(dirOption())
-  .action(async (dcidArg: string, opts: { dir: string }) => {
-    await removeDc(opts.dir, int(dcidArg));
-    console.log(`DC ${dcidArg} removed`);
+  .addOption(timeoutOption())
+  .action(async (dcid: number, opts: { dir: string; timeout: number }) => {
+    await removeDc(opts.dir, dcid, { timeoutMs: opts.timeout });
+    console.log(`DC ${dcid} removed`);
   });
-dc.command('add-node <dcid> <node>')
+dc.command('add-node')
   .description('add a node to a DC')
+  .argument('<dcid>', 'DC id', int)
+  .argument('<node>', 'node id', int)
   .addOption(dirOption())
   .addOption(jsonOption())
-  .action(async (dcidArg: string, nodeArg: string, opts: { dir: string; json?: boolean }) => {
-    const r = await addNode(opts.dir, int(dcidArg), int(nodeArg));
+  .addOption(timeoutOption())
+  .action(async (dcid: number, nodeId: number, opts: { dir: string; json?: boolean; timeout: number }) => {
+    const r = await addNode(opts.dir, dcid, nodeId, { timeoutMs: opts.timeout });
     out(opts.json, r, () => `DC ${r.dcid} on nodes ${r.nodes.join(',')}`);
   });
-dc.command('rm-node <dcid> <node>')
+dc.command('rm-node')
   .description('remove a node from a DC')
+  .argument('<dcid>', 'DC id', int)
+  .argument('<node>', 'node id', int)
   .addOption(dirOption())
   .addOption(jsonOption())
-  .action(async (dcidArg: string, nodeArg: string, opts: { dir: string; json?: boolean }) => {
-    const r = await removeNode(opts.dir, int(dcidArg), int(nodeArg));
+  .addOption(timeoutOption())
+  .action(async (dcid: number, nodeId: number, opts: { dir: string; json?: boolean; timeout: number }) => {
+    const r = await removeNode(opts.dir, dcid, nodeId, { timeoutMs: opts.timeout });
     out(opts.json, r, () => `DC ${r.dcid} on nodes ${r.nodes.join(',')}`);
   });
 
@@ -146,9 +163,14 @@ program
   .option('--dc <dcid>', 'only this DC', int)
   .addOption(dirOption())
   .addOption(jsonOption())
-  .action(async (opts: { dc?: number; dir: string; json?: boolean }) => {
-    const rows = await clusterPs(opts.dir, opts.dc);
+  .addOption(timeoutOption('the coordination store and for each daemon'))
+  .action(async (opts: { dc?: number; dir: string; json?: boolean; timeout: number }) => {
+    const unanswered: string[] = [];
+    const rows = await clusterPs(opts.dir, opts.dc, { timeoutMs: opts.timeout, onUnanswered: (nodeId, err) => unanswered.push(`node ${nodeId}: ${err.message}`) });
     out(opts.json, rows, () => formatProcTable(rows).trimEnd());
+    // The rows of a live daemon that did not answer are missing: say so, and exit accordingly.
+    for (const line of unanswered) console.error(`dvs: ${line}`);
+    if (unanswered.length > 0) process.exitCode = EXIT.unreachable;
   });
 
 program
@@ -156,8 +178,9 @@ program
   .description('nodes, their liveness and DCs')
   .addOption(dirOption())
   .addOption(jsonOption())
-  .action(async (opts: { dir: string; json?: boolean }) => {
-    const s = await clusterStatus(opts.dir);
+  .addOption(timeoutOption())
+  .action(async (opts: { dir: string; json?: boolean; timeout: number }) => {
+    const s = await clusterStatus(opts.dir, { timeoutMs: opts.timeout });
     out(opts.json, s, () =>
       [
         `store ${s.store}`,
@@ -167,13 +190,19 @@ program
     );
   });
 
+// A command whose work ran out with its promise pending would otherwise end silently (code 13).
+let finished = false;
+process.on('beforeExit', () => {
+  if (finished) return;
+  console.error('dvs: internal error: the command stopped before finishing (nothing left to wait for)');
+  process.exit(EXIT.error);
+});
 try {
   await program.parseAsync();
 } catch (err) {
-  if (isDvsError(err)) {
-    console.error(`dvs: ${err.message}`);
-    process.exitCode = 1;
-  } else {
-    throw err;
-  }
+  // commander printed its own usage errors already.
+  if (!(err instanceof CommanderError)) console.error(isDvsError(err) ? `dvs: ${err.message}` : `dvs: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = exitCodeOf(err);
+} finally {
+  finished = true;
 }

@@ -141,6 +141,8 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
   private readyWaiters: { resolve: () => void; reject: (err: DvsError) => void }[] = [];
   /** Why the last connection attempt failed, for the message of a call that gives up waiting. */
   private lastError: string | undefined;
+  /** Referenced while a caller waits for a connection (see holdProcess). */
+  private holdTimer: NodeJS.Timeout | undefined;
   /** The store instance this client talks to, once known. */
   storeId: string | undefined;
   /** Reconnections so far. */
@@ -185,6 +187,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimer(timeoutMs, () => {
         this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+        this.holdProcess();
         reject(this.unreachable(timeoutMs));
       });
       const waiter = {
@@ -198,6 +201,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
         },
       };
       this.readyWaiters.push(waiter);
+      this.holdProcess();
     });
   }
 
@@ -313,6 +317,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     this.watches.clear();
     this.leases.clear();
     for (const w of this.readyWaiters.splice(0)) w.reject(err);
+    this.holdProcess();
     this.socket?.destroy();
     this.socket = undefined;
   }
@@ -359,18 +364,40 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
         } else {
           const i = this.queue.indexOf(call);
           if (i >= 0) this.queue.splice(i, 1);
+          this.holdProcess();
           this.settle(call, this.unreachable(timeoutMs));
         }
       });
       if (this.state === 'ready') this.transmit(call);
       else if (call.connectionBound) this.settle(call, new DvsError('EDVSNOTCONN', 'not connected'));
-      else this.queue.push(call);
+      else {
+        this.queue.push(call);
+        this.holdProcess();
+      }
     });
   }
 
+  /** EDVSNOTCONN naming the server and the last error; `details` carries them for callers that phrase their own message. */
   private unreachable(timeoutMs: number): DvsError {
+    const address = `${this.host}:${this.port}`;
     const why = this.lastError === undefined ? '' : ` (last error: ${this.lastError})`;
-    return new DvsError('EDVSNOTCONN', `store server ${this.host}:${this.port} unreachable for ${timeoutMs} ms${why}`);
+    return new DvsError('EDVSNOTCONN', `store server ${address} unreachable for ${timeoutMs} ms${why}`, {
+      details: this.lastError === undefined ? { address, timeoutMs } : { address, timeoutMs, lastError: this.lastError },
+    });
+  }
+
+  /**
+   * Keeps the process alive while a caller waits for a connection. The clock's timers (backoff,
+   * timeouts) do not hold a process open, so without this a program whose only work is waiting for
+   * the store would exit with the caller's promise pending, printing nothing.
+   */
+  private holdProcess(): void {
+    const waiting = this.state !== 'closed' && (this.readyWaiters.length > 0 || this.queue.length > 0);
+    if (waiting && this.holdTimer === undefined) this.holdTimer = setInterval(noop, 2 ** 30);
+    else if (!waiting && this.holdTimer !== undefined) {
+      clearInterval(this.holdTimer);
+      this.holdTimer = undefined;
+    }
   }
 
   private transmit(call: Call): void {
@@ -499,6 +526,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     }
     this.schedulePing();
     for (const w of this.readyWaiters.splice(0)) w.resolve();
+    this.holdProcess();
     this.emit('connected', { storeId, revision });
   }
 
@@ -639,6 +667,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     }
     this.inflight.clear();
     this.queue.unshift(...resend.sort((a, b) => a.id - b.id));
+    this.holdProcess();
     if (this.fatal !== undefined) {
       this.state = 'failed';
       return;
@@ -661,6 +690,7 @@ export class StoreClient extends Emitter<StoreClientEvents> implements Coordinat
     this.queue.length = 0;
     this.inflight.clear();
     for (const w of this.readyWaiters.splice(0)) w.reject(err);
+    this.holdProcess();
     this.socket?.destroy();
   }
 }
