@@ -36,6 +36,8 @@ export interface KernelStats {
 export interface KernelObserver {
   bound?(dcid: number, endpoint: Endpoint, name: string): void;
   unbound?(dcid: number, endpoint: Endpoint): void;
+  /** A frame from another node was refused (counted in stats too). */
+  refused?(from: number, kind: string, code: DvsErrorCode): void;
 }
 
 export interface CoreConfig {
@@ -95,6 +97,12 @@ export class KernelCore {
   /** A fresh id for a frame that expects an answer (unique among this kernel's outstanding requests). */
   newId(): number {
     return this.nextId++;
+  }
+
+  /** Counts a refused frame and tells the observer. */
+  refused(from: number, kind: string, code: DvsErrorCode): void {
+    this.stats.framesRefused++;
+    this.observer?.refused?.(from, kind, code);
   }
 
   emit(node: number, frame: KernelFrame): void {

@@ -363,6 +363,11 @@ export class Kernel {
     return k.copies.grantExternal(k.localProc(k.dc(dcid), endpoint), backend, length, opts, id);
   }
 
+  /** The slot of `endpoint` in `dcid` (EDVSENDPOINT / EDVSRANGE for a value that is no endpoint of the DC). */
+  slotOf(dcid: number, endpoint: Endpoint): number {
+    return this.core.dc(dcid).space.checkEndpoint(endpoint);
+  }
+
   /** The DC's process table, like the original's /proc/dvs/DCx/procs. */
   procs(dcid: number): ProcInfo[] {
     return buildProcTable(this.core.dc(dcid), this.nodeId);
@@ -424,7 +429,7 @@ export class Kernel {
           const srcRoute = dc.routes.at(srcSlot);
           if (ownerOf(srcRoute) !== undefined || (srcRoute?.kind === 'remote' && srcRoute.endpoint === frame.src && srcRoute.node !== from)) {
             k.stats.sourcesRefused++;
-            k.stats.framesRefused++;
+            k.refused(from, frame.k, 'EDVSBADSRCDST');
             break;
           }
           if (dc.space.isSystemSlot(srcSlot) && dc.space.isSystemSlot(route.slot)) k.moves.notifyFrame(dc, from, frame, route);
@@ -461,7 +466,7 @@ export class Kernel {
           remote.onChunkAnswer(from, frame.id, frame.rc, undefined);
           break;
         default:
-          k.stats.framesRefused++;
+          k.refused(from, 'unknown', 'EDVSBADREQUEST');
       }
     } catch (err) {
       this.refuse(from, frame, isDvsError(err) ? err.code : 'EDVSBADREQUEST');
@@ -471,7 +476,7 @@ export class Kernel {
   /** Answers a refused request with its error where the frame expects an answer; counts it. */
   private refuse(from: number, frame: KernelFrame, code: DvsErrorCode): void {
     const k = this.core;
-    k.stats.framesRefused++;
+    k.refused(from, frame.k, code);
     const rc = new DvsError(code).errno;
     if (frame.k === 'send') k.emit(from, { k: 'send-ack', dc: frame.dc, id: frame.id, rc });
     else if (frame.k === 'copy-read') k.emit(from, { k: 'copy-data', dc: frame.dc, id: frame.id, rc });

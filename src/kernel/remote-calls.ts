@@ -418,7 +418,7 @@ export class RemoteCalls {
 
   /** Answers a refused send with its error. */
   refuseSend(from: number, frame: SendFrame, code: DvsErrorCode): void {
-    this.k.stats.framesRefused++;
+    this.k.refused(from, frame.k, code);
     this.k.emit(from, { k: 'send-ack', dc: frame.dc, id: frame.id, rc: new DvsError(code).errno });
   }
 

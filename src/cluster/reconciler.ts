@@ -1,0 +1,345 @@
+/**
+ * Directory → kernel reconciliation: makes one node's kernel and links follow the cluster
+ * directory, driven by its change events. The node's peers are the nodes the directory lists
+ * (plus those whose link is still alive); the DCs that include this node run in its kernel with
+ * their members; every endpoint published elsewhere is a route of the kernel at its epoch, frozen
+ * while the directory says so; the node's own binds are claimed in the directory first and
+ * released after; a lost registration is made again and the node's endpoints published again.
+ */
+import type { AbortLike } from '../ipc/calls.js';
+import { DvsError, isDvsError } from '../ipc/errors.js';
+import type { Clock } from '../kernel/clock.js';
+import type { Kernel } from '../kernel/kernel.js';
+import type { Process } from '../kernel/process.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
+import type { Directory, DcRecord, EndpointRecord, NodeInfo } from './directory.js';
+import { NodeRegistration, type RegistrationStatus } from './registration.js';
+
+/** Where a peer's link listener is. */
+export interface PeerAddress {
+  readonly nodeId: number;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** What the reconciler needs of the node's links. */
+export interface PeerLinks {
+  /** The whole set of peers to link with. */
+  setPeers(peers: readonly PeerAddress[]): void;
+  /** Whether the link to `node` is alive (up or suspect). */
+  linkAlive(node: number): boolean;
+}
+
+/** What the reconciler reports as it goes (the daemon publishes these for subscribers). */
+export interface ReconcilerEvents {
+  dc?(e: { readonly type: 'joined' | 'changed' | 'left'; readonly dcid: number; readonly nodes: readonly number[] }): void;
+  registration?(status: RegistrationStatus): void;
+  /** A directory change the kernel could not apply (logged too). */
+  refused?(e: { readonly what: string; readonly error: DvsError }): void;
+}
+
+export interface ReconcilerOptions {
+  readonly nodeId: number;
+  readonly kernel: Kernel;
+  readonly directory: Directory;
+  readonly links: PeerLinks;
+  readonly clock: Clock;
+  /** What this node registers: its link listener and meta. */
+  readonly node: () => Omit<NodeInfo, 'nodeId'>;
+  /** Lease of the node's registration. */
+  readonly ttlMs: number;
+  readonly logger?: Logger;
+  readonly events?: ReconcilerEvents;
+  /** Wall-clock ms for registration times (default Date.now). */
+  readonly wallClock?: () => number;
+  /** Delays between registration attempts after a lost lease (default 100 ms doubling to 5 s). */
+  readonly retryMs?: { readonly first: number; readonly max: number };
+  /** How long a freeze parks calls when the directory gives no lifetime. Default 10 s. */
+  readonly defaultFreezeMs?: number;
+}
+
+export interface LocalBindOptions {
+  readonly slot?: number;
+  /** Exact endpoint (slot and generation): EDVSENDPOINT when the slot's next generation is another. */
+  readonly endpoint?: number;
+  readonly name?: string;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortLike;
+}
+
+interface DcWaiter {
+  readonly dcid: number;
+  readonly resolve: () => void;
+}
+
+export class Reconciler {
+  readonly registration: NodeRegistration;
+  private readonly opts: ReconcilerOptions;
+  private readonly me: number;
+  private readonly kernel: Kernel;
+  private readonly directory: Directory;
+  private readonly log: Logger;
+  private peers = new Map<number, PeerAddress>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private dcWaiters: DcWaiter[] = [];
+  private stopped = false;
+
+  constructor(opts: ReconcilerOptions) {
+    this.opts = opts;
+    this.me = opts.nodeId;
+    this.kernel = opts.kernel;
+    this.directory = opts.directory;
+    this.log = opts.logger ?? silentLogger;
+    this.registration = new NodeRegistration({
+      directory: opts.directory,
+      info: () => ({ nodeId: this.me, ...opts.node() }),
+      ttlMs: opts.ttlMs,
+      clock: opts.clock,
+      logger: this.log,
+      ...(opts.wallClock === undefined ? {} : { wallClock: opts.wallClock }),
+      ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
+      registeredAgain: () => this.restoreEndpoints(),
+      changed: (s) => opts.events?.registration?.(s),
+    });
+  }
+
+  /** Follows the directory from now on (what exists is applied first), then registers the node. */
+  async start(): Promise<void> {
+    const d = this.directory;
+    // Listeners first: start() announces what already exists as events.
+    this.unsubscribe.push(
+      d.on('node', () => this.syncPeers()),
+      d.on('dc', (e) => this.syncDc(e.dc.dcid)),
+      d.on('endpoint', (e) => this.onEndpoint(e.type, e.endpoint, e.previous)),
+      d.on('leaseLost', (e) => {
+        if (e.nodeId === this.me && !this.stopped) this.registration.leaseLost(e.error);
+      }),
+      d.on('error', (err) => this.log.warn({ err }, 'directory error')),
+    );
+    await d.start();
+    await this.registration.register();
+    this.syncPeers();
+    for (const dc of d.dcs()) this.syncDc(dc.dcid);
+  }
+
+  /** Stops following; leaves the directory cleanly (the node's lease revoked: its keys go at once). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.registration.stop();
+    for (const off of this.unsubscribe.splice(0)) off();
+    for (const w of this.dcWaiters.splice(0)) w.resolve();
+    await this.directory.flush().catch(() => undefined);
+    await this.directory.unregisterNode(this.me).catch(() => undefined);
+  }
+
+  status(): { readonly registration: RegistrationStatus } {
+    return { registration: this.registration.status() };
+  }
+
+  /** Resolves once this node's kernel runs `dcid` (the directory's DC definition reached it). */
+  whenDc(dcid: number, timeoutMs = 10_000): Promise<void> {
+    if (this.runs(dcid)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = this.opts.clock.setTimer(timeoutMs, () => {
+        this.dcWaiters = this.dcWaiters.filter((w) => w !== waiter);
+        reject(new DvsError('EDVSTIMEDOUT', `DC ${dcid} did not reach node ${this.me} within ${timeoutMs} ms`));
+      });
+      const waiter: DcWaiter = {
+        dcid,
+        resolve: () => {
+          this.opts.clock.clearTimer(timer);
+          resolve();
+        },
+      };
+      this.dcWaiters.push(waiter);
+    });
+  }
+
+  // ---------------------------------------------------------------- local binds
+
+  /**
+   * Binds a process of this node: its endpoint is claimed in the directory first (so two nodes
+   * never hold one slot), then bound in the kernel; a kernel refusal releases the claim.
+   */
+  async bind(dcid: number, opts: LocalBindOptions = {}): Promise<Process> {
+    const dc = this.directory.dc(dcid);
+    if (dc?.nodes.includes(this.me) !== true) throw new DvsError('EDVSBADDCID', `DC ${dcid} does not include node ${this.me}`);
+    let slot = opts.slot;
+    if (opts.endpoint !== undefined) {
+      slot = this.kernel.slotOf(dcid, opts.endpoint);
+      if (opts.slot !== undefined && opts.slot !== slot) throw new DvsError('EDVSBADVALUE', `endpoint ${opts.endpoint} is not in slot ${opts.slot}`);
+    }
+    const claimed = await this.directory.claimEndpoint(dcid, this.me, { ...(slot === undefined ? {} : { slot }), ...(opts.name === undefined ? {} : { name: opts.name }) });
+    if (opts.endpoint !== undefined && claimed !== opts.endpoint) {
+      await this.directory.releaseEndpoint(dcid, claimed).catch(() => undefined);
+      throw new DvsError('EDVSENDPOINT', `endpoint ${opts.endpoint} cannot be had: slot ${String(slot)} is at another generation`, { details: { endpoint: opts.endpoint } });
+    }
+    try {
+      return this.kernel.bind(dcid, { endpoint: claimed, ...(opts.name === undefined ? {} : { name: opts.name }) });
+    } catch (err) {
+      await this.directory.releaseEndpoint(dcid, claimed).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** A local endpoint was unbound (the kernel's observer): its directory entry goes, unless it moved away. */
+  localUnbound(dcid: number, endpoint: number): void {
+    this.directory.releaseEndpoint(dcid, endpoint, { node: this.me }).catch((err: unknown) => {
+      if (!isDvsError(err, 'EDVSRMTPROC') && !isDvsError(err, 'EDVSSHUTDOWN')) this.log.warn({ err, dcid, endpoint }, 'could not release endpoint');
+    });
+  }
+
+  /** The link to `node` went down: a peer kept only because its link was alive now goes. */
+  peerDown(node: number): void {
+    if (this.peers.has(node) && this.directory.node(node) === undefined) queueMicrotask(() => this.syncPeers());
+  }
+
+  // ---------------------------------------------------------------- peers and DCs
+
+  /**
+   * Peers are the nodes the directory lists, plus those it stopped listing while their link is still
+   * alive: a lease lost to a store hiccup must not cut a healthy link; the link's own heartbeats
+   * decide when such a node is dead, and the next sync then lets it go.
+   */
+  private syncPeers(): void {
+    if (this.stopped) return;
+    const next = new Map<number, PeerAddress>();
+    for (const n of this.directory.nodes()) if (n.nodeId !== this.me) next.set(n.nodeId, { nodeId: n.nodeId, host: n.host, port: n.port });
+    for (const [id, addr] of this.peers) if (!next.has(id) && this.opts.links.linkAlive(id)) next.set(id, addr);
+    this.peers = next;
+    this.opts.links.setPeers([...next.values()]);
+  }
+
+  private runs(dcid: number): boolean {
+    return this.kernel.listDcs().some((d) => d.dcid === dcid);
+  }
+
+  /** Makes the kernel's view of one DC match the directory: create, membership, destroy, routes. */
+  private syncDc(dcid: number): void {
+    if (this.stopped) return;
+    const record: DcRecord | undefined = this.directory.dc(dcid);
+    const running = this.kernel.listDcs().find((d) => d.dcid === dcid);
+    try {
+      if (record === undefined || !record.nodes.includes(this.me)) {
+        if (running !== undefined) {
+          this.kernel.destroyDc(dcid);
+          this.log.info({ dcid }, 'left DC');
+          this.opts.events?.dc?.({ type: 'left', dcid, nodes: running.nodes });
+        }
+        return;
+      }
+      if (running === undefined) {
+        this.kernel.createDc({ dcid, name: record.name, nodes: [...record.nodes], limits: record.limits });
+        this.log.info({ dcid, nodes: record.nodes }, 'joined DC');
+        this.opts.events?.dc?.({ type: 'joined', dcid, nodes: record.nodes });
+      } else {
+        let changed = false;
+        for (const n of record.nodes) {
+          if (!running.nodes.includes(n)) {
+            this.kernel.addNode(dcid, n);
+            changed = true;
+          }
+        }
+        for (const n of running.nodes) {
+          if (!record.nodes.includes(n)) {
+            this.kernel.removeNode(dcid, n);
+            changed = true;
+          }
+        }
+        if (changed) this.opts.events?.dc?.({ type: 'changed', dcid, nodes: record.nodes });
+      }
+      for (const ep of this.directory.endpoints(dcid)) this.onEndpoint('bound', ep, undefined);
+    } catch (err) {
+      this.refused(`DC ${dcid}`, err);
+    }
+    if (this.runs(dcid)) {
+      const ready = this.dcWaiters.filter((w) => w.dcid === dcid);
+      this.dcWaiters = this.dcWaiters.filter((w) => w.dcid !== dcid);
+      for (const w of ready) w.resolve();
+    }
+  }
+
+  // ---------------------------------------------------------------- routes
+
+  /** Keeps the kernel's routes in step with the directory's endpoint entries, epoch-checked. */
+  private onEndpoint(type: 'bound' | 'unbound', ep: EndpointRecord, previous: EndpointRecord | undefined): void {
+    if (this.stopped || !this.runs(ep.dcid)) return;
+    const k = this.kernel;
+    try {
+      if (type === 'unbound') {
+        // An endpoint whose owner is still linked and up stays: a real unbind reaches us from its kernel,
+        // and a deletion that only follows a lost lease must not cut traffic while the owner restores it.
+        if (ep.node !== this.me && !this.opts.links.linkAlive(ep.node)) this.dropRemote(ep);
+        return;
+      }
+      if (previous !== undefined && previous.endpoint !== ep.endpoint && previous.node !== this.me) this.dropRemote(previous);
+      const freezeMs = ep.freezeMs ?? this.opts.defaultFreezeMs ?? 10_000;
+      if (ep.node === this.me) {
+        // Our own endpoint: only its freeze matters here (a move away is made by a drain, not by the directory).
+        const route = this.routeOf(ep);
+        if (route === undefined || (route.kind !== 'local' && route.kind !== 'frozen')) return;
+        if (ep.frozen) k.freeze(ep.dcid, ep.endpoint, ep.epoch, freezeMs);
+        else if (route.kind === 'frozen') k.thaw(ep.dcid, ep.endpoint, ep.epoch);
+        return;
+      }
+      k.bindRemote(ep.dcid, ep.endpoint, ep.node, ep.name, ep.epoch);
+      if (ep.frozen) k.freeze(ep.dcid, ep.endpoint, ep.epoch, freezeMs);
+    } catch (err) {
+      if (!isDvsError(err, 'EDVSSLOTUSED') && !isDvsError(err, 'EDVSNODCNODE')) this.refused(`endpoint ${ep.endpoint} of DC ${ep.dcid}`, err);
+    }
+  }
+
+  private routeOf(ep: EndpointRecord): ReturnType<Kernel['route']> | undefined {
+    try {
+      return this.kernel.route(ep.dcid, ep.endpoint);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private dropRemote(ep: EndpointRecord): void {
+    const route = this.routeOf(ep);
+    if (route !== undefined && route.kind !== 'local' && !(route.kind === 'frozen' && this.ownsHere(ep))) this.kernel.unbind(ep.dcid, ep.endpoint);
+  }
+
+  private ownsHere(ep: EndpointRecord): boolean {
+    return this.kernel.procs(ep.dcid).some((p) => p.kind === 'local' && p.endpoint === ep.endpoint);
+  }
+
+  // ---------------------------------------------------------------- after a lost registration
+
+  /**
+   * Publishes again the endpoints this node still runs, so a lease lost to a store hiccup does not
+   * take a healthy node's processes away. An endpoint whose slot was taken meanwhile is unbound
+   * here: the directory's newer claim wins (fencing).
+   */
+  private async restoreEndpoints(): Promise<void> {
+    for (const dc of this.kernel.listDcs()) {
+      for (const p of this.kernel.procs(dc.dcid)) {
+        if (p.kind !== 'local') continue;
+        try {
+          await this.directory.restoreEndpoint(dc.dcid, p.endpoint, this.me, p.name, p.epoch);
+        } catch (err) {
+          // Only a slot that moved on is given up; a store still coming back is no reason to kill a process.
+          if (!isDvsError(err, 'EDVSSLOTUSED')) {
+            this.log.warn({ err, dcid: dc.dcid, endpoint: p.endpoint }, 'endpoint could not be published again yet');
+            continue;
+          }
+          this.log.warn({ err, dcid: dc.dcid, endpoint: p.endpoint }, 'endpoint could not be restored: its slot moved on; unbinding it');
+          try {
+            this.kernel.unbind(dc.dcid, p.endpoint);
+          } catch {
+            // already gone
+          }
+        }
+      }
+    }
+  }
+
+  private refused(what: string, err: unknown): void {
+    const error = err instanceof DvsError ? err : new DvsError('EDVSIO', String(err));
+    this.log.warn({ err: error, what }, 'could not apply a directory change');
+    this.opts.events?.refused?.({ what, error });
+  }
+}
