@@ -6,8 +6,9 @@
  */
 import type tls from 'node:tls';
 import { DvsError } from '../ipc/errors.js';
-import { handshakeParams, LINK_PROTOCOL_VERSION, MAC_BYTES, newNonce, NONCE_BYTES, ROLE_ACCEPTOR, ROLE_DIALER } from './auth.js';
-import { parseLinkFrame, type HelloFrame } from './frame-schema.js';
+import { handshakeParams, LINK_PROTOCOL_VERSION, MAC_BYTES, newNonce, NONCE_BYTES, ROLE_ACCEPTOR, ROLE_DIALER, type HandshakeParams } from './auth.js';
+import { deriveFrameKeys } from './frame-mac.js';
+import { parseLinkFrame } from './frame-schema.js';
 import type { HandshakeContext } from './handshake-context.js';
 import type { LinkConn } from './link-conn.js';
 import { resumes } from './link-session.js';
@@ -23,28 +24,27 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
   const timer = ctx.clock.setTimer(ctx.timing.handshakeMs, () => conn.end('timeout'));
   const nonce = newNonce();
   let stage: 'hello' | 'auth' | 'done' = 'hello';
-  let hello: HelloFrame | undefined;
+  let hello: { readonly from: number; readonly inc: number; readonly params: HandshakeParams } | undefined;
   let peerOf: PeerLink | undefined;
 
   conn.onValue = (v) => {
     const f = parseLinkFrame(v, NONCE_BYTES, MAC_BYTES);
     if (stage === 'hello' && f.t === 'hello') {
-      if (f.v !== LINK_PROTOCOL_VERSION) refuse(`link protocol ${f.v} not supported`);
       if (f.to !== ctx.nodeId) refuse(`hello for node ${f.to}`);
       if (f.from >= ctx.nodeId) refuse(`node ${f.from} must accept, not dial, node ${ctx.nodeId}`);
       const peer = ctx.peerOf(f.from);
       if (peer === undefined) refuse(`node ${f.from} is not a peer`);
+      if (f.kv !== ctx.kernelVersion) throw new DvsError('EDVSPROTONOSUPPORT', `node ${f.from} speaks kernel protocol ${f.kv} (this node ${ctx.kernelVersion})`);
       if (ctx.tls !== undefined) checkPeerNode(conn.socket as tls.TLSSocket, f.from);
-      hello = f;
+      const p = handshakeParams({ nonce: f.nonce, node: f.from, inc: f.inc, kv: f.kv }, { nonce, node: ctx.nodeId, inc: ctx.incarnation, kv: ctx.kernelVersion });
+      hello = { from: f.from, inc: f.inc, params: p };
       peerOf = peer;
       stage = 'auth';
-      const p = handshakeParams(f.nonce, nonce, f.from, ctx.nodeId, f.inc, ctx.incarnation);
-      conn.write(encodeLinkFrame({ t: 'welcome', v: LINK_PROTOCOL_VERSION, from: ctx.nodeId, to: f.from, inc: ctx.incarnation, nonce, mac: ctx.proofs.make(ROLE_ACCEPTOR, p) }, ctx.framing));
+      conn.write(encodeLinkFrame({ t: 'welcome', v: LINK_PROTOCOL_VERSION, kv: ctx.kernelVersion, from: ctx.nodeId, to: f.from, inc: ctx.incarnation, nonce, mac: ctx.proofs.make(ROLE_ACCEPTOR, p) }, ctx.framing));
       return;
     }
     if (stage === 'auth' && f.t === 'auth' && hello !== undefined) {
-      const p = handshakeParams(hello.nonce, nonce, hello.from, ctx.nodeId, hello.inc, ctx.incarnation);
-      ctx.proofs.check(ROLE_DIALER, p, f.mac);
+      ctx.proofs.check(ROLE_DIALER, hello.params, f.mac);
       // The dialer must wait for `ready`: nothing may follow `auth` in what we hold.
       if (!conn.setMaxFrameBytes(ctx.maxFrameBytes)) throw new DvsError('EDVSBADREQUEST', 'data before ready');
       const peer = ctx.peerOf(hello.from);
@@ -57,6 +57,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
       const myView = peer.view();
       const resume = resumes(myToken, myView, peerToken, f.view);
       conn.write(encodeLinkFrame({ t: 'ready', epoch: peer.epoch, view: myView, ack: resume ? peer.lastSeqReceived : 0 }, ctx.framing));
+      if (ctx.frameKey !== undefined) conn.seal(deriveFrameKeys(ctx.frameKey, ROLE_ACCEPTOR, hello.params));
       ctx.adopt(peer, conn, peerToken, resume, f.ack);
       return;
     }

@@ -1,6 +1,7 @@
 /**
  * Node-link authentication with the cluster key: both sides prove knowledge of the key with an
- * HMAC-SHA256 over both fresh nonces, both node ids, both incarnations and the protocol version.
+ * HMAC-SHA256 over both fresh nonces, both node ids, both incarnations, both kernel protocol
+ * versions and the link protocol version.
  * The two proofs differ by a role byte, so a proof can never be reflected back to its author.
  * See docs/link-protocol.md ("Handshake").
  */
@@ -8,11 +9,13 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DvsError } from '../ipc/errors.js';
 
 /** Version of the link protocol (handshake and link frames), independent of the framing version. */
-export const LINK_PROTOCOL_VERSION = 4;
+export const LINK_PROTOCOL_VERSION = 5;
 export const NONCE_BYTES = 32;
 export const MAC_BYTES = 32;
 /** Highest node id a link can name (it travels as a u32 in the MAC input). */
 export const MAX_NODE_ID = 0xffff_ffff;
+/** Highest kernel protocol version (a u32 in the MAC input). */
+export const MAX_KERNEL_VERSION = 0xffff_ffff;
 
 const LABEL = Buffer.from('dvs-link', 'ascii');
 /** Role byte of the proof the acceptor sends (in `welcome`). */
@@ -28,6 +31,9 @@ export interface HandshakeParams {
   readonly acceptorNode: number;
   readonly dialerIncarnation: number;
   readonly acceptorIncarnation: number;
+  /** The kernel protocol versions the two sides speak (LinkManagerOptions.kernelVersion). */
+  readonly dialerKernelVersion: number;
+  readonly acceptorKernelVersion: number;
 }
 
 export function newNonce(): Buffer {
@@ -35,15 +41,16 @@ export function newNonce(): Buffer {
 }
 
 /**
- * The exact bytes the MAC covers (98 bytes):
+ * The exact bytes the MAC covers (106 bytes):
  * `"dvs-link" | version:u8 | role:u8 | dialerNonce[32] | acceptorNonce[32] | dialerNode:u32be |
- * acceptorNode:u32be | dialerIncarnation:u64be | acceptorIncarnation:u64be`.
+ * acceptorNode:u32be | dialerIncarnation:u64be | acceptorIncarnation:u64be |
+ * dialerKernelVersion:u32be | acceptorKernelVersion:u32be`.
  */
 export function handshakeMacInput(role: number, p: HandshakeParams): Buffer {
   if (p.dialerNonce.byteLength !== NONCE_BYTES || p.acceptorNonce.byteLength !== NONCE_BYTES) {
     throw new RangeError(`nonces must be ${NONCE_BYTES} bytes`);
   }
-  const out = Buffer.alloc(LABEL.byteLength + 2 + 2 * NONCE_BYTES + 8 + 16);
+  const out = Buffer.alloc(LABEL.byteLength + 2 + 2 * NONCE_BYTES + 8 + 16 + 8);
   let at = LABEL.copy(out, 0);
   out[at++] = p.version;
   out[at++] = role;
@@ -54,7 +61,9 @@ export function handshakeMacInput(role: number, p: HandshakeParams): Buffer {
   at = out.writeUInt32BE(p.dialerNode, at);
   at = out.writeUInt32BE(p.acceptorNode, at);
   at = out.writeBigUInt64BE(BigInt(p.dialerIncarnation), at);
-  out.writeBigUInt64BE(BigInt(p.acceptorIncarnation), at);
+  at = out.writeBigUInt64BE(BigInt(p.acceptorIncarnation), at);
+  at = out.writeUInt32BE(p.dialerKernelVersion, at);
+  out.writeUInt32BE(p.acceptorKernelVersion, at);
   return out;
 }
 
@@ -69,14 +78,33 @@ export function verifyHandshakeMac(key: Uint8Array, role: number, p: HandshakePa
   return timingSafeEqual(expected, mac);
 }
 
-/** The handshake parameters of one connection, in the roles of its two sides. */
-export function handshakeParams(dialerNonce: Uint8Array, acceptorNonce: Uint8Array, dialer: number, acceptor: number, dialerInc: number, acceptorInc: number): HandshakeParams {
-  return { version: LINK_PROTOCOL_VERSION, dialerNonce, acceptorNonce, dialerNode: dialer, acceptorNode: acceptor, dialerIncarnation: dialerInc, acceptorIncarnation: acceptorInc };
+/** One side of a connection, as the handshake names it. */
+export interface HandshakeSide {
+  readonly nonce: Uint8Array;
+  readonly node: number;
+  readonly inc: number;
+  /** Kernel protocol version. */
+  readonly kv: number;
+}
+
+/** The handshake parameters of one connection, from its two sides. */
+export function handshakeParams(dialer: HandshakeSide, acceptor: HandshakeSide): HandshakeParams {
+  return {
+    version: LINK_PROTOCOL_VERSION,
+    dialerNonce: dialer.nonce,
+    acceptorNonce: acceptor.nonce,
+    dialerNode: dialer.node,
+    acceptorNode: acceptor.node,
+    dialerIncarnation: dialer.inc,
+    acceptorIncarnation: acceptor.inc,
+    dialerKernelVersion: dialer.kv,
+    acceptorKernelVersion: acceptor.kv,
+  };
 }
 
 /** A node's proofs in the handshake: made and checked with its cluster key, or empty without one (certificate-only mode). */
 export class HandshakeProofs {
-  private readonly key: Buffer | undefined;
+  readonly key: Buffer | undefined;
 
   constructor(key: Uint8Array | undefined) {
     this.key = key === undefined ? undefined : Buffer.from(key);

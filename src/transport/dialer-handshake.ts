@@ -7,9 +7,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { DvsError } from '../ipc/errors.js';
-import { handshakeParams, LINK_PROTOCOL_VERSION, MAC_BYTES, newNonce, NONCE_BYTES, ROLE_ACCEPTOR, ROLE_DIALER } from './auth.js';
+import { handshakeParams, LINK_PROTOCOL_VERSION, MAC_BYTES, newNonce, NONCE_BYTES, ROLE_ACCEPTOR, ROLE_DIALER, type HandshakeParams } from './auth.js';
+import { deriveFrameKeys } from './frame-mac.js';
 import { parseLinkFrame, type SessionToken, type WelcomeFrame } from './frame-schema.js';
-import { isTlsAuthError, type HandshakeContext } from './handshake-context.js';
+import { HANDSHAKE_FRAMES, isTlsAuthError, type HandshakeContext } from './handshake-context.js';
 import { LinkConn } from './link-conn.js';
 import { resumes } from './link-session.js';
 import { encodeLinkFrame } from './link-wire.js';
@@ -30,12 +31,13 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
   } else {
     socket = tls.connect({ host, port, key: tlsOpts.key, cert: tlsOpts.cert, ca: tlsOpts.ca as string | Buffer | Array<string | Buffer>, rejectUnauthorized: true, checkServerIdentity: () => undefined });
   }
-  const conn = new LinkConn(socket, ctx.maxFrameBytes, reads);
+  const conn = new LinkConn(socket, ctx.maxFrameBytes, reads, ctx.frameKey === undefined ? undefined : HANDSHAKE_FRAMES);
   peer.pending = conn;
   const timer = ctx.clock.setTimer(ctx.timing.handshakeMs, () => conn.end('timeout'));
   const nonce = newNonce();
   let stage: 'connect' | 'welcome' | 'ready' | 'done' = 'connect';
   let welcome: WelcomeFrame | undefined;
+  let params: HandshakeParams | undefined;
   let snapshot: { epoch: number; view: SessionToken | null; ack: number } | undefined;
 
   socket.once(tlsOpts === undefined ? 'connect' : 'secureConnect', () => {
@@ -49,23 +51,24 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
       }
     }
     stage = 'welcome';
-    conn.write(encodeLinkFrame({ t: 'hello', v: LINK_PROTOCOL_VERSION, from: ctx.nodeId, to: peer.node, inc: ctx.incarnation, nonce }, ctx.framing));
+    conn.write(encodeLinkFrame({ t: 'hello', v: LINK_PROTOCOL_VERSION, kv: ctx.kernelVersion, from: ctx.nodeId, to: peer.node, inc: ctx.incarnation, nonce }, ctx.framing));
   });
 
   conn.onValue = (v) => {
     const f = parseLinkFrame(v, NONCE_BYTES, MAC_BYTES);
     if (stage === 'welcome' && f.t === 'welcome') {
-      if (f.v !== LINK_PROTOCOL_VERSION) refuse(`peer speaks link protocol ${f.v}`);
       if (f.from !== peer.node || f.to !== ctx.nodeId) refuse(`peer at ${host}:${port} is node ${f.from} (expected ${peer.node}) talking to ${f.to}`);
-      const p = handshakeParams(nonce, f.nonce, ctx.nodeId, peer.node, ctx.incarnation, f.inc);
+      if (f.kv !== ctx.kernelVersion) throw new DvsError('EDVSPROTONOSUPPORT', `node ${f.from} speaks kernel protocol ${f.kv} (this node ${ctx.kernelVersion})`);
+      const p = handshakeParams({ nonce, node: ctx.nodeId, inc: ctx.incarnation, kv: ctx.kernelVersion }, { nonce: f.nonce, node: f.from, inc: f.inc, kv: f.kv });
       ctx.proofs.check(ROLE_ACCEPTOR, p, f.mac);
       welcome = f;
+      params = p;
       snapshot = { epoch: peer.epoch, view: peer.view(), ack: peer.lastSeqReceived };
       stage = 'ready';
       conn.write(encodeLinkFrame({ t: 'auth', mac: ctx.proofs.make(ROLE_DIALER, p), ...snapshot }, ctx.framing));
       return;
     }
-    if (stage === 'ready' && f.t === 'ready' && welcome !== undefined && snapshot !== undefined) {
+    if (stage === 'ready' && f.t === 'ready' && welcome !== undefined && params !== undefined && snapshot !== undefined) {
       ctx.clock.clearTimer(timer);
       stage = 'done';
       if (peer.pending === conn) peer.pending = undefined;
@@ -77,6 +80,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
       }
       const peerToken = { inc: welcome.inc, epoch: f.epoch };
       const resume = resumes({ inc: ctx.incarnation, epoch: snapshot.epoch }, snapshot.view, peerToken, f.view);
+      if (ctx.frameKey !== undefined) conn.seal(deriveFrameKeys(ctx.frameKey, ROLE_DIALER, params));
       ctx.adopt(peer, conn, peerToken, resume, f.ack);
       return;
     }

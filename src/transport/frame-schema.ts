@@ -2,14 +2,15 @@
  * Structural validation of every value decoded from a node link, before any of it is used: link
  * control frames (handshake, data, ack, ping) and every kernel frame (positional arrays, see
  * kernel-wire.ts) with its field types.
- * A violation is a DvsError EDVSBADREQUEST; the link closes the connection. Parsers return fresh
+ * A violation is a DvsError EDVSBADREQUEST (a hello or welcome of another link protocol version:
+ * EDVSPROTONOSUPPORT); the link closes the connection. Parsers return fresh
  * objects holding only the known fields, so unknown fields never reach the kernel.
  * See docs/link-protocol.md.
  */
 import { DvsError } from '../ipc/errors.js';
 import type { Payload } from '../ipc/payload.js';
 import type { KernelFrame } from '../kernel/frames.js';
-import { MAX_NODE_ID } from './auth.js';
+import { LINK_PROTOCOL_VERSION, MAX_KERNEL_VERSION, MAX_NODE_ID } from './auth.js';
 import { KIND, MAX_GROUPED_ACKS } from './kernel-wire.js';
 
 /** A side's session with its peer: its incarnation and how many times it reset the session. */
@@ -18,10 +19,11 @@ export interface SessionToken {
   readonly epoch: number;
 }
 
-/** Dialer -> acceptor, first frame on a connection. */
+/** Dialer -> acceptor, first frame on a connection. `kv`: the kernel protocol version it speaks. */
 export interface HelloFrame {
   readonly t: 'hello';
   readonly v: number;
+  readonly kv: number;
   readonly from: number;
   readonly to: number;
   readonly inc: number;
@@ -32,6 +34,7 @@ export interface HelloFrame {
 export interface WelcomeFrame {
   readonly t: 'welcome';
   readonly v: number;
+  readonly kv: number;
   readonly from: number;
   readonly to: number;
   readonly inc: number;
@@ -97,6 +100,13 @@ function int(o: Rec, key: string, min = Number.MIN_SAFE_INTEGER, max = Number.MA
 }
 
 const uint = (o: Rec, key: string): number => int(o, key, 0);
+
+/** The link protocol version of a hello or welcome, checked first: a peer of another version is refused as such, whatever else its frame holds. */
+function version(o: Rec): number {
+  const v = int(o, 'v', 0);
+  if (v !== LINK_PROTOCOL_VERSION) throw new DvsError('EDVSPROTONOSUPPORT', `link protocol ${v} (this node speaks ${LINK_PROTOCOL_VERSION})`);
+  return v;
+}
 const node = (o: Rec, key: string): number => int(o, key, 0, MAX_NODE_ID);
 
 function bytes(o: Rec, key: string, length?: number): Uint8Array {
@@ -275,11 +285,12 @@ export function parseLinkFrame(value: unknown, nonceBytes: number, macBytes: num
     case 'ping':
       return { t };
     case 'hello':
-      return { t, v: uint(o, 'v'), from: node(o, 'from'), to: node(o, 'to'), inc: uint(o, 'inc'), nonce: bytes(o, 'nonce', nonceBytes) };
+      return { t, v: version(o), kv: int(o, 'kv', 0, MAX_KERNEL_VERSION), from: node(o, 'from'), to: node(o, 'to'), inc: uint(o, 'inc'), nonce: bytes(o, 'nonce', nonceBytes) };
     case 'welcome': {
+      const v = version(o);
       const mac = bytes(o, 'mac');
       if (mac.byteLength !== 0 && mac.byteLength !== macBytes) bad(`mac is ${mac.byteLength} bytes`);
-      return { t, v: uint(o, 'v'), from: node(o, 'from'), to: node(o, 'to'), inc: uint(o, 'inc'), nonce: bytes(o, 'nonce', nonceBytes), mac };
+      return { t, v, kv: int(o, 'kv', 0, MAX_KERNEL_VERSION), from: node(o, 'from'), to: node(o, 'to'), inc: uint(o, 'inc'), nonce: bytes(o, 'nonce', nonceBytes), mac };
     }
     case 'auth': {
       const mac = bytes(o, 'mac');

@@ -14,12 +14,19 @@ import type { PeerLink } from './peer-link.js';
 export interface HandshakeContext {
   readonly nodeId: number;
   readonly incarnation: number;
+  /** The kernel protocol version this node speaks; a peer must speak the same. */
+  readonly kernelVersion: number;
   readonly timing: LinkTiming;
   readonly proofs: HandshakeProofs;
   readonly framing: FramingOptions;
   /** Largest frame body of an established link. */
   readonly maxFrameBytes: number;
   readonly tls: LinkTlsOptions | undefined;
+  /**
+   * Cluster-key mode without TLS: every frame after the handshake carries a tag (frame-mac.ts);
+   * the cluster key then, else undefined (TLS protects the frames).
+   */
+  readonly frameKey: Uint8Array | undefined;
   readonly log: LinkLogger;
   readonly clock: Clock;
   isClosed(): boolean;
@@ -35,6 +42,9 @@ export interface HandshakeContext {
 
 /** Handshake frames are tiny; before authentication nothing bigger is buffered. */
 export const HANDSHAKE_MAX_FRAME_BYTES = 4096;
+
+/** Frames each side sends before its frames are sealed: hello and auth, welcome and ready. */
+export const HANDSHAKE_FRAMES = 2;
 
 export function isTlsAuthError(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;

@@ -5,8 +5,10 @@ export { DEFAULT_MAX_FRAME_BYTES, encodeFrame, encodeFrameSegments, frameFromBod
 export {
   handshakeMac,
   handshakeMacInput,
+  handshakeParams,
   LINK_PROTOCOL_VERSION,
   MAC_BYTES,
+  MAX_KERNEL_VERSION,
   MAX_NODE_ID,
   newNonce,
   NONCE_BYTES,
@@ -14,7 +16,9 @@ export {
   ROLE_DIALER,
   verifyHandshakeMac,
   type HandshakeParams,
+  type HandshakeSide,
 } from './auth.js';
+export { deriveFrameKeys, FRAME_TAG_BYTES, FrameOpener, frameKeyBytes, frameKeyInfo, FrameSealer, type FrameKeys } from './frame-mac.js';
 export {
   parseKernelFrame,
   parseLinkFrame,

@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { DvsError } from '../ipc/errors.js';
 import { acceptHandshake } from './acceptor-handshake.js';
-import { HANDSHAKE_MAX_FRAME_BYTES, type HandshakeContext } from './handshake-context.js';
+import { HANDSHAKE_FRAMES, HANDSHAKE_MAX_FRAME_BYTES, type HandshakeContext } from './handshake-context.js';
 import { LinkConn } from './link-conn.js';
 import type { LinkTlsOptions } from './link-options.js';
 import type { ManagerCounters } from './link-stats.js';
@@ -85,7 +85,7 @@ export class LinkListener {
       socket.destroy();
       return;
     }
-    const conn = new LinkConn(socket, HANDSHAKE_MAX_FRAME_BYTES);
+    const conn = new LinkConn(socket, HANDSHAKE_MAX_FRAME_BYTES, undefined, this.ctx.frameKey === undefined ? undefined : HANDSHAKE_FRAMES);
     this.inbound.add(conn);
     acceptHandshake(this.ctx, conn, this.settled);
   }

@@ -11,8 +11,9 @@ import type { Clock } from '../kernel/clock.js';
 import type { KernelFrame, KernelTransport } from '../kernel/frames.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { silentLogger } from '../runtime/logger.js';
-import { HandshakeProofs, MAC_BYTES, MAX_NODE_ID, NONCE_BYTES } from './auth.js';
+import { HandshakeProofs, MAC_BYTES, MAX_KERNEL_VERSION, MAX_NODE_ID, NONCE_BYTES } from './auth.js';
 import { dialPeer } from './dialer-handshake.js';
+import { FRAME_TAG_BYTES } from './frame-mac.js';
 import { parseLinkFrame, type SessionToken } from './frame-schema.js';
 import { DEFAULT_MAX_FRAME_BYTES, type FramingOptions } from './framing.js';
 import { isTlsAuthError, type HandshakeContext } from './handshake-context.js';
@@ -49,6 +50,8 @@ export class LinkManager implements KernelTransport {
     if (!Number.isSafeInteger(opts.incarnation) || opts.incarnation < 0) throw new DvsError('EDVSINVAL', 'incarnation must be a non-negative safe integer');
     if (opts.clusterKey === undefined && opts.tls === undefined) throw new DvsError('EDVSINVAL', 'a node link needs a cluster key or TLS');
     if (opts.clusterKey !== undefined && opts.clusterKey.byteLength < 16) throw new DvsError('EDVSINVAL', 'the cluster key must be at least 16 bytes');
+    const kernelVersion = opts.kernelVersion ?? 1;
+    if (!Number.isSafeInteger(kernelVersion) || kernelVersion < 0 || kernelVersion > MAX_KERNEL_VERSION) throw new DvsError('EDVSINVAL', `kernel version ${String(kernelVersion)} outside 0..${MAX_KERNEL_VERSION}`);
     const timing = { ...DEFAULT_LINK_TIMING, ...opts.timing };
     for (const [k, v] of Object.entries(timing)) if (!(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw new DvsError('EDVSINVAL', `timing.${k} must be a positive number`);
     if (!(timing.heartbeatMs < timing.suspectMs && timing.suspectMs < timing.deadMs)) throw new DvsError('EDVSINVAL', 'timing needs heartbeatMs < suspectMs < deadMs');
@@ -60,6 +63,8 @@ export class LinkManager implements KernelTransport {
     const clock = (this.clock = opts.clock ?? systemClock);
     const maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     const framing: FramingOptions = { maxFrameBytes, compressMinBytes: opts.compressMinBytes };
+    // TLS protects the frames it carries; without it, the cluster key seals every frame (frame-mac.ts).
+    const frameKey = opts.tls === undefined ? opts.clusterKey : undefined;
     this.host = {
       framing,
       maxFrameBytes,
@@ -67,6 +72,7 @@ export class LinkManager implements KernelTransport {
       windowFrames: opts.windowFrames ?? 4096,
       windowBytes: opts.windowBytes ?? 32 * 1024 * 1024,
       maxQueuedBytes: opts.maxQueuedBytes ?? 8 * 1024 * 1024,
+      tagBytes: frameKey === undefined ? 0 : FRAME_TAG_BYTES,
       clock,
       isClosed: () => this.closed,
       deliver: (from, frame) => this.deliver(from, frame),
@@ -76,11 +82,13 @@ export class LinkManager implements KernelTransport {
     this.ctx = {
       nodeId: this.nodeId,
       incarnation: this.incarnation,
+      kernelVersion,
       timing,
       proofs: new HandshakeProofs(opts.clusterKey),
       framing,
       maxFrameBytes,
       tls: opts.tls,
+      frameKey,
       log: this.log,
       clock,
       isClosed: () => this.closed,
@@ -237,6 +245,10 @@ export class LinkManager implements KernelTransport {
     } else if (why === 'protocol') this.counters.protocolErrors++;
     else if (why === 'timeout') this.counters.handshakeTimeouts++;
     else if (why === 'refused') this.counters.refused++;
+    else if (why === 'version') {
+      this.counters.refused++;
+      this.counters.versionMismatches++;
+    }
     const msg = err instanceof Error ? err.message : undefined;
     this.log[authErr || why === 'protocol' ? 'warn' : 'debug']({ node: this.nodeId, peer: peer?.node, why, err: msg }, `${where} handshake failed`);
   }
@@ -271,8 +283,12 @@ export class LinkManager implements KernelTransport {
 
   private onLinkEnd(peer: PeerLink, conn: LinkConn, why: ConnEnd, err: unknown): void {
     if (why === 'protocol') this.log.warn({ node: this.nodeId, peer: peer.node, err: err instanceof Error ? err.message : undefined }, 'link protocol violation, connection closed');
+    else if (why === 'mac') {
+      this.counters.macFailures++;
+      this.log.warn({ node: this.nodeId, peer: peer.node }, 'link frame failed its MAC, connection closed');
+    }
     else this.log.debug({ node: this.nodeId, peer: peer.node, why }, 'link connection ended');
-    peer.detach(conn, why);
+    peer.detach(conn, why, err);
     if (why !== 'replaced' && why !== 'shutdown') this.scheduleDial(peer, true);
   }
 

@@ -47,6 +47,8 @@ export interface LinkManagerOptions {
   readonly clusterKey?: Uint8Array;
   /** Mutual TLS: the certificate chain authenticates the peer. */
   readonly tls?: LinkTlsOptions;
+  /** The kernel protocol version this node speaks (default 1): nodes of different versions refuse to link. */
+  readonly kernelVersion?: number;
   readonly listen: { readonly host: string; readonly port: number };
   readonly timing?: Partial<LinkTiming>;
   /** LZ4-compress frame bodies of at least this many bytes (when smaller); undefined = never. */

@@ -3,8 +3,22 @@
  * See docs/link-protocol.md ("Validation and counters").
  */
 
+import type { ConnEnd } from './link-conn.js';
+
 /** What the link reports about a peer: 'connecting' until the first session (reported as nothing). */
 export type PeerState = 'connecting' | 'up' | 'suspect' | 'down';
+
+/** Why a connection ended other than by our own choice: its reason, and the error's code (a DvsError's, or the socket's) and message. */
+export interface ConnFailure {
+  readonly reason: ConnEnd;
+  readonly code: string | undefined;
+  readonly message: string | undefined;
+}
+
+export function connFailure(reason: ConnEnd, err: unknown): ConnFailure {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return { reason, code: typeof code === 'string' ? code : undefined, message: err instanceof Error ? err.message : undefined };
+}
 
 /** The counters a peer link keeps (its stats without the state fields). */
 export interface PeerCounters {
@@ -30,6 +44,8 @@ export interface PeerCounters {
   protocolErrors: number;
   /** Handshakes with this peer that failed authentication (dialing side). */
   authFailures: number;
+  /** Frames from this peer whose tag did not verify (each closed its connection). */
+  macFailures: number;
 }
 
 export function newPeerCounters(): PeerCounters {
@@ -47,6 +63,7 @@ export function newPeerCounters(): PeerCounters {
     reconnects: 0,
     protocolErrors: 0,
     authFailures: 0,
+    macFailures: 0,
   };
 }
 
@@ -62,6 +79,8 @@ export interface PeerLinkStats extends Readonly<PeerCounters> {
   readonly unacked: number;
   readonly lastSeqSent: number;
   readonly lastSeqReceived: number;
+  /** How the last established connection that ended abnormally ended (a MAC failure: 'mac', EDVSACCES). */
+  readonly lastFailure: ConnFailure | undefined;
 }
 
 /** The counters of a whole LinkManager (its stats without the peers and identity). */
@@ -81,6 +100,10 @@ export interface ManagerCounters {
   unknownPeerDrops: number;
   /** onFrame or onPeerState callbacks that threw (logged and ignored). */
   callbackErrors: number;
+  /** Handshakes refused because the peer speaks another link or kernel protocol version (also in refused). */
+  versionMismatches: number;
+  /** Frames after a handshake whose tag did not verify, all peers together (each closed its connection). */
+  macFailures: number;
 }
 
 export function newManagerCounters(): ManagerCounters {
@@ -93,6 +116,8 @@ export function newManagerCounters(): ManagerCounters {
     refused: 0,
     unknownPeerDrops: 0,
     callbackErrors: 0,
+    versionMismatches: 0,
+    macFailures: 0,
   };
 }
 

@@ -97,9 +97,10 @@ function writeDataHead(body: Buffer, at: number, seq: number, ack: number, count
  * A complete wire frame carrying the pre-encoded kernel frames `frames[start, end)` (totalling
  * `bytes`; `count` elements of `f` in all, when a part holds several back to back): one buffer
  * built with a single copy, or, when some frame carries bulk bytes and the frame is not to be
- * compressed, segments that leave those bytes where they are.
+ * compressed, segments that leave those bytes where they are. With `tagBytes`, the wire ends with
+ * that much room after the frame, for the tag a sealed connection writes there (frame-mac.ts).
  */
-export function encodeDataFrame(seq: number, ack: number, frames: readonly EncodedFrame[], bytes: number, opts: FramingOptions, count = frames.length, start = 0, end = frames.length): Wire {
+export function encodeDataFrame(seq: number, ack: number, frames: readonly EncodedFrame[], bytes: number, opts: FramingOptions, count = frames.length, start = 0, end = frames.length, tagBytes = 0): Wire {
   const compress = opts.compressMinBytes !== undefined && bytes >= opts.compressMinBytes;
   let bulk = 0;
   if (!compress) {
@@ -112,10 +113,11 @@ export function encodeDataFrame(seq: number, ack: number, frames: readonly Encod
     const body = Buffer.allocUnsafe(DATA_FRAME_OVERHEAD + bytes);
     let at = writeDataHead(body, 0, seq, ack, count);
     for (let k = start; k < end; k++) at = copyEncoded(frames[k]!, body, at);
-    return frameFromBody(body.subarray(0, at), opts);
+    const frame = frameFromBody(body.subarray(0, at), opts);
+    return tagBytes === 0 ? frame : [frame, Buffer.alloc(tagBytes)];
   }
   // Frame header, data head and every byte but the bulk ones in one buffer; cut where bulk goes.
-  const glue = Buffer.allocUnsafe(FRAME_HEADER_BYTES + DATA_FRAME_OVERHEAD + bytes - bulk);
+  const glue = Buffer.allocUnsafe(FRAME_HEADER_BYTES + DATA_FRAME_OVERHEAD + bytes - bulk + tagBytes);
   let at = writeDataHead(glue, FRAME_HEADER_BYTES, seq, ack, count);
   const segments: Buffer[] = [];
   let cut = 0;
@@ -134,8 +136,8 @@ export function encodeDataFrame(seq: number, ack: number, frames: readonly Encod
   const bodyBytes = at - FRAME_HEADER_BYTES + bulk;
   checkBodySize(bodyBytes, opts);
   writeFrameHeader(glue, bodyBytes, 0);
-  if (segments.length === 0) return glue.subarray(0, at);
-  if (at > cut) segments.push(glue.subarray(cut, at));
+  if (segments.length === 0) return glue.subarray(0, at + tagBytes);
+  if (at + tagBytes > cut) segments.push(glue.subarray(cut, at + tagBytes));
   return segments;
 }
 
@@ -145,7 +147,11 @@ function copyEncoded(f: EncodedFrame, into: Buffer, at: number): number {
   return at + f[1].copy(into, at);
 }
 
-/** Any other link frame (handshake, ack, ping). */
-export function encodeLinkFrame(frame: LinkFrame, opts: FramingOptions): Buffer {
-  return encodeFrame(frame, opts);
+/** Any other link frame (handshake, ack, ping); with `tagBytes` of room after it (see encodeDataFrame). */
+export function encodeLinkFrame(frame: LinkFrame, opts: FramingOptions, tagBytes = 0): Buffer {
+  const encoded = encodeFrame(frame, opts);
+  if (tagBytes === 0) return encoded;
+  const out = Buffer.allocUnsafe(encoded.byteLength + tagBytes);
+  encoded.copy(out, 0);
+  return out;
 }

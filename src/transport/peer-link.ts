@@ -12,7 +12,7 @@ import type { AckFrame, DataFrame, SessionToken } from './frame-schema.js';
 import type { FramingOptions } from './framing.js';
 import { DelayedAck } from './delayed-ack.js';
 import type { ConnEnd, LinkConn } from './link-conn.js';
-import { newPeerCounters, type PeerLinkStats, type PeerState } from './link-stats.js';
+import { connFailure, newPeerCounters, type ConnFailure, type PeerLinkStats, type PeerState } from './link-stats.js';
 import { encodeDataFrame, encodeLinkFrame, wireBytes, type Wire } from './link-wire.js';
 import { Liveness } from './liveness.js';
 import { Outbox } from './outbox.js';
@@ -29,6 +29,8 @@ export interface PeerLinkHost {
   readonly windowBytes: number;
   /** Unsent bytes beyond which backpressure() makes one-way senders wait. */
   readonly maxQueuedBytes: number;
+  /** Room left after each frame for its tag: FRAME_TAG_BYTES when connections are sealed, else 0. */
+  readonly tagBytes: number;
   readonly clock: Clock;
   readonly isClosed: () => boolean;
   readonly deliver: (from: number, frame: KernelFrame) => void;
@@ -70,6 +72,7 @@ export class PeerLink {
   reconnectAttempts = 0;
   private established = 0;
   readonly counters = newPeerCounters();
+  private lastFailure: ConnFailure | undefined;
 
   constructor(
     node: number,
@@ -148,7 +151,7 @@ export class PeerLink {
       this.counters.framesOut += outbox.batchFrames;
       const seq = ++this.lastSeqSent;
       // encodeDataFrame copies what it needs of the entries (bulk bytes are referenced, not copied).
-      const wire = encodeDataFrame(seq, this.lastSeqReceived, outbox.entries, outbox.batchBytes, h.framing, outbox.batchElements, start, i);
+      const wire = encodeDataFrame(seq, this.lastSeqReceived, outbox.entries, outbox.batchBytes, h.framing, outbox.batchElements, start, i, h.tagBytes);
       resend.push(seq, wire, wireBytes(wire));
       sentBytes += outbox.batchBytes;
       this.counters.batchesOut++;
@@ -159,7 +162,7 @@ export class PeerLink {
     if (this.ack.wanted) {
       this.ack.sent();
       this.counters.acksOut++;
-      this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing));
+      this.writeNow(conn, encodeLinkFrame({ t: 'ack', a: this.lastSeqReceived }, h.framing, h.tagBytes));
     }
   }
 
@@ -188,7 +191,7 @@ export class PeerLink {
   /** A heartbeat when nothing was sent for a while. */
   ping(now: number): void {
     if (this.conn === undefined) return;
-    this.conn.write(encodeLinkFrame({ t: 'ping' }, this.hostApi.framing));
+    this.conn.write(encodeLinkFrame({ t: 'ping' }, this.hostApi.framing, this.hostApi.tagBytes));
     this.liveness.lastSent = now;
   }
 
@@ -277,8 +280,12 @@ export class PeerLink {
   }
 
   /** The established connection ended. The session lives on until the peer is declared down. */
-  detach(conn: LinkConn, why: ConnEnd): void {
+  detach(conn: LinkConn, why: ConnEnd, err?: unknown): void {
     if (this.conn === conn) this.conn = undefined;
+    if (why !== 'replaced' && why !== 'shutdown' && why !== 'suspect' && why !== 'down') this.lastFailure = connFailure(why, err);
+    // A frame that fails its MAC is someone else's doing (the peer never sends one): the
+    // connection is re-made and the session resumes, however often that happens.
+    if (why === 'mac') this.counters.macFailures++;
     if (why === 'protocol') {
       this.counters.protocolErrors++;
       if (++this.consecutiveErrors >= MAX_CONSECUTIVE_ERRORS) this.goDown('repeated protocol errors');
@@ -350,6 +357,7 @@ export class PeerLink {
       unacked: this.resend.count,
       lastSeqSent: this.lastSeqSent,
       lastSeqReceived: this.lastSeqReceived,
+      lastFailure: this.lastFailure,
     };
   }
 }

@@ -21,6 +21,7 @@ import {
   flattenWire,
   FrameDecoder,
   kernelFrameToWire,
+  LINK_PROTOCOL_VERSION,
   parseKernelFrame,
   parseLinkFrame,
   SEGMENT_MIN_BYTES,
@@ -432,14 +433,26 @@ describe('frame schema', () => {
       { t: 'data', s: 1, a: 0, f: [kernelFrameToWire(ALL_KINDS[3]!), [3]] },
       { t: 'data', s: 1, a: 0, f: [ALL_KINDS[3]] },
       { t: 'ack' },
-      { t: 'hello', v: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(31) },
-      { t: 'hello', v: 1, from: 2 ** 32, to: 2, inc: 3, nonce: new Uint8Array(32) },
-      { t: 'welcome', v: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32), mac: new Uint8Array(5) },
+      { t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(31) },
+      { t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 1, from: 2 ** 32, to: 2, inc: 3, nonce: new Uint8Array(32) },
+      { t: 'hello', v: LINK_PROTOCOL_VERSION, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32) },
+      { t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 2 ** 32, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32) },
+      { t: 'welcome', v: LINK_PROTOCOL_VERSION, kv: 1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32), mac: new Uint8Array(5) },
+      { t: 'welcome', v: LINK_PROTOCOL_VERSION, kv: -1, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32), mac: new Uint8Array(32) },
       { t: 'auth', mac: new Uint8Array(32), epoch: 0, view: { inc: 1 }, ack: 0 },
       { t: 'ready', epoch: 0, view: 'x', ack: 0 },
       { t: 'bye' },
       { t: 1 },
     ];
     for (const v of bad) expect(codeOf(() => parseLinkFrame(v, 32, 32)), JSON.stringify(v)).toBe('EDVSBADREQUEST');
+  });
+
+  it('refuses a hello or welcome of another link protocol version as such, whatever else it holds', () => {
+    for (const v of [LINK_PROTOCOL_VERSION - 1, LINK_PROTOCOL_VERSION + 1, 0]) {
+      expect(codeOf(() => parseLinkFrame({ t: 'hello', v, from: 1, to: 2 }, 32, 32))).toBe('EDVSPROTONOSUPPORT');
+      expect(codeOf(() => parseLinkFrame({ t: 'welcome', v }, 32, 32))).toBe('EDVSPROTONOSUPPORT');
+    }
+    const hello = { t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 7, from: 1, to: 2, inc: 3, nonce: new Uint8Array(32) };
+    expect(parseLinkFrame(hello, 32, 32)).toMatchObject({ t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 7 });
   });
 });

@@ -54,7 +54,7 @@ function mutate(rnd: () => number, src: Buffer): Buffer {
 }
 
 function validHello(from: number, to: number): Buffer {
-  return encodeFrame({ t: 'hello', v: LINK_PROTOCOL_VERSION, from, to, inc: 42, nonce: newNonce() });
+  return encodeFrame({ t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 1, from, to, inc: 42, nonce: newNonce() });
 }
 
 function validData(rnd: () => number): Buffer {
@@ -112,7 +112,8 @@ describe('link fuzzing', () => {
             break;
           case 'data': {
             const { ready } = await raw.dial({ from: 1, to: 5, inc: 42, key: KEY }).catch(() => ({ ready: undefined }));
-            if ((ready as { t?: string } | undefined)?.t === 'ready') raw.sendRaw(mutate(rnd, validData(rnd)));
+            // A mutated frame and a made-up tag: refused by its MAC, or before that by the framing.
+            if ((ready as { t?: string } | undefined)?.t === 'ready') raw.sendRaw(Buffer.concat([mutate(rnd, validData(rnd)), randomBytesFrom(rnd, 16)]));
             break;
           }
         }
@@ -127,9 +128,10 @@ describe('link fuzzing', () => {
     expect(notClosed).toBe(0);
     const st = target.lm.stats();
     const peer1 = target.lm.peerState(1)!;
-    expect(st.protocolErrors + st.handshakeTimeouts + st.authFailures + st.refused + peer1.protocolErrors).toBeGreaterThan(ITERATIONS / 4);
+    expect(st.protocolErrors + st.handshakeTimeouts + st.authFailures + st.refused + peer1.protocolErrors + st.macFailures).toBeGreaterThan(ITERATIONS / 4);
     expect(st.authFailures).toBeGreaterThan(0);
     expect(st.protocolErrors).toBeGreaterThan(0);
+    expect(st.macFailures).toBeGreaterThan(0);
     await waitFor(() => target.lm.stats().pendingHandshakes === 0, 'no handshake left pending');
 
     // The good peer never noticed: everything arrived, in order, exactly once.
@@ -147,8 +149,8 @@ describe('link fuzzing', () => {
     raw.send({ t: 'data', s: 1, a: 0, f: [wnotify(999_999)] });
     await waitFor(() => target.frames.filter((f) => f.from === 1).length === before + 1, 'frame from the reformed peer');
     expect(target.frames[target.frames.length - 1]).toEqual({ from: 1, frame: notify(999_999) });
-    const { accepted, handshakeFailures, authFailures, protocolErrors, handshakeTimeouts, refused } = st;
-    console.log(`fuzz seed ${SEED}: ${next} connections in ${Date.now() - started} ms`, JSON.stringify({ kinds: Object.fromEntries(kinds), accepted, handshakeFailures, authFailures, protocolErrors, handshakeTimeouts, refused, peer1ProtocolErrors: peer1.protocolErrors }));
+    const { accepted, handshakeFailures, authFailures, protocolErrors, handshakeTimeouts, refused, macFailures } = st;
+    console.log(`fuzz seed ${SEED}: ${next} connections in ${Date.now() - started} ms`, JSON.stringify({ kinds: Object.fromEntries(kinds), accepted, handshakeFailures, authFailures, protocolErrors, handshakeTimeouts, refused, macFailures, peer1ProtocolErrors: peer1.protocolErrors }));
   });
 
   it('a dialing LinkManager survives a hostile acceptor', async () => {
@@ -162,8 +164,8 @@ describe('link fuzzing', () => {
       const pick = Math.floor(rnd() * 4);
       s.once('data', () => {
         if (pick === 0) s.write(randomBytesFrom(rnd, 1 + Math.floor(rnd() * 64)));
-        else if (pick === 1) s.write(mutate(rnd, encodeFrame({ t: 'welcome', v: 1, from: 9, to: 1, inc: 5, nonce: newNonce(), mac: newNonce() })));
-        else if (pick === 2) s.write(encodeFrame({ t: 'welcome', v: 1, from: 9, to: 1, inc: 5, nonce: newNonce(), mac: newNonce() }));
+        else if (pick === 1) s.write(mutate(rnd, encodeFrame({ t: 'welcome', v: LINK_PROTOCOL_VERSION, kv: 1, from: 9, to: 1, inc: 5, nonce: newNonce(), mac: newNonce() })));
+        else if (pick === 2) s.write(encodeFrame({ t: 'welcome', v: LINK_PROTOCOL_VERSION, kv: 1, from: 9, to: 1, inc: 5, nonce: newNonce(), mac: newNonce() }));
         else s.write(encodeFrame({ t: 'ready', epoch: 0, view: null, ack: 0 }));
       });
     });

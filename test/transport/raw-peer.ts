@@ -1,9 +1,12 @@
 /**
  * A hand-written link peer over a raw socket, built only from the byte-level rules of
- * docs/link-protocol.md: used to check the handshake and to feed a LinkManager bad input.
+ * docs/link-protocol.md: used to check the handshake and to feed a LinkManager bad input. After
+ * a handshake in cluster-key mode it seals what it sends and verifies what it receives (frame
+ * integrity, section 4), with its own key derivation written from the document.
  */
+import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 import type net from 'node:net';
-import { encodeFrame, FrameDecoder, handshakeMac, LINK_PROTOCOL_VERSION, newNonce, ROLE_ACCEPTOR, ROLE_DIALER, verifyHandshakeMac } from '../../src/transport/index.js';
+import { encodeFrame, FrameDecoder, handshakeMac, LINK_PROTOCOL_VERSION, newNonce, ROLE_ACCEPTOR, ROLE_DIALER, verifyHandshakeMac, type HandshakeParams } from '../../src/transport/index.js';
 import type { Harness } from './helpers.js';
 
 export interface DialOptions {
@@ -11,6 +14,8 @@ export interface DialOptions {
   readonly to: number;
   readonly inc: number;
   readonly key: Uint8Array;
+  /** Kernel protocol version sent in hello (default 1). */
+  readonly kv?: number;
   readonly epoch?: number;
   readonly view?: { inc: number; epoch: number } | null;
   readonly ack?: number;
@@ -18,18 +23,64 @@ export interface DialOptions {
   readonly tamperAuth?: (auth: Record<string, unknown>) => unknown;
 }
 
+/** The frame key of one direction, exactly as docs/link-protocol.md derives it. */
+export function docFrameKey(clusterKey: Uint8Array, role: number, p: HandshakeParams): Buffer {
+  const info = Buffer.alloc(49);
+  let at = info.write('dvs-link-frames', 0, 'ascii');
+  info[at++] = p.version;
+  info[at++] = role;
+  at = info.writeUInt32BE(p.dialerNode, at);
+  at = info.writeUInt32BE(p.acceptorNode, at);
+  at = info.writeBigUInt64BE(BigInt(p.dialerIncarnation), at);
+  at = info.writeBigUInt64BE(BigInt(p.acceptorIncarnation), at);
+  at = info.writeUInt32BE(p.dialerKernelVersion, at);
+  info.writeUInt32BE(p.acceptorKernelVersion, at);
+  return Buffer.from(hkdfSync('sha256', clusterKey, Buffer.concat([p.dialerNonce, p.acceptorNonce]), info, 32));
+}
+
+/** The 16-byte tag of frame number `n` (from 0, per direction) under `key`: AES-256-GCM, IV = 0u32 | n:u64be, AAD = the frame. */
+export function docFrameTag(key: Buffer, n: number, frame: Buffer): Buffer {
+  const iv = Buffer.alloc(12);
+  iv.writeBigUInt64BE(BigInt(n), 4);
+  const c = createCipheriv('aes-256-gcm', key, iv);
+  c.setAAD(frame);
+  c.final();
+  return c.getAuthTag();
+}
+
+function docFrameTagValid(key: Buffer, n: number, frame: Buffer, tag: Buffer): boolean {
+  const iv = Buffer.alloc(12);
+  iv.writeBigUInt64BE(BigInt(n), 4);
+  const d = createDecipheriv('aes-256-gcm', key, iv);
+  d.setAAD(frame);
+  d.setAuthTag(tag);
+  try {
+    d.final();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class RawPeer {
   readonly values: unknown[] = [];
   closed = false;
   decodeError: unknown;
-  private readonly decoder = new FrameDecoder();
+  /** A received frame whose tag did not verify. */
+  macError = false;
+  private pending = Buffer.alloc(0);
+  private framesIn = 0;
+  private receiveKey: Buffer | undefined;
+  private received = 0;
+  private sendKey: Buffer | undefined;
+  private sent = 0;
   private waiters: (() => void)[] = [];
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (chunk: Buffer) => {
+      this.pending = Buffer.concat([this.pending, chunk]);
       try {
-        // Heartbeats come whenever the other side is idle: tests never want them.
-        for (const v of this.decoder.push(chunk)) if ((v as { t?: unknown } | null)?.t !== 'ping') this.values.push(v);
+        this.parse();
       } catch (err) {
         this.decodeError = err;
       }
@@ -45,14 +96,40 @@ export class RawPeer {
     return new RawPeer(await h.connect(port));
   }
 
+  /** Frames as the document lays them out: length, version, flags, body; after the two handshake frames, a tag. */
+  private parse(): void {
+    for (;;) {
+      if (this.pending.byteLength < 4) return;
+      const total = 4 + this.pending.readUInt32BE(0);
+      const key = this.framesIn >= 2 ? this.receiveKey : undefined;
+      const need = total + (key === undefined ? 0 : 16);
+      if (this.pending.byteLength < need) return;
+      const frame = this.pending.subarray(0, total);
+      if (key !== undefined && !docFrameTagValid(key, this.received++, frame, this.pending.subarray(total, need))) {
+        this.macError = true;
+        this.socket.destroy();
+        return;
+      }
+      this.pending = this.pending.subarray(need);
+      this.framesIn++;
+      for (const v of new FrameDecoder().push(Buffer.from(frame))) {
+        // Heartbeats come whenever the other side is idle: tests never want them.
+        if ((v as { t?: unknown } | null)?.t !== 'ping') this.values.push(v);
+      }
+    }
+  }
+
   private wake(): void {
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();
   }
 
+  /** Sends a frame, sealed once the handshake is through. */
   send(value: unknown): void {
-    this.socket.write(encodeFrame(value));
+    const frame = encodeFrame(value);
+    const key = this.sendKey;
+    this.socket.write(key === undefined ? frame : Buffer.concat([frame, docFrameTag(key, this.sent++, frame)]));
   }
 
   sendRaw(bytes: Uint8Array): void {
@@ -92,10 +169,11 @@ export class RawPeer {
   /** Runs the dialer's side of the handshake; returns the `ready` frame (or what came instead). */
   async dial(o: DialOptions): Promise<{ welcome: Record<string, unknown> | undefined; ready: unknown }> {
     const nonce = newNonce();
-    this.send({ t: 'hello', v: LINK_PROTOCOL_VERSION, from: o.from, to: o.to, inc: o.inc, nonce });
+    const kv = o.kv ?? 1;
+    this.send({ t: 'hello', v: LINK_PROTOCOL_VERSION, kv, from: o.from, to: o.to, inc: o.inc, nonce });
     const welcome = (await this.next()) as Record<string, unknown> | undefined;
     if (welcome?.t !== 'welcome') return { welcome, ready: undefined };
-    const p = {
+    const p: HandshakeParams = {
       version: LINK_PROTOCOL_VERSION,
       dialerNonce: nonce,
       acceptorNonce: welcome.nonce as Uint8Array,
@@ -103,10 +181,16 @@ export class RawPeer {
       acceptorNode: o.to,
       dialerIncarnation: o.inc,
       acceptorIncarnation: welcome.inc as number,
+      dialerKernelVersion: kv,
+      acceptorKernelVersion: welcome.kv as number,
     };
     if (!verifyHandshakeMac(o.key, ROLE_ACCEPTOR, p, welcome.mac as Uint8Array)) throw new Error('acceptor proof does not verify');
+    // What follows `ready` is sealed: the keys must be there before it arrives.
+    this.receiveKey = docFrameKey(o.key, ROLE_ACCEPTOR, p);
     const auth = { t: 'auth', mac: handshakeMac(o.key, ROLE_DIALER, p), epoch: o.epoch ?? 0, view: o.view ?? null, ack: o.ack ?? 0 };
     this.send(o.tamperAuth === undefined ? auth : o.tamperAuth(auth));
-    return { welcome, ready: await this.next() };
+    const ready = await this.next();
+    if ((ready as { t?: unknown } | undefined)?.t === 'ready') this.sendKey = docFrameKey(o.key, ROLE_DIALER, p);
+    return { welcome, ready };
   }
 }
