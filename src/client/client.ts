@@ -61,6 +61,8 @@ export interface NodeInfo {
   readonly downNodes: number[];
   readonly connection: number;
   readonly endpoints: readonly { dcid: number; endpoint: Endpoint; name: string }[];
+  /** The daemon's own state for operators (registration, link, store and socket counters), when it reports one. */
+  readonly node?: Readonly<Record<string, unknown>>;
 }
 
 /** A result converter applied before the call resolves (it may throw a DvsError). */

@@ -109,6 +109,7 @@ export class ProcConnection implements OpHost {
   // ---------------------------------------------------------------- input
 
   private onData(chunk: Buffer): void {
+    this.ctx.stats.bytesIn += chunk.byteLength;
     if (this.isClosing()) return;
     if (this.state === 'hello') {
       // An unauthenticated peer gets no more than a hello's worth of buffer.

@@ -32,6 +32,8 @@ export type BindHook = (dcid: number, opts: BindHookOptions) => Process | Promis
 
 /** Counters of one ProcServer, for operators: what shows an attack or an overload. */
 export interface ProcServerStats {
+  /** Connections open now (authenticated or not). */
+  open: number;
   /** Connections accepted since start. */
   accepted: number;
   /** Connections refused: the server was full or closing. */
@@ -40,6 +42,9 @@ export interface ProcServerStats {
   authFailures: number;
   /** Connections closed for breaking the protocol (a frame refused). */
   protocolErrors: number;
+  /** Bytes read from and written to client sockets. */
+  bytesIn: number;
+  bytesOut: number;
   /** Requests received after hello, and those answered with an error. */
   requests: number;
   errorResponses: number;
@@ -50,7 +55,7 @@ export interface ProcServerStats {
 }
 
 export function newProcServerStats(): ProcServerStats {
-  return { accepted: 0, refused: 0, authFailures: 0, protocolErrors: 0, requests: 0, errorResponses: 0, slicesYielded: 0, readPauses: 0 };
+  return { open: 0, accepted: 0, refused: 0, authFailures: 0, protocolErrors: 0, bytesIn: 0, bytesOut: 0, requests: 0, errorResponses: 0, slicesYielded: 0, readPauses: 0 };
 }
 
 /** Limits and shared state every connection of one server uses. */
@@ -72,6 +77,8 @@ export interface ConnContext {
   readonly stats: ProcServerStats;
   /** Binds for clients instead of `kernel.bind`, e.g. claiming the endpoint in the directory first. */
   readonly bind: BindHook | undefined;
+  /** The daemon's own state, answered as field `node` of `info`. */
+  readonly info: (() => Record<string, unknown>) | undefined;
   /** Called once when a connection's socket is gone. */
   closed(conn: ProcConnection): void;
 }

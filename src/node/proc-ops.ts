@@ -45,7 +45,9 @@ function grantRefOf(f: Fields, name: string): { owner: Endpoint; grant: number; 
 
 function info(c: OpHost): unknown {
   const k = c.ctx.kernel;
-  return { ...k.info(), dcs: k.listDcs(), connection: c.id, endpoints: c.bound.list() };
+  const base = { ...k.info(), dcs: k.listDcs(), connection: c.id, endpoints: c.bound.list() };
+  const node = c.ctx.info;
+  return node === undefined ? base : { ...base, node: node() };
 }
 
 function unbind(c: OpHost, f: Fields, id: number): unknown {

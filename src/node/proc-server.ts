@@ -57,6 +57,11 @@ export interface ProcServerOptions {
    * connection closes; it should then give up. A Process it returns after that is unbound at once.
    */
   readonly bind?: BindHook;
+  /**
+   * The daemon's own state for operators (its registration, its links, store and socket counters),
+   * answered as field `node` of the `info` request. It must return a plain msgpack-encodable map.
+   */
+  readonly info?: () => Record<string, unknown>;
 }
 
 function positive(name: string, v: number | undefined, fallback: number): number {
@@ -125,7 +130,11 @@ export class ProcServer {
       settleMs: o.settleMs ?? 0,
       stats: this.stats,
       bind: o.bind,
-      closed: (conn) => this.connections.delete(conn),
+      info: o.info,
+      closed: (conn) => {
+        this.connections.delete(conn);
+        this.stats.open = this.connections.size;
+      },
     };
     await this.removeStaleSocket();
     const server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) => this.onConnection(socket));
@@ -173,7 +182,9 @@ export class ProcServer {
     if (this.state !== 'listening' || this.connections.size >= this.maxConnections || this.ctx === undefined) {
       this.stats.refused++;
       try {
-        socket.end(encodeFrame({ op: 'bye', error: toWireError(new DvsError('EDVSAGAIN', 'too many connections to the daemon')) }));
+        const bye = encodeFrame({ op: 'bye', error: toWireError(new DvsError('EDVSAGAIN', 'too many connections to the daemon')) });
+        this.stats.bytesOut += bye.byteLength;
+        socket.end(bye);
       } catch {
         socket.destroy();
       }
@@ -184,6 +195,7 @@ export class ProcServer {
     const conn = new ProcConnection(this.nextConn++, socket, this.ctx);
     this.connections.add(conn);
     if (socket.destroyed) this.connections.delete(conn);
+    this.stats.open = this.connections.size;
   }
 
   /**

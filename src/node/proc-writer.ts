@@ -56,6 +56,8 @@ export class ConnWriter {
       this.unencodable(frame, err);
       return;
     }
+    if (Buffer.isBuffer(bytes)) this.ctx.stats.bytesOut += bytes.byteLength;
+    else for (const b of bytes) this.ctx.stats.bytesOut += b.byteLength;
     // The frames of one callback of the event loop leave together.
     this.out.write(bytes);
     if (this.socket.writableLength + this.out.pendingBytes > this.ctx.maxWriteBufferBytes) {
