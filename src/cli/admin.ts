@@ -9,6 +9,7 @@ import { Directory, type DcDefinition, type DcRecord } from '../cluster/director
 import { isDvsError } from '../ipc/errors.js';
 import type { ProcInfo } from '../kernel/index.js';
 import { isAlive, readClusterFile, readClusterKeyFile, readRuntime, type ClusterFile, type ClusterStore } from './cluster-files.js';
+import { parseNodeView, type Registration } from './node-view.js';
 import { DEFAULT_TIMEOUT_MS, reasonOf, UnreachableError, withDeadline } from './reach.js';
 import { openStore } from './store-access.js';
 
@@ -121,33 +122,86 @@ export async function clusterPs(dir: string, dcid?: number, opts: PsOptions = {}
   return rows.sort((a, b) => a.dcid - b.dcid || a.slot - b.slot);
 }
 
-export interface NodeStatus {
+/** What `dvs status` learns of a node without the store: its process, and what its daemon says. */
+export interface NodeSelfView {
   readonly nodeId: number;
   readonly pid: number;
   readonly alive: boolean;
+  /** As the node reports it; absent when it does not (or did not answer). */
+  readonly registration?: Registration;
+  /** The whole `node` object of the daemon's `info` result (docs/protocol.md). */
+  readonly node?: Readonly<Record<string, unknown>>;
+  /** Why a live daemon gave no view. */
+  readonly viewError?: string;
+}
+
+export interface NodeStatus extends NodeSelfView {
+  /** In the directory (the store's view). */
   readonly registered: boolean;
   readonly incarnation?: number;
   readonly link?: string;
   readonly dcs: number[];
 }
 
-export async function clusterStatus(dir: string, opts: ReachOptions = {}): Promise<{ store: string; nodes: NodeStatus[]; dcs: DcRecord[] }> {
-  return withDirectory(dir, (d, cluster) => {
-    const registered = new Map(d.nodes().map((n) => [n.nodeId, n]));
-    const dcs = d.dcs();
-    const nodes = cluster.nodes.map((n): NodeStatus => {
-      const r = registered.get(n.nodeId);
-      const runtime = readRuntime(n.dataDir);
-      return {
-        nodeId: n.nodeId,
-        pid: runtime?.pid ?? n.pid,
-        alive: isAlive(runtime?.pid ?? n.pid),
-        registered: r !== undefined,
-        ...(r === undefined ? {} : { incarnation: r.incarnation, link: `${r.host}:${r.port}` }),
-        dcs: dcs.filter((dc) => dc.nodes.includes(n.nodeId)).map((dc) => dc.dcid),
-      };
-    });
-    const cs = cluster.store;
-    return Promise.resolve({ store: cs.backend === 'etcd' ? `etcd ${cs.endpoints.join(',')}` : `embedded ${cs.host}:${cs.port}`, nodes, dcs });
-  }, opts);
+export interface ClusterStatus {
+  readonly store: string;
+  readonly nodes: NodeStatus[];
+  readonly dcs: DcRecord[];
+}
+
+/** The store could not be reached; what the nodes said of themselves is still here. */
+export class StatusWithoutStore extends UnreachableError {
+  constructor(
+    cause: UnreachableError,
+    readonly nodes: NodeSelfView[],
+  ) {
+    super(cause.what, cause.address, cause.timeoutMs, cause.lastError);
+  }
+}
+
+async function selfView(n: ClusterFile['nodes'][number], opts: ReachOptions): Promise<NodeSelfView> {
+  const runtime = readRuntime(n.dataDir);
+  const pid = runtime?.pid ?? n.pid;
+  const base = { nodeId: n.nodeId, pid, alive: isAlive(pid) };
+  try {
+    const view = await withNodeClient(n.nodeId, n.dataDir, async (c) => parseNodeView(await c.nodeInfo()), opts);
+    if (view === undefined) return base;
+    return { ...base, ...(view.registration === undefined ? {} : { registration: view.registration }), node: view.node };
+  } catch (err) {
+    return { ...base, viewError: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * The store's view of every node (registered, incarnation, link, DCs) beside the node's own
+ * (registration state, counters), asked of every live daemon while the store is reached. Without
+ * the store: StatusWithoutStore, carrying the nodes' own views.
+ */
+export async function clusterStatus(dir: string, opts: ReachOptions = {}): Promise<ClusterStatus> {
+  const cluster = readClusterFile(dir);
+  const views = Promise.all(cluster.nodes.map((n) => selfView(n, opts)));
+  try {
+    return await withDirectory(
+      dir,
+      async (d) => {
+        const registered = new Map(d.nodes().map((n) => [n.nodeId, n]));
+        const dcs = d.dcs();
+        const nodes = (await views).map((v): NodeStatus => {
+          const r = registered.get(v.nodeId);
+          return {
+            ...v,
+            registered: r !== undefined,
+            ...(r === undefined ? {} : { incarnation: r.incarnation, link: `${r.host}:${r.port}` }),
+            dcs: dcs.filter((dc) => dc.nodes.includes(v.nodeId)).map((dc) => dc.dcid),
+          };
+        });
+        const cs = cluster.store;
+        return { store: cs.backend === 'etcd' ? `etcd ${cs.endpoints.join(',')}` : `embedded ${cs.host}:${cs.port}`, nodes, dcs };
+      },
+      opts,
+    );
+  } catch (err) {
+    if (err instanceof UnreachableError) throw new StatusWithoutStore(err, await views);
+    throw err;
+  }
 }

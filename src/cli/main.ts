@@ -3,7 +3,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isDvsError } from '../ipc/errors.js';
 import { formatProcTable } from '../kernel/index.js';
-import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode } from './admin.js';
+import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode, StatusWithoutStore } from './admin.js';
 import { clusterDown, clusterUp } from './cluster.js';
 import { defaultClusterDir } from './cluster-files.js';
 import { runClusterDemo } from './demo-cluster.js';
@@ -11,6 +11,7 @@ import { runDemo } from './demo.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
 import { DEFAULT_TIMEOUT_MS } from './reach.js';
+import { formatSelfViews, formatStatus } from './status-table.js';
 
 function int(value: string): number {
   const n = Number(value);
@@ -175,19 +176,19 @@ program
 
 program
   .command('status')
-  .description('nodes, their liveness and DCs')
+  .description("nodes, their liveness and DCs; each node's own view (registration) from its daemon")
   .addOption(dirOption())
   .addOption(jsonOption())
-  .addOption(timeoutOption())
+  .addOption(timeoutOption('the coordination store and for each daemon'))
   .action(async (opts: { dir: string; json?: boolean; timeout: number }) => {
-    const s = await clusterStatus(opts.dir, { timeoutMs: opts.timeout });
-    out(opts.json, s, () =>
-      [
-        `store ${s.store}`,
-        'node  pid      alive  registered  incarnation     link             dcs',
-        ...s.nodes.map((n) => `${String(n.nodeId).padEnd(5)} ${String(n.pid).padEnd(8)} ${String(n.alive).padEnd(6)} ${String(n.registered).padEnd(11)} ${String(n.incarnation ?? '-').padEnd(15)} ${(n.link ?? '-').padEnd(16)} ${n.dcs.join(',')}`),
-      ].join('\n'),
-    );
+    try {
+      const s = await clusterStatus(opts.dir, { timeoutMs: opts.timeout });
+      out(opts.json, s, () => formatStatus(s));
+    } catch (err) {
+      // Without the store, still show what the nodes say of themselves; the command then fails as unreachable.
+      if (err instanceof StatusWithoutStore) out(opts.json, { store: null, nodes: err.nodes }, () => formatSelfViews(err.nodes));
+      throw err;
+    }
   });
 
 // A command whose work ran out with its promise pending would otherwise end silently (code 13).
