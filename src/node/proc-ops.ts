@@ -213,6 +213,6 @@ export const OPS: ReadonlyMap<string, Op> = new Map<string, Op>([
 export function opOf(f: Fields): Op {
   const name = f.op;
   const found = typeof name === 'string' ? OPS.get(name) : undefined;
-  if (found === undefined) throw new DvsError('EDVSBADREQUEST', `unknown op ${typeof name === 'string' ? JSON.stringify(name.slice(0, 40)) : String(name)}`);
+  if (found === undefined) throw new DvsError('EDVSBADREQUEST', `unknown op ${typeof name === 'string' ? JSON.stringify(name.slice(0, 40)) : String(name)}`, { details: { field: 'op' } });
   return found;
 }

@@ -9,7 +9,7 @@ import type { AbortLike } from '../../src/ipc/calls.js';
 import { EndpointSpace } from '../../src/ipc/endpoint.js';
 import type { Process } from '../../src/kernel/process.js';
 import type { BindHookOptions } from '../../src/node/proc-server.js';
-import { DC, socketOf, startHarness, track, type Harness } from './helpers.js';
+import { DC, socketOf, startHarness, track, until, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
 
@@ -27,15 +27,6 @@ async function expectCode(p: Promise<unknown>, code: DvsErrorCode): Promise<DvsE
   expect((err as DvsError).code).toBe(code);
   expect((err as DvsError).errno).toBe(ERRNO[code]);
   return err as DvsError;
-}
-
-/** Polls `cond` every few ms until it holds; fails after `ms`. */
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 function spaceOf(h: Harness): EndpointSpace {

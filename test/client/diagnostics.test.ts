@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connect } from '../../src/client/index.js';
 import { PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { encodeFrame } from '../../src/transport/framing.js';
-import { DC, startHarness, type Harness } from './helpers.js';
+import { DC, startHarness, until, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
 
@@ -11,15 +11,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-/** Polls `cond` every few ms until it holds; fails after `ms`. */
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 describe('process server: diagnostics', { timeout: 10_000 }, () => {
   it('info carries the daemon state from the info hook as field node, read at each request', async () => {

@@ -4,7 +4,7 @@
  * connection, and keeps serving well-behaved clients throughout.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ERRNO, type DvsErrorCode } from '../../src/client/index.js';
+import { ERRNO, type DvsErrorCode, type Payload } from '../../src/client/index.js';
 import { PROC_OPS, PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { Prng } from '../../src/sim/prng.js';
 import { encodeFrame } from '../../src/transport/framing.js';
@@ -124,23 +124,26 @@ describe('process protocol: fuzz', { timeout: 60_000 }, () => {
       for (const f of r.drain()) expectTyped(f);
     }
 
-    // Protocol violations after hello: each closes its connection with a bye.
-    const violations: [string, (r: RawConn) => void][] = [
-      ['not a map', (r) => r.send(42)],
-      ['an array', (r) => r.send([1, 2, 3])],
-      ['no id', (r) => r.send({ op: 'ping' })],
-      ['negative id', (r) => r.send({ id: -5, op: 'ping' })],
-      ['string id', (r) => r.send({ id: 'one', op: 'ping' })],
-      ['bad version byte', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 3, 9, 0, 0xc0))],
-      ['unknown flags', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 3, 1, 0x80, 0xc0))],
-      ['bogus LZ4 body', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 8, 1, 1, 4, 0, 0, 0, 0xff, 0xff))],
-      ['length below the header', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 1, 1))],
-      ['oversized frame', (r) => r.sendBytes(Uint8Array.of(0x7f, 0xff, 0xff, 0xff, 1, 0))],
-      ['malformed msgpack', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 4, 1, 0, 0x92, 0x01))],
-      ['trailing bytes in a body', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 4, 1, 0, 0x01, 0x02))],
-      ['sid that is not an integer', (r) => r.send({ sid: 'x', ok: true })],
+    // Protocol violations after hello: each closes its connection with a bye whose code docs/protocol.md §10 gives.
+    const violations: [string, DvsErrorCode, (r: RawConn) => void][] = [
+      ['an LZ4 body declaring a size above the limit', 'EDVSPACKSIZE', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 8, 1, 1, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x00))],
+      ['an LZ4 body whose size differs from its prefix', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 8, 1, 1, 2, 0, 0, 0, 0x10, 0xc0))],
+      ['not a map', 'EDVSBADREQUEST', (r) => r.send(42)],
+      ['an array', 'EDVSBADREQUEST', (r) => r.send([1, 2, 3])],
+      ['no id', 'EDVSBADREQUEST', (r) => r.send({ op: 'ping' })],
+      ['negative id', 'EDVSBADREQUEST', (r) => r.send({ id: -5, op: 'ping' })],
+      ['string id', 'EDVSBADREQUEST', (r) => r.send({ id: 'one', op: 'ping' })],
+      ['bad version byte', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 3, 9, 0, 0xc0))],
+      ['unknown flags', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 3, 1, 0x80, 0xc0))],
+      ['bogus LZ4 body', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 8, 1, 1, 4, 0, 0, 0, 0xff, 0xff))],
+      ['length below the header', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 1, 1))],
+      ['oversized frame', 'EDVSPACKSIZE', (r) => r.sendBytes(Uint8Array.of(0x7f, 0xff, 0xff, 0xff, 1, 0))],
+      ['malformed msgpack', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 4, 1, 0, 0x92, 0x01))],
+      ['trailing bytes in a body', 'EDVSBADREQUEST', (r) => r.sendBytes(Uint8Array.of(0, 0, 0, 4, 1, 0, 0x01, 0x02))],
+      ['sid that is not an integer', 'EDVSBADREQUEST', (r) => r.send({ sid: 'x', ok: true })],
       [
         'nesting deeper than the decoder stack',
+        'EDVSBADREQUEST',
         (r) => {
           const body = Buffer.alloc(200_001, 0x91);
           body[200_000] = 0xc0;
@@ -152,20 +155,21 @@ describe('process protocol: fuzz', { timeout: 60_000 }, () => {
       ],
       [
         'duplicate id in flight',
+        'EDVSBADREQUEST',
         (r) => {
           r.send({ id: 5, op: 'waitForBind', dcid: DC, target: 199 });
           r.send({ id: 5, op: 'ping' });
         },
       ],
     ];
-    for (const [name, act] of violations) {
+    for (const [name, code, act] of violations) {
       const r = await h.rawHello();
       act(r);
       const closed = await r.waitClosed(3000);
       expect(closed, name).toBe(true);
       const frames = r.drain();
       for (const f of frames) expectTyped(f);
-      expect(frames.some((f) => f.op === 'bye'), name).toBe(true);
+      expect(frames.find((f) => f.op === 'bye')?.error, name).toMatchObject({ code, errno: ERRNO[code] });
     }
     expect(await bg.stop()).toBeGreaterThan(0);
     expect(h.server.stats.protocolErrors).toBeGreaterThanOrEqual(violations.length);
@@ -293,8 +297,14 @@ describe('process protocol: fuzz', { timeout: 60_000 }, () => {
     expect(await r.response(3)).toMatchObject({ ok: true });
     const m = await rec;
     expect(Object.getPrototypeOf(m.payload)).toBe(Object.prototype);
+    expect(m.payload).toEqual({ __proto_: { x: 1 } });
     expect(({} as Record<string, unknown>).x).toBeUndefined();
+    // The reference client refuses to send an own __proto__ key, as the kernel does in process.
     const c = await h.connect();
+    const sender = await c.bind(DC);
+    const own = JSON.parse('{"__proto__": {"x": 1}}') as Payload;
+    await expect(sender.send(target.endpoint, { type: 1, payload: own }, { timeoutMs: 0 })).rejects.toMatchObject({ code: 'EDVSBADVALUE', errno: -339 });
+    await expect(h.kernel.bind(DC).send(target.endpoint, { type: 1, payload: own }, { timeoutMs: 0 })).rejects.toMatchObject({ code: 'EDVSBADVALUE' });
     await c.ping();
   });
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { connect, type ConnectOptions, type DvsClient } from '../../src/client/index.js';
 import type { KernelLimits } from '../../src/ipc/limits.js';
 import { Kernel } from '../../src/kernel/kernel.js';
+import type { ProcInfo } from '../../src/kernel/procfs.js';
 import { PROC_PROTOCOL_VERSION } from '../../src/transport/proc-protocol.js';
 import { ProcServer, type ProcServerOptions } from '../../src/node/proc-server.js';
 import { createTokenFile } from '../../src/transport/proc-token.js';
@@ -193,6 +194,40 @@ export function track<T>(p: Promise<T>): Promise<T> {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `cond` every few ms until it holds; fails after `ms` (a generous bound: it is waited for, not slept). */
+export async function until(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`);
+    await sleep(5);
+  }
+}
+
+/** The kernel's row for `endpoint` of DC 0. */
+export function rowOf(kernel: Kernel, endpoint: number): ProcInfo | undefined {
+  return kernel.procs(DC).find((p) => p.endpoint === endpoint);
+}
+
+/** True while `endpoint` is blocked in a receive (receive, receiveRequest, the receive half of sendrec). */
+export function isReceiving(kernel: Kernel, endpoint: number): boolean {
+  return rowOf(kernel, endpoint)?.flags.includes('RECEIVING') === true;
+}
+
+/** Senders queued on `endpoint`. */
+export function queuedOn(kernel: Kernel, endpoint: number): number {
+  return rowOf(kernel, endpoint)?.queued ?? 0;
+}
+
+/** Whether a promise has settled yet, read synchronously; its rejection is observed. */
+export function watchSettled(p: Promise<unknown>): { readonly settled: boolean } {
+  const state = { settled: false };
+  p.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
 }
 
 /** Settles to 'pending' if `p` has not settled within `ms`. */

@@ -2,7 +2,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ANY, DvsError, ERRNO, NOTIFY_MESSAGE, SELF, type DvsClient, type RemoteProcess } from '../../src/client/index.js';
 import type { Process } from '../../src/kernel/process.js';
-import { DC, SERVER_SLOT, sleep, socketOf, startHarness, stateOf, track, type Harness } from './helpers.js';
+import { performance } from 'node:perf_hooks';
+import { DC, SERVER_SLOT, isReceiving, queuedOn, socketOf, startHarness, track, until, watchSettled, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
 
@@ -46,10 +47,14 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
   });
 
   it('send then receive, and receive then send, between clients and with an in-process process', async () => {
-    const { a, b, local } = await two();
+    const { h, c, a, b, local } = await two();
     // send first: it blocks until taken.
     const sent = a.send(b.endpoint, { type: 1, payload: { n: 1, s: 'x', bytes: new Uint8Array([1, 2, 3]) } });
-    expect(await stateOf(sent)).toBe('pending');
+    const sentState = watchSettled(sent);
+    await until(() => queuedOn(h.kernel, b.endpoint) === 1, 5000, 'the send queued');
+    // A round trip on the same connection: had the send completed, its answer would have come first.
+    await c.ping();
+    expect(sentState.settled).toBe(false);
     const m1 = await b.receive(ANY);
     await sent;
     expect(m1.source).toBe(a.endpoint);
@@ -58,7 +63,7 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
     expect(Array.from((m1.payload as { bytes: Uint8Array }).bytes)).toEqual([1, 2, 3]);
     // receive first.
     const r = b.receive(a.endpoint);
-    await sleep(20);
+    await until(() => isReceiving(h.kernel, b.endpoint), 5000, 'b receiving');
     await a.send(b.endpoint, { type: 2 });
     const m2 = await r;
     expect(m2).toEqual({ source: a.endpoint, type: 2, payload: undefined });
@@ -124,12 +129,19 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
     const user = await c.bind(DC);
     expect(await s1.notify(s2.endpoint, { arg: 1 })).toBe('pending');
     expect(await s1.notify(s2.endpoint, { arg: 4 })).toBe('overrun');
+    // The timestamp is the daemon's performance.now() (the same clock here) when the notification
+    // is handed to the receiver, not when it was sent.
+    const beforeReceive = performance.now();
     const m = await s2.receive(ANY);
+    const afterReceive = performance.now();
     expect(m.source).toBe(s1.endpoint);
     expect(m.type & ~0xfff).toBe(NOTIFY_MESSAGE);
     expect((m.payload as { arg: number }).arg).toBe(5);
+    const ts = (m.payload as { timestamp: number }).timestamp;
+    expect(ts).toBeGreaterThanOrEqual(beforeReceive);
+    expect(ts).toBeLessThanOrEqual(afterReceive);
     const r = s2.receive(ANY);
-    await sleep(20);
+    await until(() => isReceiving(h!.kernel, s2.endpoint), 5000, 's2 receiving');
     expect(await s1.notify(s2.endpoint)).toBe('delivered');
     expect((await r).source).toBe(s1.endpoint);
     await expectCode(s1.notify(user.endpoint), 'EDVSPRIVILEGES');
@@ -138,9 +150,9 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
   });
 
   it('wakeup interrupts a blocked receive, or flags the next receive(ANY)', async () => {
-    const { c, a, b } = await two();
+    const { h, c, a, b } = await two();
     const r = track(a.receive(ANY));
-    await sleep(20);
+    await until(() => isReceiving(h.kernel, a.endpoint), 5000, 'a receiving');
     await c.wakeup(DC, a.endpoint);
     await expectCode(r, 'EDVSWOKENUP');
     await c.wakeup(DC, b.endpoint);
@@ -152,6 +164,7 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
     const { a, b } = await two();
     await expectCode(a.receive(ANY, { timeoutMs: 0 }), 'EDVSTIMEDOUT');
     await expectCode(a.send(b.endpoint, { type: 1 }, { timeoutMs: 0 }), 'EDVSTIMEDOUT');
+    // A 60 ms timeout does not fire before 60 ms (a few ms allowed for the clocks' granularity).
     const t0 = Date.now();
     await expectCode(a.receive(b.endpoint, { timeoutMs: 60 }), 'EDVSTIMEDOUT');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(55);
@@ -169,16 +182,15 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
     const { h, a, b } = await two();
     const ac = new AbortController();
     const r = track(a.receive(ANY, { signal: ac.signal }));
-    await sleep(20);
+    await until(() => isReceiving(h.kernel, a.endpoint), 5000, 'a receiving');
     ac.abort();
     await expectCode(r, 'EDVSINTR');
     const ac2 = new AbortController();
     const s = track(a.send(b.endpoint, { type: 3 }, { signal: ac2.signal }));
-    await sleep(20);
-    expect(h.kernel.procs(DC).find((p) => p.endpoint === b.endpoint)?.queued).toBe(1);
+    await until(() => queuedOn(h.kernel, b.endpoint) === 1, 5000, 'the send queued');
     ac2.abort();
     await expectCode(s, 'EDVSINTR');
-    expect(h.kernel.procs(DC).find((p) => p.endpoint === b.endpoint)?.queued).toBe(0);
+    expect(queuedOn(h.kernel, b.endpoint)).toBe(0);
     await expectCode(b.receive(ANY, { timeoutMs: 0 }), 'EDVSTIMEDOUT');
     const ac3 = new AbortController();
     ac3.abort();
@@ -258,8 +270,10 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
   it('calls complete out of order on one connection', async () => {
     const { c, a, b } = await two();
     const slow = a.receive(b.endpoint);
+    const slowState = watchSettled(slow);
+    // The ping, written after the receive, is answered while the receive still waits.
     await c.ping();
-    expect(await stateOf(slow)).toBe('pending');
+    expect(slowState.settled).toBe(false);
     await b.send(a.endpoint, { type: 1 });
     expect((await slow).type).toBe(1);
   });
@@ -267,13 +281,14 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
   it('waitForBind and waitForUnbind', async () => {
     h = await startHarness();
     const c = await h.connect();
-    const w = c.waitForBind(DC, 50, { timeoutMs: 2000 });
-    await sleep(20);
+    const w = c.waitForBind(DC, 50, { timeoutMs: 5000 });
+    // Requests of a connection are handled in order: once the ping is answered, the wait is registered.
+    await c.ping();
     const p = await c.bind(DC, { slot: 50 });
     expect(await w).toBe(p.endpoint);
     await expectCode(c.waitForBind(DC, 51, { timeoutMs: 30 }), 'EDVSTIMEDOUT');
     const u = c.waitForUnbind(DC, p.endpoint);
-    await sleep(20);
+    await c.ping();
     await p.unbind();
     expect(await u).toBe(p.endpoint);
     const ac = new AbortController();
@@ -286,12 +301,15 @@ describe('process protocol: M3-IPC calls', { timeout: 10_000 }, () => {
     h = await startHarness();
     const c = await h.connect({ localGraceMs: 50 });
     const a = await c.bind(DC);
-    // Freeze the daemon's view of this connection: stop reading the socket on the server side.
+    // The client stops reading its socket: the daemon's answer at the call's timeout is never read,
+    // so the client's own guard fails the call, 20 ms (timeoutMs) + 0 (settleMs) + 50 ms
+    // (localGraceMs) after it started; well within a second.
     const socket = socketOf(c);
     socket.pause();
     const p = track(a.receive(ANY, { timeoutMs: 20 }));
     const t0 = Date.now();
     await expectCode(p, 'EDVSTIMEDOUT');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(65);
     expect(Date.now() - t0).toBeLessThan(1000);
     socket.resume();
   });

@@ -1,7 +1,7 @@
 /** A connection that closes unbinds its endpoints: peers waiting on them get the kernel's cascade. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ANY, DvsError, ERRNO } from '../../src/client/index.js';
-import { DC, SERVER_SLOT, sleep, socketOf, startHarness, track, type Harness } from './helpers.js';
+import { DC, SERVER_SLOT, isReceiving, queuedOn, socketOf, startHarness, track, until, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
 
@@ -20,14 +20,6 @@ async function expectCode(p: Promise<unknown>, code: keyof typeof ERRNO): Promis
   expect((err as DvsError).errno).toBe(ERRNO[code]);
 }
 
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await sleep(5);
-  }
-}
-
 describe('process protocol: connection close', { timeout: 10_000 }, () => {
   it('a peer receiving from a client that closes gets EDVSSRCDIED; a queued sender gets EDVSDSTDIED', async () => {
     h = await startHarness();
@@ -38,7 +30,8 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     const sender = h.kernel.bind(DC);
     const r = track(peer.receive(gone.endpoint));
     const s = track(sender.send(gone2.endpoint, { type: 1 }));
-    await sleep(10);
+    expect(isReceiving(h.kernel, peer.endpoint)).toBe(true);
+    expect(queuedOn(h.kernel, gone2.endpoint)).toBe(1);
     await c.close();
     await expectCode(r, 'EDVSSRCDIED');
     await expectCode(s, 'EDVSDSTDIED');
@@ -57,7 +50,7 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     const call = track(caller.sendrec(srv.endpoint, { type: 1 }));
     await pending;
     const q = track(queued.sendrec(srv.endpoint, { type: 2 }));
-    await sleep(10);
+    expect(queuedOn(h.kernel, srv.endpoint)).toBe(1);
     socketOf(c).destroy();
     await expectCode(call, 'EDVSDEADSRCDST');
     await expectCode(q, 'EDVSDEADSRCDST');
@@ -69,7 +62,9 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     const c = await h.connect();
     const a = await c.bind(DC);
     const calls = [track(a.receive(ANY)), track(c.waitForBind(DC, 60)), track(a.send(h.kernel.bind(DC).endpoint, { type: 1 }))];
-    await sleep(10);
+    // Requests of a connection are handled in order: once the ping is answered, all three wait in the daemon.
+    await c.ping();
+    expect(isReceiving(h.kernel, a.endpoint)).toBe(true);
     socketOf(c).destroy();
     for (const p of calls) await expectCode(p, 'EDVSNOTCONN');
     await until(() => h!.server.connectionCount === 0);
@@ -85,7 +80,7 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     const a = await c.bind(DC);
     const peer = h.kernel.bind(DC);
     const r = track(peer.receive(a.endpoint));
-    await sleep(10);
+    expect(isReceiving(h.kernel, peer.endpoint)).toBe(true);
     await a.unbind();
     await a.unbind();
     await expectCode(r, 'EDVSSRCDIED');
@@ -99,7 +94,7 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     const c = await h.connect();
     const a = await c.bind(DC);
     const r = track(a.receive(ANY));
-    await sleep(10);
+    await until(() => isReceiving(h!.kernel, a.endpoint), 5000, 'a receiving');
     h.kernel.unbind(DC, a.endpoint);
     await expectCode(r, 'EDVSSHUTDOWN');
     await expectCode(a.receive(ANY), 'EDVSNOTBIND');
@@ -108,15 +103,23 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
 
   it('an asynchronous bind hook (the daemon claiming endpoints in its directory) binds for clients; a bind that completes after the client left is undone', async () => {
     const calls: unknown[] = [];
-    let release: (() => void) | undefined;
+    let held = false;
+    let slowBound = false;
+    let release: () => void = () => undefined;
     h = await startHarness({
       server: {
         bind: async (dcid, { signal, ...opts }) => {
           expect(signal.aborted).toBe(false);
           calls.push({ dcid, ...opts });
-          if (opts.name === 'slow') await new Promise<void>((resolve) => (release = resolve));
-          else await sleep(5);
-          return h!.kernel.bind(dcid, { ...opts, slot: opts.slot ?? 120 + calls.length });
+          if (opts.name === 'slow') {
+            await new Promise<void>((resolve) => {
+              release = resolve;
+              held = true;
+            });
+          }
+          const p = h!.kernel.bind(dcid, { ...opts, slot: opts.slot ?? 120 + calls.length });
+          if (opts.name === 'slow') slowBound = true;
+          return p;
         },
       },
     });
@@ -126,13 +129,14 @@ describe('process protocol: connection close', { timeout: 10_000 }, () => {
     expect(calls).toEqual([{ dcid: DC, name: 'viahook' }]);
     const c2 = await h.connect();
     const slow = track(c2.bind(DC, { name: 'slow' }));
-    await until(() => release !== undefined);
+    await until(() => held, 5000, 'the slow bind held');
     socketOf(c2).destroy();
     await expectCode(slow, 'EDVSNOTCONN');
     await until(() => h!.server.connectionCount === 1);
-    release!();
-    await until(() => !h!.kernel.procs(DC).some((r) => r.name === 'slow') && calls.length === 2);
-    await sleep(20);
+    release();
+    // The hook binds 'slow' when released; the connection is gone, so it is unbound at once.
+    await until(() => slowBound && !h!.kernel.procs(DC).some((r) => r.name === 'slow'), 5000, "'slow' bound, then unbound");
+    expect(calls).toHaveLength(2);
     expect(h.kernel.procs(DC).map((r) => r.name)).toEqual(['viahook']);
   });
 });
