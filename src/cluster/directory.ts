@@ -221,10 +221,13 @@ export class Directory extends Emitter<DirectoryEvents> {
    * With `slot`: that slot at its next generation, by one transaction (EDVSSLOTUSED if it is bound
    * or reserved by another node). Without: a user slot from the node's reserved pool, normally with
    * no store round trip (the endpoint is published in the background; `flush` waits for it);
-   * EDVSNOSPC when the DC has no free user slot.
+   * EDVSNOSPC when the DC has no free user slot. With `generation` (and `slot`): exactly that
+   * generation, EDVSENDPOINT if the slot's next one is another. EDVSTIMEDOUT after `timeoutMs`
+   * (default `claimTimeoutMs`), EDVSINTR when `signal` aborts: a write of the claim that lands
+   * after it gave up is undone.
    */
   async claimEndpoint(dcid: number, node: number, opts: ClaimOptions = {}): Promise<Endpoint> {
-    await this.opened();
+    this.cache.checkOpen();
     return this.claims.claim(dcid, node, opts);
   }
 

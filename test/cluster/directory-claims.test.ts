@@ -2,7 +2,9 @@
  * User-slot claims under load: against a store reached over real TCP (a StoreClient to a
  * StoreServer on 127.0.0.1), a burst of concurrent claims gets a slot for every claim while the DC
  * has free ones, and EDVSNOSPC only once it truly has none; a cache that does not show a release yet
- * does not make a claim fail.
+ * does not make a claim fail. Claims take a timeout and an abort signal: with the store stopped they
+ * fail EDVSTIMEDOUT or EDVSINTR on time, and what they left in flight is undone once it lands; a
+ * fixed-slot claim can ask for an exact generation.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Directory } from '../../src/cluster/directory.js';
@@ -12,7 +14,7 @@ import { StoreServer } from '../../src/cluster/store-server.js';
 import { EndpointSpace } from '../../src/ipc/endpoint.js';
 import { resolveDcLimits, type DcLimits } from '../../src/ipc/limits.js';
 import { SimClock } from '../../src/sim/sim-clock.js';
-import { advance, FaultyStore } from './helpers.js';
+import { advance, codeOf, FaultyStore, until } from './helpers.js';
 
 const KEY = 'directory-claims-test-key-0123456789';
 const closers: (() => Promise<void>)[] = [];
@@ -125,5 +127,117 @@ describe('a full DC as the cache sees it', () => {
     const space = new EndpointSpace(resolveDcLimits(limits));
     expect(space.slotOf(ep)).toBe(space.slotOf(eps[1]!));
     expect(space.generationOf(ep)).toBe(space.generationOf(eps[1]!) + 1);
+  });
+});
+
+/** How long `p` takes to settle, and its error code. */
+async function timed(p: Promise<unknown>): Promise<{ code: string; ms: number }> {
+  const started = Date.now();
+  const code = await codeOf(p);
+  return { code, ms: Date.now() - started };
+}
+
+describe('claims with a timeout and an abort signal', () => {
+  it('with the store stopped: EDVSTIMEDOUT at the timeout, EDVSINTR at the abort; once it is back nothing is left half-done', async () => {
+    const store = new MemoryStore();
+    closers.push(() => store.close());
+    const first = new StoreServer({ clusterKey: KEY, store });
+    const { port } = await first.listen();
+    const client = await StoreClient.connect({ port, clusterKey: KEY, reconnectMinMs: 10, reconnectMaxMs: 100 });
+    closers.push(() => client.close());
+    const d = new Directory(client, { claimTimeoutMs: 700 });
+    closers.push(() => d.close());
+    d.on('error', () => undefined);
+    await d.registerNode(node(1), 60_000);
+    await d.createDc({ dcid: 0, nodes: [1] });
+    const pool = await d.reserveRange(0, 1);
+    const own = pool[0]!;
+    await first.close();
+
+    const fixed = await timed(d.claimEndpoint(0, 1, { slot: 7, timeoutMs: 500 }));
+    expect(fixed.code).toBe('EDVSTIMEDOUT');
+    expect(fixed.ms).toBeGreaterThanOrEqual(450);
+    expect(fixed.ms).toBeLessThan(3000);
+    const fromPool = await timed(d.claimEndpoint(0, 1, { slot: own, timeoutMs: 500 }));
+    expect(fromPool.code).toBe('EDVSTIMEDOUT');
+    expect(fromPool.ms).toBeLessThan(3000);
+    const byDefault = await timed(d.claimEndpoint(0, 1, { slot: 9 }));
+    expect(byDefault.code).toBe('EDVSTIMEDOUT');
+    expect(byDefault.ms).toBeGreaterThanOrEqual(650);
+    expect(byDefault.ms).toBeLessThan(3000);
+    const abort = new AbortController();
+    const aborted = timed(d.claimEndpoint(0, 1, { slot: 8, timeoutMs: -1, signal: abort.signal }));
+    setTimeout(() => abort.abort(), 100);
+    expect((await aborted).code).toBe('EDVSINTR');
+    expect((await aborted).ms).toBeLessThan(1500);
+    const already = new AbortController();
+    already.abort();
+    expect((await timed(d.claimEndpoint(0, 1, { slot: 10, signal: already.signal }))).code).toBe('EDVSINTR');
+
+    // The store comes back with its data.
+    const again = new StoreServer({ clusterKey: KEY, store, port });
+    closers.push(() => again.close());
+    await again.listen();
+    await client.whenReady(5000);
+    // Whatever the abandoned claims' writes did once they reached the store is undone: no endpoint
+    // published, the pool's slot either back in the pool or consumed by a publication undone.
+    const settled = (): boolean =>
+      store.rangeSync('/dvs/dcs/0/eps/').entries.length === 0 && (d.reservedSlots(0, 1).includes(own) || store.getSync(`/dvs/dcs/0/resv/${own}`) === undefined);
+    await until(settled, 15_000, 'the abandoned claims undone');
+    for (const slot of [7, 8, 9, 10, own]) {
+      const ep = await d.claimEndpoint(0, 1, { slot });
+      expect(d.lookup(0, ep)?.node).toBe(1);
+    }
+    expect(store.rangeSync('/dvs/dcs/0/eps/').entries).toHaveLength(5);
+  }, 30_000);
+
+  it('a claim whose write lands after it gave up is undone, and the slot’s next claim gets the next generation', async () => {
+    const store = new MemoryStore();
+    closers.push(() => store.close());
+    const slow = new FaultyStore(store);
+    const d = new Directory(slow);
+    closers.push(() => d.close());
+    await d.registerNode(node(1), 60_000);
+    await d.createDc({ dcid: 0, nodes: [1] });
+    const seen: string[] = [];
+    d.on('endpoint', (e) => seen.push(`${e.type}:${e.endpoint.slot}:${e.endpoint.generation}`));
+    slow.delayMs = 300;
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: 9, timeoutMs: 100 }))).toBe('EDVSTIMEDOUT');
+    await until(() => seen.length === 2, 5000, 'the late write landed and was undone');
+    expect(seen).toEqual(['bound:9:0', 'unbound:9:0']);
+    expect(store.getSync('/dvs/dcs/0/eps/9')).toBeUndefined();
+    slow.delayMs = 0;
+    const ep = await d.claimEndpoint(0, 1, { slot: 9 });
+    expect(d.lookup(0, ep)?.generation).toBe(1);
+  });
+});
+
+describe('claiming an exact generation', () => {
+  it('gets it when it is the slot’s next, EDVSENDPOINT otherwise; bad options are EDVSINVAL', async () => {
+    const clock = new SimClock();
+    const store = new MemoryStore({ clock });
+    closers.push(() => store.close());
+    const d = new Directory(store, { clock });
+    closers.push(() => d.close());
+    await d.registerNode(node(1), 60_000);
+    await d.createDc({ dcid: 0, nodes: [1] });
+    const space = new EndpointSpace(resolveDcLimits());
+    const e0 = await d.claimEndpoint(0, 1, { slot: 4, generation: 0 });
+    expect(e0).toBe(space.make(0, 4));
+    await d.releaseEndpoint(0, e0);
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: 4, generation: 0 }))).toBe('EDVSENDPOINT');
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: 4, generation: 2 }))).toBe('EDVSENDPOINT');
+    expect(await d.claimEndpoint(0, 1, { slot: 4, generation: 1 })).toBe(space.make(1, 4));
+    // A slot of the node's own pool: its next generation is the one reserved.
+    const [own, other] = await d.reserveRange(0, 1);
+    const reserved = d.generation(0, own!);
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: own!, generation: reserved + 1 }))).toBe('EDVSENDPOINT');
+    expect(d.reservedSlots(0, 1)).toContain(own);
+    expect(await d.claimEndpoint(0, 1, { slot: own!, generation: reserved })).toBe(space.make(reserved, own!));
+    expect(await d.claimEndpoint(0, 1, { slot: other! })).toBe(space.make(d.generation(0, other!), other!));
+    expect(await codeOf(d.claimEndpoint(0, 1, { generation: 0 }))).toBe('EDVSINVAL'); // no slot
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: 5, generation: -1 }))).toBe('EDVSINVAL');
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: 5, timeoutMs: -2 }))).toBe('EDVSINVAL');
+    expect(await codeOf(d.claimEndpoint(0, 1, { slot: 5, timeoutMs: 1.5 }))).toBe('EDVSINVAL');
   });
 });

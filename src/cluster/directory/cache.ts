@@ -71,7 +71,14 @@ export class DirectoryCache {
 
   /** Loads the cache (emitting events for what exists: nodes, then DCs, then endpoints) and starts the watch. */
   start(): Promise<void> {
-    this.started ??= this.load();
+    if (this.started === undefined) {
+      const loading = this.load();
+      this.started = loading;
+      // A load that failed (the store unreachable) is tried again by the next call.
+      loading.catch(() => {
+        if (this.started === loading) this.started = undefined;
+      });
+    }
     return this.started;
   }
 

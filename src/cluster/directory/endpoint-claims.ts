@@ -8,12 +8,17 @@ import type { KeyValue, LeaseId } from '../store.js';
 import { isKnown, type KnownDc } from './cache.js';
 import type { DirectoryContext } from './context.js';
 import { dcSpace } from './dc-space.js';
+import { Deadline } from './deadline.js';
 import { asDvsError, fail, isTransient, noop } from './failures.js';
 import type { NodeRegistry, Registration } from './node-registry.js';
 import type { ClaimOptions, ReleaseOptions } from './options.js';
 import { checkName, entriesOf, isInt, isRecord, parseDc, parseEndpoint, parseReservation } from './parse.js';
 import type { Reservation } from './records.js';
 import type { SlotPool } from './slot-pool.js';
+import { TxnTrail } from './txn-runner.js';
+
+/** Rounds of an abandoned claim's clean-up while the store is unreachable (each up to a second apart). */
+const ABANDON_ATTEMPTS = 120;
 
 /** The value of an `eps/<slot>` key. */
 export interface EndpointValue {
@@ -40,17 +45,36 @@ export class EndpointClaims {
     while (this.publishing.size > 0) await Promise.allSettled([...this.publishing.values()]);
   }
 
-  /** Claims an endpoint for a process of `node` in `dcid`: a fixed slot, or a user slot from the pool. */
+  /**
+   * Claims an endpoint for a process of `node` in `dcid`: a fixed slot, or a user slot from the pool,
+   * within the claim's timeout and abort signal (EDVSTIMEDOUT, EDVSINTR).
+   */
   async claim(dcid: number, node: number, opts: ClaimOptions): Promise<Endpoint> {
-    const reg = this.registry.require(node);
-    if (opts.slot !== undefined) return this.claimFixed(dcid, node, reg, opts.slot, opts.name);
+    const { cache, clock, settings } = this.ctx;
+    Deadline.check(opts.timeoutMs, opts.signal);
+    if (opts.generation !== undefined) {
+      if (opts.slot === undefined) fail('EDVSINVAL', 'a generation can only be claimed with a slot');
+      if (!isInt(opts.generation, 0, Number.MAX_SAFE_INTEGER)) fail('EDVSINVAL', `generation must be a non-negative integer, got ${String(opts.generation)}`);
+    }
     if (opts.name !== undefined) checkName(opts.name, '');
-    const s = await this.dcForClaim(dcid, node);
+    const deadline = new Deadline(clock, opts.timeoutMs ?? settings.claimTimeoutMs, opts.signal, `claim in DC ${dcid}`);
+    try {
+      deadline.check();
+      await deadline.race(cache.start());
+      const reg = this.registry.require(node);
+      if (opts.slot !== undefined) return await this.claimFixed(dcid, node, reg, opts.slot, opts, deadline);
+      return await this.claimFromPool(dcid, node, reg, opts.name, deadline);
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  private async claimFromPool(dcid: number, node: number, reg: Registration, name: string | undefined, deadline: Deadline): Promise<Endpoint> {
+    const s = await deadline.race(this.dcForClaim(dcid, node));
     const lease = reg.record.lease;
-    const [slot, res] = await this.pool.acquire(dcid, node, lease);
+    const [slot, res] = await this.pool.acquire(dcid, node, lease, deadline);
     const endpoint = s.space.make(res.generation, slot);
-    const name = checkName(opts.name, `ep${slot}`);
-    void this.publish(dcid, slot, res, { endpoint, generation: res.generation, node, name, epoch: 0 }, lease);
+    void this.publish(dcid, slot, res, { endpoint, generation: res.generation, node, name: checkName(name, `ep${slot}`), epoch: 0 }, lease);
     if (this.pool.reservedSlots(dcid, node).length < this.ctx.settings.refillBelow) {
       this.pool.refill(dcid, node).catch((err: unknown) => {
         const e = asDvsError(err);
@@ -147,21 +171,34 @@ export class EndpointClaims {
     fail('EDVSBUSY', `could not release endpoint ${endpoint} of DC ${dcid}: too much contention`);
   }
 
-  private async claimFixed(dcid: number, node: number, reg: Registration, slot: number, name: string | undefined): Promise<Endpoint> {
+  private async claimFixed(dcid: number, node: number, reg: Registration, slot: number, opts: ClaimOptions, deadline: Deadline): Promise<Endpoint> {
     const { keys, txns, cache, settings } = this.ctx;
-    await this.releasing.get(`${dcid}/${slot}`);
-    const s = await this.dcForClaim(dcid, node);
+    const tag = `${dcid}/${slot}`;
+    const releasing = this.releasing.get(tag);
+    if (releasing !== undefined) await deadline.race(releasing);
+    const s = await deadline.race(this.dcForClaim(dcid, node));
     const space = s.space;
     space.checkSlot(slot);
     if (slot === KERNEL) fail('EDVSBADPROC', 'the KERNEL/HARDWARE slot cannot be claimed');
-    const epName = checkName(name, `ep${slot}`);
+    const epName = checkName(opts.name, `ep${slot}`);
     const lease = reg.record.lease;
+    const wanted = opts.generation;
+    const checkGeneration = (next: number): void => {
+      if (wanted !== undefined && wanted !== next) fail('EDVSENDPOINT', `the next generation of slot ${slot} in DC ${dcid} is ${next}, not ${wanted}`, { dcid, slot, generation: next });
+    };
     // A slot of our own pool: publish the reservation.
     const mine = s.resv.get(slot);
     if (mine !== undefined && mine.node === node && mine.lease === lease && !this.pool.isInFlight(dcid, slot)) {
+      checkGeneration(mine.generation);
       this.pool.mark(dcid, slot);
       const endpoint = space.make(mine.generation, slot);
-      await this.publish(dcid, slot, mine, { endpoint, generation: mine.generation, node, name: epName, epoch: 0 }, lease, true);
+      const published = this.publish(dcid, slot, mine, { endpoint, generation: mine.generation, node, name: epName, epoch: 0 }, lease, true);
+      try {
+        await deadline.race(published);
+      } catch (err) {
+        if (err === deadline.expired) this.abandon(dcid, slot, node, lease, new Set([endpoint]), published);
+        throw err;
+      }
       return endpoint;
     }
     const dcKey = keys.dc(dcid);
@@ -171,55 +208,107 @@ export class EndpointClaims {
     let dcRev = s.modRevision;
     let record = s.record;
     let gen = s.gens.get(slot) ?? { generation: -1, modRevision: 0 };
-    for (let attempt = 0; attempt < settings.maxRetries; attempt++) {
-      if (!record.nodes.includes(node)) fail('EDVSNODCNODE', `node ${node} is not a member of DC ${dcid}`, { dcid, node });
-      const generation = gen.generation + 1;
-      const spaceNow = new EndpointSpace(record.limits);
-      spaceNow.checkSlot(slot);
-      const endpoint = spaceNow.make(generation, slot);
-      const { r, lost } = await txns.run({
-        compare: [
-          { key: dcKey, modRevision: dcRev },
-          { key: epKey, exists: false },
-          { key: resvKey, exists: false },
-          { key: genKey, modRevision: gen.modRevision },
-        ],
-        success: [
-          { op: 'put', key: genKey, value: generation },
-          { op: 'put', key: epKey, value: { endpoint, generation, node, name: epName, epoch: 0 }, lease },
-        ],
-        failure: [
-          { op: 'get', key: dcKey },
-          { op: 'get', key: epKey },
-          { op: 'get', key: resvKey },
-          { op: 'get', key: genKey },
-        ],
-      });
-      if (r.succeeded) {
-        await cache.catchUp(r.revision);
-        return endpoint;
-      }
-      const [dcKv, epKv, resvKv, genKv] = r.results.map((x) => entriesOf(x)[0]);
-      const fresh = dcKv === undefined ? undefined : parseDc(dcKv.value, dcid);
-      if (dcKv === undefined || fresh === undefined) fail('EDVSBADDCID', `DC ${dcid} does not exist`, { dcid });
-      if (epKv !== undefined) {
-        const holder = parseEndpoint(epKv, dcid, slot);
-        // Our own attempt whose reply was lost: same lease, the generation we asked for.
-        if (lost && epKv.lease === lease && holder?.generation === generation && holder.node === node) {
-          await cache.catchUp(epKv.modRevision);
+    const trail = new TxnTrail();
+    const attempted = new Set<Endpoint>();
+    try {
+      for (let attempt = 0; attempt < settings.maxRetries; attempt++) {
+        if (!record.nodes.includes(node)) fail('EDVSNODCNODE', `node ${node} is not a member of DC ${dcid}`, { dcid, node });
+        const generation = gen.generation + 1;
+        checkGeneration(generation);
+        const spaceNow = new EndpointSpace(record.limits);
+        spaceNow.checkSlot(slot);
+        const endpoint = spaceNow.make(generation, slot);
+        attempted.add(endpoint);
+        const { r, lost } = await txns.run(
+          {
+            compare: [
+              { key: dcKey, modRevision: dcRev },
+              { key: epKey, exists: false },
+              { key: resvKey, exists: false },
+              { key: genKey, modRevision: gen.modRevision },
+            ],
+            success: [
+              { op: 'put', key: genKey, value: generation },
+              { op: 'put', key: epKey, value: { endpoint, generation, node, name: epName, epoch: 0 }, lease },
+            ],
+            failure: [
+              { op: 'get', key: dcKey },
+              { op: 'get', key: epKey },
+              { op: 'get', key: resvKey },
+              { op: 'get', key: genKey },
+            ],
+          },
+          deadline,
+          trail,
+        );
+        if (r.succeeded) {
+          await cache.catchUp(r.revision);
           return endpoint;
         }
-        fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} is bound by node ${holder?.node ?? '?'}`, { dcid, slot, node: holder?.node });
+        const [dcKv, epKv, resvKv, genKv] = r.results.map((x) => entriesOf(x)[0]);
+        const fresh = dcKv === undefined ? undefined : parseDc(dcKv.value, dcid);
+        if (dcKv === undefined || fresh === undefined) fail('EDVSBADDCID', `DC ${dcid} does not exist`, { dcid });
+        if (epKv !== undefined) {
+          const holder = parseEndpoint(epKv, dcid, slot);
+          // Our own attempt whose reply was lost: same lease, a generation we asked for.
+          if (lost && epKv.lease === lease && holder !== undefined && attempted.has(holder.endpoint) && holder.node === node) {
+            await cache.catchUp(epKv.modRevision);
+            return holder.endpoint;
+          }
+          fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} is bound by node ${holder?.node ?? '?'}`, { dcid, slot, node: holder?.node });
+        }
+        if (resvKv !== undefined) {
+          const res = parseReservation(resvKv);
+          fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} is reserved by node ${res?.node ?? '?'}`, { dcid, slot, node: res?.node });
+        }
+        record = fresh;
+        dcRev = dcKv.modRevision;
+        gen = genKv === undefined ? { generation: -1, modRevision: 0 } : { generation: typeof genKv.value === 'number' ? genKv.value : -1, modRevision: genKv.modRevision };
       }
-      if (resvKv !== undefined) {
-        const res = parseReservation(resvKv);
-        fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} is reserved by node ${res?.node ?? '?'}`, { dcid, slot, node: res?.node });
-      }
-      record = fresh;
-      dcRev = dcKv.modRevision;
-      gen = genKv === undefined ? { generation: -1, modRevision: 0 } : { generation: typeof genKv.value === 'number' ? genKv.value : -1, modRevision: genKv.modRevision };
+      return fail('EDVSBUSY', `could not claim slot ${slot} of DC ${dcid}: too much contention`);
+    } catch (err) {
+      // A claim that fails must not leave an endpoint published behind it.
+      if (trail.maybeLanded) this.abandon(dcid, slot, node, lease, attempted, trail.settled());
+      throw err;
     }
-    return fail('EDVSBUSY', `could not claim slot ${slot} of DC ${dcid}: too much contention`);
+  }
+
+  /**
+   * A claim of `slot` gave up while a write of one of `endpoints` under `lease` may still land: once
+   * it has settled, unpublish what landed, and give a reservation that was not published back to the
+   * pool. The slot's next claim here waits for this. Retried while the store is unreachable, for as
+   * long as the registration of `lease` lasts.
+   */
+  private abandon(dcid: number, slot: number, node: number, lease: LeaseId, endpoints: ReadonlySet<Endpoint>, settled: Promise<unknown>): void {
+    const { store, keys, cache, txns } = this.ctx;
+    const tag = `${dcid}/${slot}`;
+    const epKey = keys.endpoint(dcid, slot);
+    const run = async (): Promise<void> => {
+      await settled.catch(noop);
+      for (let attempt = 0; attempt < ABANDON_ATTEMPTS && !cache.closed && this.registry.get(node)?.record.lease === lease; attempt++) {
+        try {
+          const kv = await store.get(epKey);
+          const rec = kv === undefined ? undefined : parseEndpoint(kv, dcid, slot);
+          if (kv !== undefined && rec !== undefined && kv.lease === lease && endpoints.has(rec.endpoint)) {
+            const r = await store.txn({ compare: [{ key: epKey, modRevision: kv.modRevision }], success: [{ op: 'delete', key: epKey }] });
+            if (!r.succeeded) continue;
+            await cache.catchUp(r.revision);
+          }
+          this.pool.forget(dcid, slot);
+          return;
+        } catch (err) {
+          const e = asDvsError(err);
+          if (!isTransient(e)) throw e;
+          await txns.sleep(Math.min(1000, 50 * 2 ** attempt));
+        }
+      }
+    };
+    const p: Promise<void> = run()
+      .catch((err: unknown) => this.ctx.emit('error', asDvsError(err)))
+      .finally(() => {
+        if (this.releasing.get(tag) === p) this.releasing.delete(tag);
+      });
+    this.releasing.set(tag, p);
   }
 
   /** The cached DC, checked for a claim by `node` (read from the store if the cache has not seen it yet). */

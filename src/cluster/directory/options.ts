@@ -1,4 +1,5 @@
 /** How a directory and its calls are configured, and the checked settings its parts share. */
+import type { AbortLike } from '../../ipc/calls.js';
 import { DvsError } from '../../ipc/errors.js';
 import type { Clock } from '../../kernel/clock.js';
 import { isInt } from './parse.js';
@@ -16,6 +17,8 @@ export interface DirectoryOptions {
   readonly maxRetries?: number;
   /** How long a write waits for the cache to catch up with it. Default 5000 ms. */
   readonly cacheWaitMs?: number;
+  /** A claim's timeout when it gives none. Default 10000 ms. */
+  readonly claimTimeoutMs?: number;
 }
 
 export interface RegisterOptions {
@@ -26,8 +29,17 @@ export interface RegisterOptions {
 export interface ClaimOptions {
   /** A fixed slot (servers, tasks); without one, a user slot from the node's pool. */
   readonly slot?: number;
+  /** With `slot`: exactly this generation (EDVSENDPOINT when the slot's next generation is another). */
+  readonly generation?: number;
   /** Default `ep<slot>`. */
   readonly name?: string;
+  /**
+   * Fails the claim with EDVSTIMEDOUT after this many ms (retries of an unreachable store included);
+   * -1: no timeout. Default the directory's `claimTimeoutMs`.
+   */
+  readonly timeoutMs?: number;
+  /** Aborting fails the claim with EDVSINTR. */
+  readonly signal?: AbortLike;
 }
 
 export interface ReleaseOptions {
@@ -41,15 +53,18 @@ export interface DirectorySettings {
   readonly refillBelow: number;
   readonly maxRetries: number;
   readonly cacheWaitMs: number;
+  readonly claimTimeoutMs: number;
 }
 
 export function directorySettings(opts: DirectoryOptions): DirectorySettings {
   const rangeSize = opts.rangeSize ?? 16;
   if (!isInt(rangeSize, 1, 32)) throw new DvsError('EDVSINVAL', `rangeSize must be an integer in 1..32, got ${String(opts.rangeSize)}`);
+  if (opts.claimTimeoutMs !== undefined && !isInt(opts.claimTimeoutMs, -1, 0x7fffffff)) throw new DvsError('EDVSINVAL', `claimTimeoutMs must be an integer >= -1, got ${String(opts.claimTimeoutMs)}`);
   return {
     rangeSize,
     refillBelow: opts.refillBelow ?? Math.max(1, Math.floor(rangeSize / 4)),
     maxRetries: opts.maxRetries ?? 8,
     cacheWaitMs: opts.cacheWaitMs ?? 5000,
+    claimTimeoutMs: opts.claimTimeoutMs ?? 10_000,
   };
 }

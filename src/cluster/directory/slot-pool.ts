@@ -6,9 +6,11 @@
  * what one transaction holds), and try again until they get a slot; only a DC found full by a fresh
  * read of the store fails them with EDVSNOSPC.
  */
+import type { DvsError } from '../../ipc/errors.js';
 import type { Compare, KeyValue, LeaseId, TxnOp } from '../store.js';
 import type { DirectoryContext } from './context.js';
-import { fail } from './failures.js';
+import type { Deadline } from './deadline.js';
+import { asDvsError, fail, isTransient } from './failures.js';
 import type { NodeRegistry } from './node-registry.js';
 import { entriesOf, parseDc, parseReservation } from './parse.js';
 import type { DcRecord, GenEntry, Reservation } from './records.js';
@@ -78,22 +80,30 @@ export class SlotPool {
    * A slot of `node`'s pool (marked in flight), refilling it as often as needed: EDVSNOSPC once the
    * DC has no free user slot, EDVSNONODE once the registration of `lease` ended.
    */
-  async acquire(dcid: number, node: number, lease: LeaseId): Promise<[number, Reservation]> {
+  async acquire(dcid: number, node: number, lease: LeaseId, deadline: Deadline): Promise<[number, Reservation]> {
     const tag = `${dcid}/${node}`;
     // Every round either hands this claim a slot, or lets a refill reserve slots that the claims ahead
-    // of it take (they resume first, in order), or fails: it ends.
-    for (;;) {
+    // of it take (they resume first, in order), or fails, or waits out an unreachable store until the
+    // deadline: it ends.
+    for (let round = 0; ; round++) {
       const taken = this.take(dcid, node, lease);
       if (taken !== undefined) return taken;
       if (this.registry.get(node)?.record.lease !== lease) fail('EDVSNONODE', `node ${node} is not registered by this directory`, { node });
+      deadline.check();
+      let unreachable: DvsError | undefined;
       this.waiting.set(tag, (this.waiting.get(tag) ?? 0) + 1);
       try {
-        await this.refill(dcid, node);
+        await deadline.race(this.refill(dcid, node));
+      } catch (err) {
+        const e = asDvsError(err);
+        if (e === deadline.expired || !isTransient(e) || !deadline.bounded) throw e;
+        unreachable = e;
       } finally {
         const left = (this.waiting.get(tag) ?? 1) - 1;
         if (left > 0) this.waiting.set(tag, left);
         else this.waiting.delete(tag);
       }
+      if (unreachable !== undefined) await deadline.sleep(Math.min(1000, 50 * 2 ** Math.min(round, 10)));
     }
   }
 
