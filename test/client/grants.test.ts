@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ANY, DvsError, ERRNO, SELF, type DvsClient, type RemoteProcess } from '../../src/client/index.js';
 import type { Process } from '../../src/kernel/process.js';
-import { DC, SERVER_SLOT, pattern, sameBytes, sleep, socketOf, startHarness, track, type Harness } from './helpers.js';
+import { DC, SERVER_SLOT, pattern, rowOf, sameBytes, socketOf, startHarness, track, until, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
 
@@ -85,11 +85,10 @@ describe('process protocol: grants and copies', { timeout: 15_000 }, () => {
     const data = pattern(size, 22);
     expect(await cli.copyTo({ owner: srv.endpoint, grant: g, offset: 50 }, data, { timeoutMs: 10_000 })).toBe(size);
     expect(sameBytes(mem.subarray(50, 50 + size), data)).toBe('equal');
-    // Each copy ran as one windowed copy of the daemon's kernel, not as pieces; the grant is gone.
-    await sleep(20); // the revoke is sent after the copy returns
-    const row = h!.kernel.procs(DC).find((r) => r.endpoint === cli.endpoint)!;
-    expect(row.counters).toMatchObject({ rmtCopies: 2, lclCopies: 0 });
-    expect(row.grants).toBe(0);
+    // Each copy ran as one windowed copy of the daemon's kernel, not as pieces; the grant is gone
+    // (its revoke is sent after the copy returns).
+    await until(() => rowOf(h!.kernel, cli.endpoint)?.grants === 0, 5000, 'the own grant revoked');
+    expect(rowOf(h!.kernel, cli.endpoint)?.counters).toMatchObject({ rmtCopies: 2, lclCopies: 0 });
   });
 
   it('a client that may not grant still copies more than 1 MiB, piece by piece', async () => {
@@ -201,8 +200,10 @@ describe('process protocol: grants and copies', { timeout: 15_000 }, () => {
     // Stop the client from answering grant-reads, start a copy, then drop the client.
     const socket = socketOf(c);
     socket.pause();
+    const sentBefore = h.server.stats.bytesOut;
     const copy = track(srv.copyFrom({ owner: cli.endpoint, grant: g }, new Uint8Array(5000), { timeoutMs: 3000 }));
-    await sleep(30);
+    // The copy is under way once the daemon has written its grant-read to the client.
+    await until(() => h.server.stats.bytesOut > sentBefore, 5000, 'the grant-read sent');
     socket.destroy();
     const err = await copy.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DvsError);

@@ -230,20 +230,6 @@ export function watchSettled(p: Promise<unknown>): { readonly settled: boolean }
   return state;
 }
 
-/** Settles to 'pending' if `p` has not settled within `ms`. */
-export async function stateOf(p: Promise<unknown>, ms = 30): Promise<'pending' | 'fulfilled' | 'rejected'> {
-  let t: NodeJS.Timeout | undefined;
-  const r = await Promise.race([
-    p.then(
-      () => 'fulfilled' as const,
-      () => 'rejected' as const,
-    ),
-    new Promise<'pending'>((resolve) => (t = setTimeout(() => resolve('pending'), ms))),
-  ]);
-  clearTimeout(t);
-  return r;
-}
-
 /** Bytes 0..n-1 of a deterministic pattern. */
 export function pattern(n: number, seed = 1): Uint8Array {
   const out = new Uint8Array(n);
