@@ -108,7 +108,10 @@ export class Reconciler {
     const d = this.directory;
     // Listeners first: start() announces what already exists as events.
     this.unsubscribe.push(
-      d.on('node', () => this.syncPeers()),
+      d.on('node', (e) => {
+        this.syncPeers();
+        if (e.type === 'up' && e.node.nodeId !== this.me) this.sweepLater(e.node.nodeId);
+      }),
       d.on('dc', (e) => this.syncDc(e.dc.dcid)),
       d.on('endpoint', (e) => this.onEndpoint(e.type, e.endpoint, e.previous)),
       d.on('leaseLost', (e) => {
@@ -185,8 +188,27 @@ export class Reconciler {
 
   /** A local endpoint was unbound (the kernel's observer): its directory entry goes, unless it moved away. */
   localUnbound(dcid: number, endpoint: number): void {
+    this.release(dcid, endpoint, 0);
+    // The slot may already hold another node's newer endpoint that could not be routed while this
+    // one was bound here (a node fenced out after a lost lease): route it now.
+    queueMicrotask(() => {
+      if (this.stopped || !this.runs(dcid)) return;
+      const rec = this.directory.endpointAt(dcid, this.kernel.slotOf(dcid, endpoint));
+      if (rec !== undefined && rec.node !== this.me) this.onEndpoint('bound', rec, undefined);
+    });
+  }
+
+  /** Releases until it lands: a store out of reach must not leave a dead endpoint published. */
+  private release(dcid: number, endpoint: number, attempt: number): void {
     this.directory.releaseEndpoint(dcid, endpoint, { node: this.me }).catch((err: unknown) => {
-      if (!isDvsError(err, 'EDVSRMTPROC') && !isDvsError(err, 'EDVSSHUTDOWN')) this.log.warn({ err, dcid, endpoint }, 'could not release endpoint');
+      if (this.stopped) return;
+      if (isDvsError(err, 'EDVSNOTCONN') || isDvsError(err, 'EDVSTIMEDOUT') || isDvsError(err, 'EDVSBUSY')) {
+        const retry = this.opts.retryMs ?? { first: 100, max: 5000 };
+        this.opts.clock.setTimer(Math.min(retry.max, retry.first * 2 ** Math.min(attempt, 16)), () => this.release(dcid, endpoint, attempt + 1));
+        return;
+      }
+      // Gone already (a lost lease took it, or another node's claim replaced it), or it moved away.
+      if (!isDvsError(err, 'EDVSRMTPROC') && !isDvsError(err, 'EDVSSHUTDOWN') && !isDvsError(err, 'EDVSNOTBIND') && !isDvsError(err, 'EDVSENDPOINT')) this.log.warn({ err, dcid, endpoint }, 'could not release endpoint');
     });
   }
 
@@ -268,9 +290,7 @@ export class Reconciler {
     const k = this.kernel;
     try {
       if (type === 'unbound') {
-        // An endpoint whose owner is still linked and up stays: a real unbind reaches us from its kernel,
-        // and a deletion that only follows a lost lease must not cut traffic while the owner restores it.
-        if (ep.node !== this.me && !this.opts.links.linkAlive(ep.node)) this.dropRemote(ep);
+        if (ep.node !== this.me) queueMicrotask(() => this.afterUnbound(ep));
         return;
       }
       if (previous !== undefined && previous.endpoint !== ep.endpoint && previous.node !== this.me) this.dropRemote(previous);
@@ -288,6 +308,41 @@ export class Reconciler {
     } catch (err) {
       if (!isDvsError(err, 'EDVSSLOTUSED') && !isDvsError(err, 'EDVSNODCNODE')) this.refused(`endpoint ${ep.endpoint} of DC ${ep.dcid}`, err);
     }
+  }
+
+  /**
+   * Once the whole revision that removed `ep` is applied: the route goes, unless the owner's own
+   * registration went with it (a lost lease) while its link lives on: then the owner publishes the
+   * endpoint again, and traffic must not be cut meanwhile (see sweepLater for when it does not).
+   */
+  private afterUnbound(ep: EndpointRecord): void {
+    if (this.stopped || this.directory.lookup(ep.dcid, ep.endpoint) !== undefined) return;
+    if (this.directory.node(ep.node) === undefined && this.opts.links.linkAlive(ep.node)) return;
+    try {
+      this.dropRemote(ep);
+    } catch (err) {
+      this.refused(`endpoint ${ep.endpoint} of DC ${ep.dcid}`, err);
+    }
+  }
+
+  /**
+   * A node registered (again): after it had a lease's time to publish its endpoints again, routes
+   * to it that the directory no longer has (kept through its lost lease) go.
+   */
+  private sweepLater(node: number): void {
+    this.opts.clock.setTimer(this.opts.ttlMs, () => {
+      if (this.stopped || this.directory.node(node) === undefined) return;
+      for (const dc of this.kernel.listDcs()) {
+        for (const p of this.kernel.procs(dc.dcid)) {
+          if (p.kind !== 'remote' || p.node !== node || this.directory.lookup(dc.dcid, p.endpoint) !== undefined) continue;
+          try {
+            this.kernel.unbind(dc.dcid, p.endpoint);
+          } catch (err) {
+            this.refused(`endpoint ${p.endpoint} of DC ${dc.dcid}`, err);
+          }
+        }
+      }
+    });
   }
 
   private routeOf(ep: EndpointRecord): ReturnType<Kernel['route']> | undefined {
@@ -320,6 +375,8 @@ export class Reconciler {
         if (p.kind !== 'local') continue;
         try {
           await this.directory.restoreEndpoint(dc.dcid, p.endpoint, this.me, p.name, p.epoch);
+          // Unbound while its entry was being restored (its release found nothing): release it now.
+          if (!this.kernel.procs(dc.dcid).some((q) => q.kind === 'local' && q.endpoint === p.endpoint)) this.release(dc.dcid, p.endpoint, 0);
         } catch (err) {
           // Only a slot that moved on is given up; a store still coming back is no reason to kill a process.
           if (!isDvsError(err, 'EDVSSLOTUSED')) {

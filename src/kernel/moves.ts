@@ -340,8 +340,8 @@ export class RouteMoves {
    * Takes a frozen endpoint's mailbox for its move to `toNode` and retires the incarnation here
    * without a cascade: its queued senders, pending notifications and owed replies leave in the
    * handover (local senders and clients now wait for `toNode`), the route here becomes
-   * remote(toNode, epoch + 1), and calls parked here follow it there. EDVSBUSY if the process is
-   * not quiescent (its own send or copy in flight); a receive it was blocked in ends (EDVSSHUTDOWN).
+   * remote(toNode, epoch + 1), and calls parked here follow it there. EDVSBUSY unless the process is
+   * quiescent (blocked in a receive, no call of its own in progress); that receive ends (EDVSSHUTDOWN).
    */
   drain(dc: DcState, endpoint: Endpoint, toNode: number): Handover {
     const route = dc.routes.lookup(endpoint);
@@ -349,8 +349,9 @@ export class RouteMoves {
     if (toNode === this.k.nodeId || !dc.nodes.has(toNode)) fail('EDVSNODCNODE', `node ${toNode} cannot take endpoint ${dc.space.format(endpoint)}`);
     const proc = route.previous;
     const w = proc.recv;
-    if (proc.sending > 0 || proc.copying || (w !== undefined && w.mode !== RecvMode.Receive && w.mode !== RecvMode.Request)) {
-      fail('EDVSBUSY', `endpoint ${dc.space.format(endpoint)} is not quiescent (a call of its own is in progress)`);
+    // Quiescent: blocked in a receive, with no call of its own in progress.
+    if (proc.sending > 0 || proc.copying || w === undefined || (w.mode !== RecvMode.Receive && w.mode !== RecvMode.Request)) {
+      fail('EDVSBUSY', `endpoint ${dc.space.format(endpoint)} is not quiescent (not blocked in a receive)`);
     }
     const me = this.k.nodeId;
     const epoch = route.epoch + 1;

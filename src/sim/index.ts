@@ -11,13 +11,18 @@ export {
   type SimNetworkOptions,
   type NetworkStats,
 } from './sim-network.js';
+export { SimWorld, type WorldOptions } from './sim-world.js';
 export {
   Simulation,
   type SimulationOptions,
+} from './simulation.js';
+export {
   type RunOptions,
   type StopReason,
   type ProcessFailure,
   type SimResult,
   type SimContext,
   type SimTask,
-} from './simulation.js';
+} from './sim-world.js';
+export { SimCluster, type SimClusterOptions, type SimNode } from './sim-cluster.js';
+export { SimStoreLink } from './sim-store-link.js';

@@ -56,6 +56,10 @@ interface Link {
 export const DEFAULT_LATENCY: LatencyRange = Object.freeze({ min: 1, max: 10 });
 export const DEFAULT_DETECTION_DELAY = 100;
 
+function cutKey(a: number, b: number): string {
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
+}
+
 /** One line for a frame in a trace: its kind, id and the endpoints it names. */
 export function describeFrame(f: KernelFrame): string {
   switch (f.k) {
@@ -105,6 +109,8 @@ export class SimNetwork {
   private readonly declaredDown = new Set<string>();
   /** Pending failure detections by crashed node. */
   private readonly detections = new Map<number, TimerHandle>();
+  /** Cut links, as "a|b" with a < b, and their pending detections. */
+  private readonly cuts = new Map<string, TimerHandle | undefined>();
 
   constructor(clock: SimClock, prng: Prng, opts: SimNetworkOptions = {}) {
     this.clock = clock;
@@ -181,10 +187,60 @@ export class SimNetwork {
     this.crashed.delete(node);
     this.trace?.(`restore n${node}`);
     for (const other of this.peers.keys()) {
-      if (other === node || this.crashed.has(other)) continue;
+      if (other === node || this.crashed.has(other) || this.cuts.has(cutKey(node, other))) continue;
       this.markUp(other, node);
       this.markUp(node, other);
     }
+  }
+
+  /**
+   * Cuts the link between `a` and `b` both ways (a partition): frames in flight between them are
+   * lost, new ones dropped; after the detection delay each is told the other is down.
+   */
+  partition(a: number, b: number): void {
+    this.peer(a);
+    this.peer(b);
+    const key = cutKey(a, b);
+    if (a === b || this.cuts.has(key)) return;
+    this.trace?.(`partition n${a}|n${b}`);
+    for (const l of this.links.values()) {
+      if (!((l.from === a && l.to === b) || (l.from === b && l.to === a))) continue;
+      for (const f of l.queue) {
+        this.clock.clearTimer(f.timer);
+        this.countDrop(f.frame);
+      }
+      l.queue.length = 0;
+    }
+    this.cuts.set(
+      key,
+      this.clock.setTimer(this.detectionDelay, () => {
+        this.cuts.set(key, undefined);
+        this.markDown(a, b);
+        this.markDown(b, a);
+      }, `detect n${a}|n${b}`),
+    );
+  }
+
+  /** Mends a cut link: a detection still pending is declared first, then both are told the other is back. */
+  heal(a: number, b: number): void {
+    const key = cutKey(a, b);
+    if (!this.cuts.has(key)) return;
+    const pending = this.cuts.get(key);
+    if (pending !== undefined) {
+      this.clock.clearTimer(pending);
+      this.markDown(a, b);
+      this.markDown(b, a);
+    }
+    this.cuts.delete(key);
+    this.trace?.(`heal n${a}|n${b}`);
+    if (this.crashed.has(a) || this.crashed.has(b)) return;
+    this.markUp(a, b);
+    this.markUp(b, a);
+  }
+
+  /** Whether `observer` currently counts `node` as reachable (not declared down). */
+  linked(observer: number, node: number): boolean {
+    return !this.declaredDown.has(`${observer}>${node}`);
   }
 
   private declare(node: number): void {
@@ -218,7 +274,7 @@ export class SimNetwork {
 
   private send(from: number, to: number, frame: KernelFrame): void {
     this.stats.sent++;
-    if (!this.peers.has(to) || this.crashed.has(from) || this.crashed.has(to)) {
+    if (!this.peers.has(to) || this.crashed.has(from) || this.crashed.has(to) || (this.cuts.size > 0 && this.cuts.has(cutKey(from, to)))) {
       this.countDrop(frame);
       this.trace?.(`n${from}>n${to} drop ${describeFrame(frame)}`);
       return;

@@ -168,6 +168,7 @@ describe('mailbox handover', () => {
     const q1 = sim.bind(1, { name: 'q1' });
     const q2 = sim.bind(2, { name: 'q2' });
     const late = sim.bind(1, { name: 'late' });
+    const idle = sim.bind(2, { name: 'idle' });
     const results = new Map<string, Outcome<unknown>>();
     const call = (name: string, p: Promise<unknown>): void => {
       sim.spawn(name, async () => results.set(name, await outcome(sim, p)));
@@ -176,8 +177,11 @@ describe('mailbox handover', () => {
     call('taken0', taken0.sendrec(s.endpoint, { type: 1, payload: 'taken0' }));
     call('taken1', taken1.sendrec(s.endpoint, { type: 1, payload: 'taken1' }));
     const owed: Message[] = [];
+    let retired: Outcome<Message> | undefined;
     sim.spawn('old server', async () => {
       owed.push(await s.receiveRequest(), await s.receiveRequest());
+      // Quiescent: blocked in a receive that nothing answers, until the move ends it.
+      retired = await outcome(sim, s.receive(idle.endpoint));
     });
     // Then queued senders from every node (sendrecs and a plain send) and a notification.
     sim.after(50, () => {
@@ -225,6 +229,7 @@ describe('mailbox handover', () => {
     }
     expect(results.get('q2')?.ok).toBe(true);
     expect(results.get('note')).toMatchObject({ ok: true, value: 5 });
+    expect(retired).toMatchObject({ ok: false, code: 'EDVSSHUTDOWN', at: 150 });
     for (const n of [0, 1]) expect(sim.kernel(n).route(sim.dcid, s.endpoint)).toMatchObject({ kind: 'remote', node: 2, epoch: 1 });
     expect(sim.kernel(2).route(sim.dcid, s.endpoint)).toEqual({ kind: 'local', endpoint: s.endpoint, epoch: 1 });
   });
@@ -233,9 +238,13 @@ describe('mailbox handover', () => {
     const sim = new Simulation({ seed: 8, nodes: 3, latency: FIXED });
     const s = sim.bind(0, { slot: 3, name: 's' });
     const c = sim.bind(1, { name: 'c' });
+    const idle = sim.bind(2, { name: 'idle' });
     let answer: Outcome<Message> | undefined;
     sim.spawn('c', async () => {
       answer = await outcome(sim, c.sendrec(s.endpoint, { type: 1, payload: 'x' }, { timeoutMs: 101 }));
+    });
+    sim.spawn('old server', async () => {
+      await outcome(sim, s.receive(idle.endpoint));
     });
     let moved: Process | undefined;
     let served: Outcome<Message> | undefined;
@@ -253,7 +262,7 @@ describe('mailbox handover', () => {
     expect(served).toMatchObject({ ok: false, code: 'EDVSTIMEDOUT' });
   });
 
-  it('drain refuses an endpoint that is not frozen here or not quiescent', async () => {
+  it('drain refuses an endpoint that is not frozen here or not quiescent (blocked in a receive)', async () => {
     const sim = new Simulation({ seed: 9, nodes: 2, latency: FIXED });
     const s = sim.bind(0, { slot: 3, name: 's' });
     const other = sim.bind(1, { slot: 4, name: 'o' });
