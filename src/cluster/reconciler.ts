@@ -169,15 +169,19 @@ export class Reconciler {
     const dc = this.directory.dc(dcid);
     if (dc?.nodes.includes(this.me) !== true) throw new DvsError('EDVSBADDCID', `DC ${dcid} does not include node ${this.me}`);
     let slot = opts.slot;
+    let generation: number | undefined;
     if (opts.endpoint !== undefined) {
       slot = this.kernel.slotOf(dcid, opts.endpoint);
       if (opts.slot !== undefined && opts.slot !== slot) throw new DvsError('EDVSBADVALUE', `endpoint ${opts.endpoint} is not in slot ${opts.slot}`);
+      generation = this.kernel.generationOf(dcid, opts.endpoint);
     }
-    const claimed = await this.directory.claimEndpoint(dcid, this.me, { ...(slot === undefined ? {} : { slot }), ...(opts.name === undefined ? {} : { name: opts.name }) });
-    if (opts.endpoint !== undefined && claimed !== opts.endpoint) {
-      await this.directory.releaseEndpoint(dcid, claimed).catch(() => undefined);
-      throw new DvsError('EDVSENDPOINT', `endpoint ${opts.endpoint} cannot be had: slot ${String(slot)} is at another generation`, { details: { endpoint: opts.endpoint } });
-    }
+    const claimed = await this.directory.claimEndpoint(dcid, this.me, {
+      ...(slot === undefined ? {} : { slot }),
+      ...(generation === undefined ? {} : { generation }),
+      ...(opts.name === undefined ? {} : { name: opts.name }),
+      ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+    });
     try {
       return this.kernel.bind(dcid, { endpoint: claimed, ...(opts.name === undefined ? {} : { name: opts.name }) });
     } catch (err) {

@@ -368,6 +368,13 @@ export class Kernel {
     return this.core.dc(dcid).space.checkEndpoint(endpoint);
   }
 
+  /** The generation of `endpoint` in `dcid`. */
+  generationOf(dcid: number, endpoint: Endpoint): number {
+    const space = this.core.dc(dcid).space;
+    space.checkEndpoint(endpoint);
+    return space.generationOf(endpoint);
+  }
+
   /** The DC's process table, like the original's /proc/dvs/DCx/procs. */
   procs(dcid: number): ProcInfo[] {
     return buildProcTable(this.core.dc(dcid), this.nodeId);

@@ -16,7 +16,7 @@ import { StoreClient } from '../cluster/store-client.js';
 import { StoreServer } from '../cluster/store-server.js';
 import { Reconciler } from '../cluster/reconciler.js';
 import { DvsError } from '../ipc/errors.js';
-import { Kernel, type Process } from '../kernel/index.js';
+import { Kernel, KERNEL_PROTOCOL_VERSION, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { LinkManager, type LinkTlsOptions } from '../transport/link-manager.js';
 import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
@@ -92,6 +92,7 @@ export class Daemon {
       listen: config.listen,
       timing: config.timing,
       ...(config.compressMinBytes === undefined ? {} : { compressMinBytes: config.compressMinBytes }),
+      kernelVersion: KERNEL_PROTOCOL_VERSION,
       logger: this.log.child({ sub: 'link' }),
       onFrame: (from, frame) => this.kernel.receiveFrame(from, frame),
       onPeerState: (peer, state, incarnation) => this.onPeerState(peer, state, incarnation),
@@ -180,6 +181,7 @@ export class Daemon {
       token,
       logger: log.child({ sub: 'proc' }),
       bind: (dcid, o) => reconciler.bind(dcid, o),
+      info: () => this.diagnostics(),
       // A remote call past its timeout may wait until the far node is declared down.
       settleMs: config.timing.deadMs,
     });
