@@ -2,6 +2,26 @@
 // async rendezvous kernel is most exposed to.
 import tseslint from 'typescript-eslint';
 
+// DESIGN.md's layers, lowest first: a folder may import only from folders listed before it (node
+// and client, both layer 7, never from each other; cli, the top, from any). The linter enforces it.
+const LAYERS = [['ipc'], ['kernel'], ['runtime'], ['transport'], ['cluster'], ['sim', 'services'], ['vos'], ['node', 'client', 'admin'], ['cli']];
+const FOLDERS = LAYERS.flat();
+const layering = LAYERS.flatMap((layer, rank) =>
+  layer.map((folder) => {
+    const allowed = new Set([...LAYERS.slice(0, rank).flat(), folder]);
+    const forbidden = FOLDERS.filter((f) => !allowed.has(f));
+    return {
+      files: [`src/${folder}/**/*.ts`],
+      rules: {
+        'no-restricted-imports': [
+          'error',
+          { patterns: forbidden.map((f) => ({ group: [`**/${f}/*`, `**/${f}/**`], message: `layer ${folder} may not import ${f} (DESIGN.md, "Layers")` })) },
+        ],
+      },
+    };
+  }),
+);
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.tmp/**', 'eslint.config.js'] },
   ...tseslint.configs.recommended,
@@ -20,4 +40,5 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  ...layering,
 );
