@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DvsError } from '../ipc/errors.js';
@@ -48,17 +48,7 @@ export async function writeClusterFile(c: ClusterFile): Promise<void> {
   await writeFile(clusterFilePath(c.dir), JSON.stringify(c, null, 2) + '\n', { mode: 0o600 });
 }
 
-/** The cluster key of a key file (hex, at least 16 bytes). */
-export async function readClusterKeyFile(file: string): Promise<Buffer> {
-  let text: string;
-  try {
-    text = (await readFile(file, 'utf8')).trim();
-  } catch (err) {
-    throw new DvsError('EDVSBADFILE', `cannot read cluster key ${file}: ${(err as Error).message}`);
-  }
-  if (!/^[0-9a-fA-F]{32,}$/.test(text) || text.length % 2 !== 0) throw new DvsError('EDVSBADVALUE', `cluster key in ${file} must be at least 16 bytes of hex`);
-  return Buffer.from(text, 'hex');
-}
+export { readClusterKeyFile } from '../transport/cluster-key.js';
 
 export async function writeClusterKey(file: string): Promise<void> {
   await writeFile(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });

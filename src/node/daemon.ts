@@ -23,6 +23,7 @@ import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
 import { lockDataDir, unlockDataDir } from './data-dir-lock.js';
 import { DIAGNOSTICS } from './diagnostics.js';
 import { ProcServer } from './proc-server.js';
+import { readClusterKeyFile } from '../transport/cluster-key.js';
 import { createTokenFile, readTokenFile } from '../transport/proc-token.js';
 
 /** What a running daemon publishes in `<dataDir>/node.json` for tools and tests. */
@@ -41,17 +42,6 @@ export interface NodeRuntimeInfo {
 
 export interface DaemonOptions {
   readonly logger?: Logger;
-}
-
-async function readClusterKey(file: string): Promise<Buffer> {
-  let text: string;
-  try {
-    text = (await readFile(file, 'utf8')).trim();
-  } catch (err) {
-    throw new DvsError('EDVSBADFILE', `cannot read cluster key ${file}: ${(err as Error).message}`);
-  }
-  if (!/^[0-9a-fA-F]{32,}$/.test(text) || text.length % 2 !== 0) throw new DvsError('EDVSBADVALUE', `cluster key in ${file} must be at least 16 bytes of hex`);
-  return Buffer.from(text, 'hex');
 }
 
 async function readTls(tls: TlsConfig): Promise<LinkTlsOptions> {
@@ -114,7 +104,7 @@ export class Daemon {
 
   /** Starts every subsystem; resolves once the node is registered and serving. */
   static async start(config: NodeConfig, opts: DaemonOptions = {}): Promise<Daemon> {
-    const key = await readClusterKey(config.clusterKeyFile);
+    const key = await readClusterKeyFile(config.clusterKeyFile);
     const tls = config.tls === undefined ? undefined : await readTls(config.tls);
     const d = new Daemon(config, key, tls, opts);
     try {
