@@ -7,11 +7,8 @@ import type { Endpoint } from '../ipc/endpoint.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import type { ProcConnection } from './proc-conn.js';
-import { silentLogger, type Logger } from '../runtime/logger.js';
+import type { Logger } from '../runtime/logger.js';
 
-/** Structured logger (pino's call shape). */
-export type ProcLogger = Logger;
-export { silentLogger };
 
 /** What the bind hook is given: the request's slot, endpoint and name unchanged, its timeout, and the call's abort signal. */
 export interface BindHookOptions {
@@ -62,7 +59,7 @@ export function newProcServerStats(): ProcServerStats {
 export interface ConnContext {
   readonly kernel: Kernel;
   readonly token: string;
-  readonly logger: ProcLogger;
+  readonly logger: Logger;
   readonly defaultDcid: number | undefined;
   readonly maxFrameBytes: number;
   readonly maxCopyBytes: number;

@@ -7,7 +7,7 @@ import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
-import type { ProcLogger } from './proc-context.js';
+import type { Logger } from '../runtime/logger.js';
 
 function key(dcid: number, endpoint: Endpoint): string {
   return `${dcid}:${endpoint}`;
@@ -91,7 +91,7 @@ export class ConnEndpoints {
   }
 
   /** Unbinds every endpoint still bound (the kernel cascades the errors) and forgets them all. */
-  unbindAll(kernel: Kernel, logger: ProcLogger, conn: number): void {
+  unbindAll(kernel: Kernel, logger: Logger, conn: number): void {
     for (const p of [...this.procs.values()]) {
       this.forget(p);
       if (!p.bound) continue;

@@ -11,11 +11,12 @@ import { DvsError } from '../ipc/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { encodeFrame } from '../transport/framing.js';
 import { ProcConnection } from './proc-conn.js';
-import { newProcServerStats, silentLogger, type BindHook, type ConnContext, type ProcLogger, type ProcServerStats } from './proc-context.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
+import { newProcServerStats, type BindHook, type ConnContext, type ProcServerStats } from './proc-context.js';
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
 import { checkToken, readTokenFile } from '../transport/proc-token.js';
 
-export type { BindHook, BindHookOptions, ProcLogger, ProcServerStats } from './proc-context.js';
+export type { BindHook, BindHookOptions, ProcServerStats } from './proc-context.js';
 
 export interface ProcServerOptions {
   readonly kernel: Kernel;
@@ -24,7 +25,7 @@ export interface ProcServerOptions {
   /** The shared secret, or `tokenPath`: a file holding it, readable by its owner only (0600). */
   readonly token?: string;
   readonly tokenPath?: string;
-  readonly logger?: ProcLogger;
+  readonly logger?: Logger;
   /** Largest frame body accepted or sent (default 4 MiB; at least the kernel's payload and copy chunk sizes + 4 KiB). */
   readonly maxFrameBytes?: number;
   /** DC used by requests that name none. */
@@ -75,7 +76,7 @@ export class ProcServer {
   readonly stats: ProcServerStats = newProcServerStats();
   private readonly opts: ProcServerOptions;
   private readonly kernel: Kernel;
-  private readonly logger: ProcLogger;
+  private readonly logger: Logger;
   private readonly maxFrameBytes: number;
   private readonly maxConnections: number;
   private readonly connections = new Set<ProcConnection>();
