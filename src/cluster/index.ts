@@ -1,6 +1,6 @@
 /**
  * Layer 4, coordination: the `CoordinationStore` interface and its backends (in-memory, the
- * embedded TCP server and its client; etcd later), lease keeping, and the cluster `Directory`
+ * embedded TCP server and its client, etcd), lease keeping, elections, and the cluster `Directory`
  * (nodes, DCs, endpoints) built on any of them. See docs/coordination.md.
  */
 export * from './store.js';

@@ -1,6 +1,7 @@
 /**
- * The M3-IPC contract as one interface: the in-process kernel's `Process` implements it, and so will
- * the client library that reaches a node daemon, so server code runs unchanged in either shape.
+ * The M3-IPC contract as one interface: the in-process kernel's `Process` implements it, and so does
+ * the client library's `RemoteProcess`, which reaches a node daemon, so server code runs unchanged in
+ * either shape.
  */
 import type { Endpoint } from './endpoint.js';
 import type { Message, OutgoingMessage } from './message.js';
