@@ -10,17 +10,24 @@ import { handshakeParams, LINK_PROTOCOL_VERSION, MAC_BYTES, newNonce, NONCE_BYTE
 import { deriveFrameKeys } from './frame-mac.js';
 import { parseLinkFrame } from './frame-schema.js';
 import type { HandshakeContext } from './handshake-context.js';
-import type { LinkConn } from './link-conn.js';
+import type { ConnEnd, LinkConn } from './link-conn.js';
 import { resumes } from './link-session.js';
 import { encodeLinkFrame } from './link-wire.js';
 import type { PeerLink } from './peer-link.js';
 import { checkPeerNode } from './tls-identity.js';
 
-/**
- * Runs the acceptor's handshake on an inbound connection. `settled` is called once the connection
- * is no longer in its handshake (established, or ended).
- */
-export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: (conn: LinkConn) => void): void {
+/** What the pre-authentication pool learns from an inbound handshake (link-listener.ts). */
+export interface InboundAdmission {
+  /** A well-formed hello named `node`, a peer that may dial us. */
+  claimed(node: number): void;
+  /** The connection is established: it leaves the pool. */
+  settled(): void;
+  /** The connection ended before it was established. */
+  failed(why: ConnEnd, err: unknown): void;
+}
+
+/** Runs the acceptor's handshake on an inbound connection. */
+export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, admission: InboundAdmission): void {
   const timer = ctx.clock.setTimer(ctx.timing.handshakeMs, () => conn.end('timeout'));
   const nonce = newNonce();
   let stage: 'hello' | 'auth' | 'done' = 'hello';
@@ -36,6 +43,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
       if (peer === undefined) refuse(`node ${f.from} is not a peer`);
       if (f.kv !== ctx.kernelVersion) throw new DvsError('EDVSPROTONOSUPPORT', `node ${f.from} speaks kernel protocol ${f.kv} (this node ${ctx.kernelVersion})`);
       if (ctx.tls !== undefined) checkPeerNode(conn.socket as tls.TLSSocket, f.from);
+      admission.claimed(f.from);
       const p = handshakeParams({ nonce: f.nonce, node: f.from, inc: f.inc, kv: f.kv }, { nonce, node: ctx.nodeId, inc: ctx.incarnation, kv: ctx.kernelVersion });
       hello = { from: f.from, inc: f.inc, params: p };
       peerOf = peer;
@@ -51,7 +59,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
       if (peer === undefined || peer !== peerOf) refuse(`node ${hello.from} is no longer a peer`);
       ctx.clock.clearTimer(timer);
       stage = 'done';
-      settled(conn);
+      admission.settled();
       const peerToken = { inc: hello.inc, epoch: f.epoch };
       const myToken = { inc: ctx.incarnation, epoch: peer.epoch };
       const myView = peer.view();
@@ -66,8 +74,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, settled: 
 
   conn.onEnd = (why, err) => {
     ctx.clock.clearTimer(timer);
-    settled(conn);
-    if (stage !== 'done') ctx.handshakeFailed(why, err, undefined, 'inbound');
+    if (stage !== 'done') admission.failed(why, err);
   };
 }
 

@@ -17,9 +17,10 @@ import type { SocketReads } from './socket-reads.js';
 
 /**
  * Why a connection ended: 'mac' is a frame whose tag did not verify, 'version' a peer speaking
- * another link or kernel protocol version.
+ * another link or kernel protocol version, 'evicted' a connection before authentication that made
+ * room for a newer one (preauth-pool.ts).
  */
-export type ConnEnd = 'closed' | 'protocol' | 'auth' | 'mac' | 'version' | 'timeout' | 'refused' | 'replaced' | 'shutdown' | 'suspect' | 'down';
+export type ConnEnd = 'closed' | 'protocol' | 'auth' | 'mac' | 'version' | 'timeout' | 'refused' | 'evicted' | 'replaced' | 'shutdown' | 'suspect' | 'down';
 
 export interface ByteCounters {
   bytesIn: number;

@@ -23,6 +23,7 @@ import { DEFAULT_LINK_TIMING, type LinkLogger, type LinkManagerOptions, type Lin
 import { newManagerCounters, type LinkManagerStats, type PeerLinkStats } from './link-stats.js';
 import { LinkTicker } from './link-ticker.js';
 import { PeerLink, type PeerLinkHost } from './peer-link.js';
+import { plainAddress } from './preauth-pool.js';
 
 export { DEFAULT_LINK_TIMING, type LinkLogger, type LinkManagerOptions, type LinkTiming, type LinkTlsOptions, type PeerAddress, type PeerReport } from './link-options.js';
 export type { LinkManagerStats } from './link-stats.js';
@@ -39,6 +40,8 @@ export class LinkManager implements KernelTransport {
   private readonly listener: LinkListener;
   private readonly ticker: LinkTicker;
   private readonly peers = new Map<number, PeerLink>();
+  /** The listed hosts of the peers (see PreAuthPool: an address that is no peer's gets a smaller share). */
+  private readonly peerAddresses = new Set<string>();
   private started = false;
   private closed = false;
   private address: { host: string; port: number } | undefined;
@@ -97,7 +100,7 @@ export class LinkManager implements KernelTransport {
       handshakeFailed: (why, err, peer, where) => this.countFailure(why, err, peer, where),
       redial: (peer, soon) => this.scheduleDial(peer, soon),
     };
-    this.listener = new LinkListener(this.ctx, this.counters, opts.maxPendingHandshakes ?? 64);
+    this.listener = new LinkListener(this.ctx, this.counters, opts.maxPendingHandshakes ?? 64, (address) => this.peerAddresses.has(address));
     this.ticker = new LinkTicker(clock, timing, (now, judge) => this.onTick(now, judge));
   }
 
@@ -149,6 +152,8 @@ export class LinkManager implements KernelTransport {
       peer.port = addr.port;
       if (this.started) this.dial(peer);
     }
+    this.peerAddresses.clear();
+    for (const addr of wanted.values()) this.peerAddresses.add(plainAddress(addr.host));
   }
 
   /** KernelTransport: queue a frame for `node`. Dropped (and counted) when the peer is down or unknown. */
@@ -245,6 +250,7 @@ export class LinkManager implements KernelTransport {
     } else if (why === 'protocol') this.counters.protocolErrors++;
     else if (why === 'timeout') this.counters.handshakeTimeouts++;
     else if (why === 'refused') this.counters.refused++;
+    else if (why === 'evicted') this.counters.evictedBeforeAuth++;
     else if (why === 'version') {
       this.counters.refused++;
       this.counters.versionMismatches++;

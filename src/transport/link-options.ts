@@ -17,9 +17,11 @@ export interface LinkTiming {
   readonly reconnectMs: number;
   /** Bound on a whole handshake (TCP/TLS connect included). */
   readonly handshakeMs: number;
+  /** An inbound connection's first frame (hello) must arrive this soon after it was accepted (at most handshakeMs). */
+  readonly helloMs: number;
 }
 
-export const DEFAULT_LINK_TIMING: LinkTiming = Object.freeze({ heartbeatMs: 500, suspectMs: 1500, deadMs: 3000, reconnectMs: 100, handshakeMs: 3000 });
+export const DEFAULT_LINK_TIMING: LinkTiming = Object.freeze({ heartbeatMs: 500, suspectMs: 1500, deadMs: 3000, reconnectMs: 100, handshakeMs: 3000, helloMs: 1000 });
 
 /** pino-compatible: `logger.info(fields, message)`. */
 export type LinkLogger = Logger;
@@ -62,7 +64,10 @@ export interface LinkManagerOptions {
   readonly windowBytes?: number;
   /** Unsent bytes per peer beyond which `backpressure` makes notifiers wait (default 8 MiB). */
   readonly maxQueuedBytes?: number;
-  /** Inbound connections still in their handshake, at most. Default 64. */
+  /**
+   * Inbound connections that have not sent their hello yet, at most (default 64); a newcomer evicts
+   * the oldest of them (see docs/link-protocol.md, "Before authentication").
+   */
   readonly maxPendingHandshakes?: number;
   readonly logger?: LinkLogger;
   /** Time and timers of every link timer (heartbeats, backoff, handshake deadlines, the delayed ack). Default: the system clock. */

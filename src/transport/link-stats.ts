@@ -104,6 +104,10 @@ export interface ManagerCounters {
   versionMismatches: number;
   /** Frames after a handshake whose tag did not verify, all peers together (each closed its connection). */
   macFailures: number;
+  /** Inbound connections closed before authentication to make room for a newer one (also in handshakeFailures). */
+  evictedBeforeAuth: number;
+  /** Inbound connections closed by the other side before sending anything (a liveness probe; not a failure). */
+  probes: number;
 }
 
 export function newManagerCounters(): ManagerCounters {
@@ -118,6 +122,8 @@ export function newManagerCounters(): ManagerCounters {
     callbackErrors: 0,
     versionMismatches: 0,
     macFailures: 0,
+    evictedBeforeAuth: 0,
+    probes: 0,
   };
 }
 
