@@ -176,10 +176,13 @@ export class Directory extends Emitter<DirectoryEvents> {
 
   /**
    * Registers a node under a new lease of `ttlMs`, kept alive by this directory, at the next
-   * incarnation. EDVSNODEBUSY if the node id is registered and alive (unless `replace`).
+   * incarnation. EDVSNODEBUSY if the node id is registered and alive (unless `replace`), or being
+   * registered here. A failure (the store unreachable: EDVSNOTCONN, EDVSTIMEDOUT; the timeout:
+   * EDVSTIMEDOUT; an abort: EDVSINTR) leaves no registration or lease behind: call it again, with
+   * backoff, until it succeeds. After a lost lease it works again as soon as the store is back.
    */
   async registerNode(info: NodeInfo, ttlMs: number, opts: RegisterOptions = {}): Promise<NodeRecord> {
-    await this.opened();
+    this.cache.checkOpen();
     return this.registry.register(info, ttlMs, opts);
   }
 

@@ -7,7 +7,7 @@
  */
 import type { Endpoint } from '../../ipc/endpoint.js';
 import { DvsError } from '../../ipc/errors.js';
-import type { Compare, KeyValue, TxnOp } from '../store.js';
+import type { Compare, KeyValue, LeaseId, TxnOp } from '../store.js';
 import type { DirectoryContext } from './context.js';
 import { dcSpace } from './dc-space.js';
 import type { EndpointValue } from './endpoint-claims.js';
@@ -43,7 +43,8 @@ export class EndpointFreezes {
       { op: 'get', key: epKey },
       { op: 'get', key: frzKey },
     ];
-    const lease = await store.grantLease(freezeMs);
+    // Granted once the entry is found freezable; revoked unless the marker lands under it.
+    let lease: LeaseId | undefined;
     let frozen = false;
     try {
       let [epKv, frzKv] = await this.read(reads);
@@ -52,7 +53,7 @@ export class EndpointFreezes {
         const rec = epKv === undefined ? undefined : parseEndpoint(epKv, dcid, slot);
         if (rec === undefined) fail('EDVSNOTBIND', `endpoint ${space.format(endpoint)} of DC ${dcid} is not published`, { dcid, endpoint });
         // After an attempt whose reply was lost, a marker under our lease is that attempt's.
-        if (lostOnce && frzKv?.lease === lease && rec.endpoint === endpoint) {
+        if (lostOnce && lease !== undefined && frzKv?.lease === lease && rec.endpoint === endpoint) {
           frozen = true;
           await cache.catchUp(frzKv.modRevision);
           return { ...rec, frozen: true, freezeMs };
@@ -60,6 +61,7 @@ export class EndpointFreezes {
         checkRecord(rec, dcid, endpoint, epoch, space.format.bind(space));
         const marker = frzKv === undefined ? undefined : parseFreeze(frzKv);
         if (marker?.endpoint === endpoint) fail('EDVSBUSY', `endpoint ${space.format(endpoint)} of DC ${dcid} is frozen already`, { dcid, endpoint });
+        lease ??= await store.grantLease(freezeMs);
         // A marker that names no live endpoint (an earlier generation's, or malformed) is replaced.
         const { r, lost } = await txns.run({
           compare: [
@@ -79,7 +81,7 @@ export class EndpointFreezes {
       }
       return fail('EDVSBUSY', `could not freeze endpoint ${space.format(endpoint)} of DC ${dcid}: too much contention`);
     } finally {
-      if (!frozen) await store.revokeLease(lease).catch(noop);
+      if (!frozen && lease !== undefined) await store.revokeLease(lease).catch(noop);
     }
   }
 

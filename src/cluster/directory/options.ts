@@ -19,11 +19,17 @@ export interface DirectoryOptions {
   readonly cacheWaitMs?: number;
   /** A claim's timeout when it gives none. Default 10000 ms. */
   readonly claimTimeoutMs?: number;
+  /** A registration's timeout when it gives none. Default 10000 ms. */
+  readonly registerTimeoutMs?: number;
 }
 
 export interface RegisterOptions {
   /** Take over a live registration of the same node id (a restarted daemon whose old lease has not expired): its lease is revoked. */
   readonly replace?: boolean;
+  /** Fails the registration with EDVSTIMEDOUT after this many ms; -1: no timeout. Default the directory's `registerTimeoutMs`. */
+  readonly timeoutMs?: number;
+  /** Aborting fails the registration with EDVSINTR. */
+  readonly signal?: AbortLike;
 }
 
 export interface ClaimOptions {
@@ -54,17 +60,24 @@ export interface DirectorySettings {
   readonly maxRetries: number;
   readonly cacheWaitMs: number;
   readonly claimTimeoutMs: number;
+  readonly registerTimeoutMs: number;
 }
 
 export function directorySettings(opts: DirectoryOptions): DirectorySettings {
   const rangeSize = opts.rangeSize ?? 16;
   if (!isInt(rangeSize, 1, 32)) throw new DvsError('EDVSINVAL', `rangeSize must be an integer in 1..32, got ${String(opts.rangeSize)}`);
-  if (opts.claimTimeoutMs !== undefined && !isInt(opts.claimTimeoutMs, -1, 0x7fffffff)) throw new DvsError('EDVSINVAL', `claimTimeoutMs must be an integer >= -1, got ${String(opts.claimTimeoutMs)}`);
+  for (const [name, v] of [
+    ['claimTimeoutMs', opts.claimTimeoutMs],
+    ['registerTimeoutMs', opts.registerTimeoutMs],
+  ] as const) {
+    if (v !== undefined && !isInt(v, -1, 0x7fffffff)) throw new DvsError('EDVSINVAL', `${name} must be an integer >= -1, got ${String(v)}`);
+  }
   return {
     rangeSize,
     refillBelow: opts.refillBelow ?? Math.max(1, Math.floor(rangeSize / 4)),
     maxRetries: opts.maxRetries ?? 8,
     cacheWaitMs: opts.cacheWaitMs ?? 5000,
     claimTimeoutMs: opts.claimTimeoutMs ?? 10_000,
+    registerTimeoutMs: opts.registerTimeoutMs ?? 10_000,
   };
 }
