@@ -14,6 +14,7 @@ import type { EndpointValue } from './endpoint-claims.js';
 import { fail, noop } from './failures.js';
 import { entriesOf, isInt, parseDc, parseEndpoint, parseFreeze, parseNode } from './parse.js';
 import type { EndpointRecord } from './records.js';
+import type { TxnOutcome } from './txn-runner.js';
 
 export interface ThawOptions {
   /** Move the endpoint to this node (at the next epoch, under its registration lease) as it thaws. */
@@ -131,22 +132,23 @@ export class EndpointFreezes {
       ];
       const success: TxnOp[] = [];
       let moved: EndpointRecord | undefined;
-      plannedMove = toNode !== undefined && toNode !== rec.node;
-      if (plannedMove && toNode !== undefined) {
-        const owner = this.newOwner(dcid, toNode, dcKv, nodeKv);
+      const target = toNode !== undefined && toNode !== rec.node ? toNode : undefined;
+      plannedMove = target !== undefined;
+      if (target !== undefined) {
+        const owner = this.newOwner(dcid, target, dcKv, nodeKv);
         compare.push(...owner.compare);
-        const value: EndpointValue = { endpoint, generation: rec.generation, node: toNode, name: rec.name, epoch: epoch + 1 };
+        const value: EndpointValue = { endpoint, generation: rec.generation, node: target, name: rec.name, epoch: epoch + 1 };
         // The entry moves first, then the marker goes: a follower sees it frozen at its new place, then thawed there.
         success.push({ op: 'put', key: epKey, value: { ...value }, lease: owner.lease });
-        moved = { ...rec, node: toNode, epoch: epoch + 1 };
+        moved = { ...rec, node: target, epoch: epoch + 1 };
       }
       success.push({ op: 'delete', key: frzKey });
-      let outcome;
+      let outcome: TxnOutcome;
       try {
         outcome = await txns.run({ compare, success, failure: reads });
       } catch (err) {
         // The new owner's lease ended between the read and the write.
-        if (plannedMove && err instanceof DvsError && err.code === 'EDVSNOENT') fail('EDVSNONODE', `node ${String(toNode)} is not registered`, { node: toNode });
+        if (target !== undefined && err instanceof DvsError && err.code === 'EDVSNOENT') fail('EDVSNONODE', `node ${target} is not registered`, { node: target });
         throw err;
       }
       const { r, lost } = outcome;
