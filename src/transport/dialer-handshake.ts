@@ -40,6 +40,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
   let params: HandshakeParams | undefined;
   let snapshot: { epoch: number; view: SessionToken | null; ack: number } | undefined;
 
+  socket.once('connect', () => ctx.dialAnswered(peer));
   socket.once(tlsOpts === undefined ? 'connect' : 'secureConnect', () => {
     if (!conn.open) return;
     if (tlsOpts !== undefined) {
@@ -92,6 +93,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
     if (peer.pending === conn) peer.pending = undefined;
     if (stage === 'connect' && why === 'closed' && !isTlsAuthError(err)) {
       ctx.log.debug({ node: ctx.nodeId, peer: peer.node, err: err instanceof Error ? err.message : undefined }, 'connect failed');
+      if ((err as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED') ctx.dialRefused(peer);
     } else {
       ctx.handshakeFailed(why, err, peer, 'outbound');
     }

@@ -38,6 +38,9 @@ export interface HandshakeContext {
   handshakeFailed(why: ConnEnd, err: unknown, peer: PeerLink | undefined, where: string): void;
   /** The dialer's next attempt for `peer`: at once when `soon` and nothing failed since the last link. */
   redial(peer: PeerLink, soon: boolean): void;
+  /** A dial reached the peer's listener (TCP connected), or was refused by its host: see Liveness. */
+  dialAnswered(peer: PeerLink): void;
+  dialRefused(peer: PeerLink): void;
 }
 
 /** Handshake frames are tiny; before authentication nothing bigger is buffered. */

@@ -19,9 +19,10 @@ import { DEFAULT_MAX_FRAME_BYTES, type FramingOptions } from './framing.js';
 import { isTlsAuthError, type HandshakeContext } from './handshake-context.js';
 import type { ConnEnd, LinkConn } from './link-conn.js';
 import { LinkListener } from './link-listener.js';
-import { DEFAULT_LINK_TIMING, type LinkLogger, type LinkManagerOptions, type LinkTiming, type PeerAddress, type PeerReport } from './link-options.js';
+import { DEFAULT_LINK_TIMING, reconnectDelayMs, type LinkLogger, type LinkManagerOptions, type LinkTiming, type PeerAddress, type PeerReport } from './link-options.js';
 import { newManagerCounters, type LinkManagerStats, type PeerLinkStats } from './link-stats.js';
 import { LinkTicker } from './link-ticker.js';
+import { LivenessProbe, type ProbeOutcome } from './liveness-probe.js';
 import { PeerLink, type PeerLinkHost } from './peer-link.js';
 import { plainAddress } from './preauth-pool.js';
 
@@ -99,6 +100,8 @@ export class LinkManager implements KernelTransport {
       adopt: (peer, conn, peerToken, resume, peerAck) => this.adopt(peer, conn, peerToken, resume, peerAck),
       handshakeFailed: (why, err, peer, where) => this.countFailure(why, err, peer, where),
       redial: (peer, soon) => this.scheduleDial(peer, soon),
+      dialAnswered: (peer) => peer.liveness.answered(),
+      dialRefused: (peer) => this.connectRefused(peer),
     };
     this.listener = new LinkListener(this.ctx, this.counters, opts.maxPendingHandshakes ?? 64, (address) => this.peerAddresses.has(address));
     this.ticker = new LinkTicker(clock, timing, (now, judge) => this.onTick(now, judge));
@@ -295,7 +298,33 @@ export class LinkManager implements KernelTransport {
     }
     else this.log.debug({ node: this.nodeId, peer: peer.node, why }, 'link connection ended');
     peer.detach(conn, why, err);
+    if (why === 'closed' && peer.state !== 'down' && this.peers.get(peer.node) === peer) {
+      // Closed or reset from the peer's side: if its listener now refuses us, its process is gone.
+      peer.liveness.lostByPeer();
+      if (!this.dials(peer)) this.probe(peer);
+    }
     if (why !== 'replaced' && why !== 'shutdown') this.scheduleDial(peer, true);
+  }
+
+  // ---- crash detection -----------------------------------------------------------------------
+
+  /** The accepting side probes the peer's listener (liveness-probe.ts); the dialing side learns from its dials. */
+  private probe(peer: PeerLink): void {
+    const { host, port } = peer;
+    if (this.closed || host === undefined || port === undefined || port === 0) return;
+    peer.probe ??= new LivenessProbe(this.clock, this.timing, (o) => this.onProbe(peer, o));
+    peer.probe.start(host, port);
+  }
+
+  private onProbe(peer: PeerLink, outcome: ProbeOutcome): void {
+    if (this.closed || this.peers.get(peer.node) !== peer) return;
+    if (outcome === 'answered') peer.liveness.answered();
+    else if (outcome === 'refused') this.connectRefused(peer);
+  }
+
+  private connectRefused(peer: PeerLink): void {
+    peer.counters.connectsRefused++;
+    if (peer.state !== 'down' && peer.liveness.refused()) peer.goDown('its connection was closed and its listener refuses connections: the process is gone');
   }
 
   // ---- dialing -------------------------------------------------------------------------------
@@ -306,9 +335,7 @@ export class LinkManager implements KernelTransport {
 
   private scheduleDial(peer: PeerLink, soon: boolean): void {
     if (this.closed || !this.dials(peer) || peer.reconnectTimer !== undefined || peer.conn !== undefined || peer.pending !== undefined) return;
-    const base = this.timing.reconnectMs;
-    const cap = Math.max(base, Math.min(1000, 2 * this.timing.heartbeatMs));
-    const delay = soon && peer.reconnectAttempts === 0 ? 0 : Math.min(base * 2 ** Math.min(peer.reconnectAttempts, 16), cap);
+    const delay = reconnectDelayMs(this.timing, peer.reconnectAttempts, soon);
     peer.reconnectAttempts++;
     peer.reconnectTimer = this.clock.setTimer(delay, () => {
       peer.reconnectTimer = undefined;

@@ -21,6 +21,17 @@ export interface LinkTiming {
   readonly helloMs: number;
 }
 
+/**
+ * The delay before connection attempt number `attempt` (from 0): none for the first one when
+ * `soon`, else reconnectMs doubling up to max(reconnectMs, min(1000, 2 × heartbeatMs)).
+ */
+export function reconnectDelayMs(timing: LinkTiming, attempt: number, soon: boolean): number {
+  if (soon && attempt === 0) return 0;
+  const base = timing.reconnectMs;
+  const cap = Math.max(base, Math.min(1000, 2 * timing.heartbeatMs));
+  return Math.min(base * 2 ** Math.min(attempt, 16), cap);
+}
+
 export const DEFAULT_LINK_TIMING: LinkTiming = Object.freeze({ heartbeatMs: 500, suspectMs: 1500, deadMs: 3000, reconnectMs: 100, handshakeMs: 3000, helloMs: 1000 });
 
 /** pino-compatible: `logger.info(fields, message)`. */

@@ -46,6 +46,8 @@ export interface PeerCounters {
   authFailures: number;
   /** Frames from this peer whose tag did not verify (each closed its connection). */
   macFailures: number;
+  /** Connection attempts to the peer's listener (dials, or the accepting side's probes) refused: nothing listened. */
+  connectsRefused: number;
 }
 
 export function newPeerCounters(): PeerCounters {
@@ -64,6 +66,7 @@ export function newPeerCounters(): PeerCounters {
     protocolErrors: 0,
     authFailures: 0,
     macFailures: 0,
+    connectsRefused: 0,
   };
 }
 

@@ -15,6 +15,7 @@ import type { ConnEnd, LinkConn } from './link-conn.js';
 import { connFailure, newPeerCounters, type ConnFailure, type PeerLinkStats, type PeerState } from './link-stats.js';
 import { encodeDataFrame, encodeLinkFrame, wireBytes, type Wire } from './link-wire.js';
 import { Liveness } from './liveness.js';
+import type { LivenessProbe } from './liveness-probe.js';
 import { Outbox } from './outbox.js';
 import { ResendQueue } from './resend-queue.js';
 
@@ -70,6 +71,8 @@ export class PeerLink {
   private consecutiveErrors = 0;
   reconnectTimer: TimerHandle | undefined;
   reconnectAttempts = 0;
+  /** Accepting side: probes the peer's listener after the peer closed the link (liveness-probe.ts). */
+  probe: LivenessProbe | undefined;
   private established = 0;
   readonly counters = newPeerCounters();
   private lastFailure: ConnFailure | undefined;
@@ -264,6 +267,8 @@ export class PeerLink {
     this.conn = conn;
     conn.counters = this.counters;
     this.liveness.heard(now);
+    this.liveness.linked();
+    this.probe?.stop();
     this.reconnectAttempts = 0;
     if (this.established++ > 0) this.counters.reconnects++;
     this.state = 'up';
@@ -325,6 +330,7 @@ export class PeerLink {
     this.hostApi.log('warn', 'peer down', { node: this.node, reason });
     this.state = 'down';
     this.epoch++;
+    this.probe?.stop();
     this.resetSession(true);
     this.conn?.end('down');
     this.conn = undefined;
@@ -341,6 +347,7 @@ export class PeerLink {
     this.conn = undefined;
     this.pending?.end('shutdown');
     this.pending = undefined;
+    this.probe?.stop();
     // Nobody may wait on a link that will never flush again.
     this.releaseRoomWaiters(true);
   }

@@ -54,6 +54,7 @@ export class Harness {
   private readonly managers = new Set<LinkManager>();
   private readonly proxies = new Set<TcpProxy>();
   private readonly sockets = new Set<net.Socket>();
+  private readonly servers = new Set<net.Server>();
 
   async node(nodeId: number, opts: Partial<LinkManagerOptions> = {}): Promise<TestNode> {
     const frames: TestNode['frames'] = [];
@@ -89,6 +90,20 @@ export class Harness {
     return p;
   }
 
+  /**
+   * The port of a listener that accepts connections and does nothing with them: the address to list
+   * for a peer played by hand, whose process is alive (a crash detector probing it is answered).
+   */
+  async liveListener(): Promise<number> {
+    const server = net.createServer((s) => {
+      s.on('error', () => {});
+      this.sockets.add(s);
+    });
+    this.servers.add(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as net.AddressInfo).port;
+  }
+
   /** A raw client socket, closed by closeAll. */
   async connect(port: number): Promise<net.Socket> {
     const s = net.connect({ host: '127.0.0.1', port });
@@ -113,6 +128,8 @@ export class Harness {
     this.managers.clear();
     await Promise.all([...this.proxies].map((p) => p.close()));
     this.proxies.clear();
+    await Promise.all([...this.servers].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.servers.clear();
   }
 }
 

@@ -74,7 +74,7 @@ describe('link fuzzing', () => {
     const good = await h.node(2, { timing: TIMING });
     // Node 1 is the hostile identity (it knows the key in the data-frame cases); node 2 behaves.
     target.lm.setPeers([
-      { nodeId: 1, host: '127.0.0.1', port: 1 },
+      { nodeId: 1, host: '127.0.0.1', port: await h.liveListener() },
       { nodeId: 2, host: '127.0.0.1', port: good.port },
     ]);
     good.lm.setPeers([{ nodeId: 5, host: '127.0.0.1', port: target.port }]);

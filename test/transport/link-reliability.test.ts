@@ -313,10 +313,14 @@ describe('node link reliability', () => {
 
   it('reports a never-reachable peer down after deadMs and drops its frames', async () => {
     const a = await h.node(1);
+    const t0 = Date.now();
     a.lm.setPeers([{ nodeId: 2, host: '127.0.0.1', port: 1 }]);
     a.lm.send(2, notify(0));
     await waitFor(() => a.reports.some((r) => r.node === 2 && r.state === 'down'), 'down', 10_000);
     expect(a.lm.peerState(2)).toMatchObject({ state: 'down', dropped: 1 });
+    // Refused again and again, but it never had a link to lose: the full deadMs (a few ms of timer slack).
+    expect(a.lm.peerState(2)!.connectsRefused).toBeGreaterThanOrEqual(3);
+    expect(a.reports.find((r) => r.state === 'down')!.at - t0).toBeGreaterThanOrEqual(FAST.deadMs! - 5);
   });
 
   it('reports a send to a node that is not a peer as down, and counts it', async () => {

@@ -14,7 +14,8 @@ afterEach(() => h.closeAll());
 describe('link sessions', () => {
   it('resumes when both views match, resets (down, up) when the peer changed its epoch', async () => {
     const b = await h.node(5);
-    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: 1 }]);
+    // Node 1 is played by hand; its listed address answers, as a live daemon's would.
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: await h.liveListener() }]);
     const INC = 1000;
 
     // First contact: a reset, nothing to acknowledge.
@@ -65,7 +66,8 @@ describe('link sessions', () => {
 
   it('a resume acknowledging more than was sent is a protocol error', async () => {
     const b = await h.node(5);
-    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: 1 }]);
+    // Node 1 is played by hand; its listed address answers, as a live daemon's would.
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: await h.liveListener() }]);
     let raw = await RawPeer.connect(h, b.port);
     await raw.dial({ from: 1, to: 5, inc: 7, key: KEY });
     raw.socket.destroy();
