@@ -18,6 +18,8 @@ import { checkPeerNode } from './tls-identity.js';
 
 /** What the pre-authentication pool learns from an inbound handshake (link-listener.ts). */
 export interface InboundAdmission {
+  /** A hello names `node` as its sender (not yet checked): what the connection is counted under. */
+  named(node: number): void;
   /** A well-formed hello named `node`, a peer that may dial us. */
   claimed(node: number): void;
   /** The connection is established: it leaves the pool. */
@@ -37,6 +39,7 @@ export function acceptHandshake(ctx: HandshakeContext, conn: LinkConn, admission
   conn.onValue = (v) => {
     const f = parseLinkFrame(v, NONCE_BYTES, MAC_BYTES);
     if (stage === 'hello' && f.t === 'hello') {
+      admission.named(f.from);
       if (f.to !== ctx.nodeId) refuse(`hello for node ${f.to}`);
       if (f.from >= ctx.nodeId) refuse(`node ${f.from} must accept, not dial, node ${ctx.nodeId}`);
       const peer = ctx.peerOf(f.from);

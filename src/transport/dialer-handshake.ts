@@ -31,7 +31,7 @@ export function dialPeer(ctx: HandshakeContext, peer: PeerLink, host: string, po
   } else {
     socket = tls.connect({ host, port, key: tlsOpts.key, cert: tlsOpts.cert, ca: tlsOpts.ca as string | Buffer | Array<string | Buffer>, rejectUnauthorized: true, checkServerIdentity: () => undefined });
   }
-  const conn = new LinkConn(socket, ctx.maxFrameBytes, reads, ctx.frameKey === undefined ? undefined : HANDSHAKE_FRAMES);
+  const conn = new LinkConn(socket, ctx.maxFrameBytes, reads, ctx.frameKey === undefined ? undefined : HANDSHAKE_FRAMES, ctx.totals);
   peer.pending = conn;
   const timer = ctx.clock.setTimer(ctx.timing.handshakeMs, () => conn.end('timeout'));
   const nonce = newNonce();

@@ -7,7 +7,7 @@ import type { Clock } from '../kernel/clock.js';
 import type { HandshakeProofs } from './auth.js';
 import type { SessionToken } from './frame-schema.js';
 import type { FramingOptions } from './framing.js';
-import type { ConnEnd, LinkConn } from './link-conn.js';
+import type { ByteCounters, ConnEnd, LinkConn } from './link-conn.js';
 import type { LinkLogger, LinkTiming, LinkTlsOptions } from './link-options.js';
 import type { PeerLink } from './peer-link.js';
 
@@ -29,6 +29,8 @@ export interface HandshakeContext {
   readonly frameKey: Uint8Array | undefined;
   readonly log: LinkLogger;
   readonly clock: Clock;
+  /** The node's byte counters of all link connections. */
+  readonly totals: ByteCounters;
   isClosed(): boolean;
   /** The link of `node` while it is a peer. */
   peerOf(node: number): PeerLink | undefined;

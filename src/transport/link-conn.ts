@@ -80,7 +80,14 @@ export class LinkConn {
    * `plainFrames`: in cluster-key mode, how many inbound frames come before every frame is followed
    * by a tag (the peer's two handshake frames); undefined when frames carry no tag (TLS).
    */
-  constructor(socket: Socket, maxFrameBytes: number, reads?: SocketReads, plainFrames?: number) {
+  constructor(
+    socket: Socket,
+    maxFrameBytes: number,
+    reads?: SocketReads,
+    plainFrames?: number,
+    /** The node's counters of every connection's bytes, handshakes included. */
+    private readonly totals?: ByteCounters,
+  ) {
     this.socket = socket;
     this.transient = reads !== undefined;
     this.decoder = new FrameDecoder({ maxFrameBytes, transientChunks: this.transient });
@@ -128,7 +135,11 @@ export class LinkConn {
   write(wire: Wire): void {
     if (this.ended !== undefined) return;
     this.sealer?.seal(wire);
-    if (this.counters !== undefined) this.counters.bytesOut += wireBytes(wire);
+    if (this.counters !== undefined || this.totals !== undefined) {
+      const n = wireBytes(wire);
+      if (this.counters !== undefined) this.counters.bytesOut += n;
+      if (this.totals !== undefined) this.totals.bytesOut += n;
+    }
     if (Buffer.isBuffer(wire)) {
       this.socket.write(wire);
       return;
@@ -156,6 +167,7 @@ export class LinkConn {
   private onData(chunk: Buffer): void {
     if (this.ended !== undefined) return;
     if (this.counters !== undefined) this.counters.bytesIn += chunk.byteLength;
+    if (this.totals !== undefined) this.totals.bytesIn += chunk.byteLength;
     if (this.splits) {
       this.readSealed(chunk);
       return;

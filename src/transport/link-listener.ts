@@ -94,9 +94,8 @@ export class LinkListener {
     this.counters.accepted++;
     const slot = this.pool.admit(socket);
     if (slot === undefined) {
-      this.counters.refused++;
-      this.counters.handshakeFailures++;
       socket.destroy();
+      this.ctx.handshakeFailed('refused', new DvsError('EDVSCONNREFUSED', 'too many connections before authentication from this address'), undefined, 'inbound');
       return;
     }
     const tlsServer = this.tlsServer;
@@ -131,10 +130,16 @@ export class LinkListener {
   }
 
   private startHandshake(slot: PreAuthSlot, socket: net.Socket): void {
-    const conn = new LinkConn(socket, HANDSHAKE_MAX_FRAME_BYTES, undefined, this.ctx.frameKey === undefined ? undefined : HANDSHAKE_FRAMES);
+    const conn = new LinkConn(socket, HANDSHAKE_MAX_FRAME_BYTES, undefined, this.ctx.frameKey === undefined ? undefined : HANDSHAKE_FRAMES, this.ctx.totals);
     slot.handshaking = true;
     slot.end = (why) => conn.end(why);
     const admission: InboundAdmission = {
+      named: (node) => {
+        const peer = this.ctx.peerOf(node);
+        if (peer === undefined) return;
+        slot.named = node;
+        peer.counters.accepted++;
+      },
       claimed: (node) => this.pool.claim(slot, node),
       settled: () => this.pool.settle(slot),
       failed: (why, err) => this.failed(slot, why, err),
@@ -149,6 +154,6 @@ export class LinkListener {
       this.counters.probes++;
       return;
     }
-    this.ctx.handshakeFailed(why, err, slot.claimed === undefined ? undefined : this.ctx.peerOf(slot.claimed), 'inbound');
+    this.ctx.handshakeFailed(why, err, slot.named === undefined ? undefined : this.ctx.peerOf(slot.named), 'inbound');
   }
 }

@@ -20,7 +20,7 @@ import { isTlsAuthError, type HandshakeContext } from './handshake-context.js';
 import type { ConnEnd, LinkConn } from './link-conn.js';
 import { LinkListener } from './link-listener.js';
 import { DEFAULT_LINK_TIMING, reconnectDelayMs, type LinkLogger, type LinkManagerOptions, type LinkTiming, type PeerAddress, type PeerReport } from './link-options.js';
-import { newManagerCounters, type LinkManagerStats, type PeerLinkStats } from './link-stats.js';
+import { handshakeFailureReason, newManagerCounters, type LinkManagerStats, type PeerLinkStats } from './link-stats.js';
 import { LinkTicker } from './link-ticker.js';
 import { LivenessProbe, type ProbeOutcome } from './liveness-probe.js';
 import { PeerLink, type PeerLinkHost } from './peer-link.js';
@@ -95,6 +95,7 @@ export class LinkManager implements KernelTransport {
       frameKey,
       log: this.log,
       clock,
+      totals: this.counters,
       isClosed: () => this.closed,
       peerOf: (node) => this.peers.get(node),
       adopt: (peer, conn, peerToken, resume, peerAck) => this.adopt(peer, conn, peerToken, resume, peerAck),
@@ -183,6 +184,7 @@ export class LinkManager implements KernelTransport {
       incarnation: this.incarnation,
       peers: [...this.peers.values()].sort((a, b) => a.node - b.node).map((p) => p.stats()),
       ...this.counters,
+      handshakeFailuresBy: { ...this.counters.handshakeFailuresBy },
       pendingHandshakes: this.listener.pending,
     };
   }
@@ -244,9 +246,15 @@ export class LinkManager implements KernelTransport {
   // ---- established connections ---------------------------------------------------------------
 
   private countFailure(why: ConnEnd, err: unknown, peer: PeerLink | undefined, where: string): void {
-    if (why === 'shutdown' || why === 'replaced') return;
-    this.counters.handshakeFailures++;
     const authErr = why === 'auth' || isTlsAuthError(err);
+    const reason = authErr ? 'auth' : handshakeFailureReason(why);
+    if (reason === undefined) return;
+    this.counters.handshakeFailures++;
+    this.counters.handshakeFailuresBy[reason]++;
+    if (peer !== undefined) {
+      peer.counters.handshakeFailures++;
+      peer.counters.handshakeFailuresBy[reason]++;
+    }
     if (authErr) {
       this.counters.authFailures++;
       if (peer !== undefined) peer.counters.authFailures++;
@@ -291,8 +299,10 @@ export class LinkManager implements KernelTransport {
   }
 
   private onLinkEnd(peer: PeerLink, conn: LinkConn, why: ConnEnd, err: unknown): void {
-    if (why === 'protocol') this.log.warn({ node: this.nodeId, peer: peer.node, err: err instanceof Error ? err.message : undefined }, 'link protocol violation, connection closed');
-    else if (why === 'mac') {
+    if (why === 'protocol') {
+      this.counters.linkProtocolErrors++;
+      this.log.warn({ node: this.nodeId, peer: peer.node, err: err instanceof Error ? err.message : undefined }, 'link protocol violation, connection closed');
+    } else if (why === 'mac') {
       this.counters.macFailures++;
       this.log.warn({ node: this.nodeId, peer: peer.node }, 'link frame failed its MAC, connection closed');
     }

@@ -20,6 +20,33 @@ export function connFailure(reason: ConnEnd, err: unknown): ConnFailure {
   return { reason, code: typeof code === 'string' ? code : undefined, message: err instanceof Error ? err.message : undefined };
 }
 
+/** Why handshakes failed: by the way their connections ended ('auth': a key or certificate refused). */
+export type HandshakeFailureReason = 'auth' | 'protocol' | 'timeout' | 'refused' | 'version' | 'evicted' | 'closed';
+
+export type HandshakeFailures = Record<HandshakeFailureReason, number>;
+
+export function newHandshakeFailures(): HandshakeFailures {
+  return { auth: 0, protocol: 0, timeout: 0, refused: 0, version: 0, evicted: 0, closed: 0 };
+}
+
+/** The reason a handshake that ended with `why` failed for (undefined: it did not fail, it was ended by us for good). */
+export function handshakeFailureReason(why: ConnEnd): HandshakeFailureReason | undefined {
+  switch (why) {
+    case 'auth':
+    case 'protocol':
+    case 'timeout':
+    case 'refused':
+    case 'version':
+    case 'evicted':
+    case 'closed':
+      return why;
+    case 'mac':
+      return 'protocol';
+    default:
+      return undefined;
+  }
+}
+
 /** The counters a peer link keeps (its stats without the state fields). */
 export interface PeerCounters {
   /** Kernel frames sent (first transmissions) and delivered. */
@@ -42,8 +69,14 @@ export interface PeerCounters {
   reconnects: number;
   /** Authenticated connections closed for breaking the protocol. */
   protocolErrors: number;
-  /** Handshakes with this peer that failed authentication (dialing side). */
+  /** Handshakes with this peer that failed authentication (either side; accepting: those whose hello named this peer). */
   authFailures: number;
+  /** Inbound connections whose hello named this peer (whether it was this peer or not). */
+  accepted: number;
+  /** Handshakes with this peer that failed, whatever the reason (either side, as for authFailures). */
+  handshakeFailures: number;
+  /** The same, by reason ('evicted': a newer handshake in its name took its place; 'refused' and 'version': refused). */
+  handshakeFailuresBy: HandshakeFailures;
   /** Frames from this peer whose tag did not verify (each closed its connection). */
   macFailures: number;
   /** Connection attempts to the peer's listener (dials, or the accepting side's probes) refused: nothing listened. */
@@ -65,6 +98,9 @@ export function newPeerCounters(): PeerCounters {
     reconnects: 0,
     protocolErrors: 0,
     authFailures: 0,
+    accepted: 0,
+    handshakeFailures: 0,
+    handshakeFailuresBy: newHandshakeFailures(),
     macFailures: 0,
     connectsRefused: 0,
   };
@@ -92,6 +128,8 @@ export interface ManagerCounters {
   accepted: number;
   /** Connections (either direction) closed before their handshake completed, whatever the reason. */
   handshakeFailures: number;
+  /** The same, by reason (evicted connections are also in evictedBeforeAuth, refused and version ones in refused). */
+  handshakeFailuresBy: HandshakeFailures;
   /** Wrong key, bad MAC or certificate refused (either direction). */
   authFailures: number;
   /** Protocol violations before authentication (malformed, oversized or unexpected frames). */
@@ -107,6 +145,11 @@ export interface ManagerCounters {
   versionMismatches: number;
   /** Frames after a handshake whose tag did not verify, all peers together (each closed its connection). */
   macFailures: number;
+  /** Established connections closed for breaking the protocol, all peers together (frames refused, with macFailures). */
+  linkProtocolErrors: number;
+  /** Bytes read and written on every link connection, handshakes included. */
+  bytesIn: number;
+  bytesOut: number;
   /** Inbound connections closed before authentication to make room for a newer one (also in handshakeFailures). */
   evictedBeforeAuth: number;
   /** Inbound connections closed by the other side before sending anything (a liveness probe; not a failure). */
@@ -117,6 +160,7 @@ export function newManagerCounters(): ManagerCounters {
   return {
     accepted: 0,
     handshakeFailures: 0,
+    handshakeFailuresBy: newHandshakeFailures(),
     authFailures: 0,
     protocolErrors: 0,
     handshakeTimeouts: 0,
@@ -125,6 +169,9 @@ export function newManagerCounters(): ManagerCounters {
     callbackErrors: 0,
     versionMismatches: 0,
     macFailures: 0,
+    linkProtocolErrors: 0,
+    bytesIn: 0,
+    bytesOut: 0,
     evictedBeforeAuth: 0,
     probes: 0,
   };

@@ -359,6 +359,7 @@ export class PeerLink {
       incarnation: this.peer?.inc,
       connected: this.conn !== undefined,
       ...this.counters,
+      handshakeFailuresBy: { ...this.counters.handshakeFailuresBy },
       queued: this.outbox.queued,
       queuedBytes: this.outbox.bytes,
       unacked: this.resend.count,

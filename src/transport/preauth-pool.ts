@@ -24,7 +24,9 @@ export interface PreAuthSlot {
   /** The accepted TCP socket (under TLS, the one the TLS socket wraps). */
   readonly socket: net.Socket;
   readonly address: string;
-  /** The node its hello named, once it did. */
+  /** The listed peer its hello named, once it did (counted under it, checked or not). */
+  named?: number;
+  /** The node its hello named, once the hello passed its checks (see claim). */
   claimed: number | undefined;
   /** Set once the slot left the pool (established, ended, evicted). */
   settled: boolean;

@@ -183,13 +183,26 @@ describe('cluster-key handshake', () => {
     expect(b.reports).toEqual([]);
   });
 
-  it('closes a connection that never completes its handshake', async () => {
-    const b = await h.node(5, { timing: { heartbeatMs: 50, suspectMs: 250, deadMs: 800, handshakeMs: 150 } });
-    const raw = await RawPeer.connect(h, b.port);
-    const t0 = Date.now();
-    expect(await raw.waitClosed(5000)).toBe(true);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+  it('closes a connection that never sends its hello at helloMs, one that never completes its handshake at handshakeMs', async () => {
+    const b = await h.node(5, { timing: { heartbeatMs: 50, suspectMs: 250, deadMs: 800, handshakeMs: 400, helloMs: 150 } });
+    b.lm.setPeers([{ nodeId: 1, host: '127.0.0.1', port: await h.liveListener() }]);
+    const silent = await RawPeer.connect(h, b.port);
+    silent.sendRaw(Buffer.from([0, 0])); // a byte or two, so that it is no mere probe
+    let t0 = Date.now();
+    expect(await silent.waitClosed(5000)).toBe(true);
+    // Not before helloMs (150 ms, less a few ms: timers and Date.now round differently), well before handshakeMs.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150 - 10);
+    expect(Date.now() - t0).toBeLessThan(400);
     expect(b.lm.stats()).toMatchObject({ handshakeTimeouts: 1, handshakeFailures: 1 });
+
+    const stuck = await RawPeer.connect(h, b.port);
+    t0 = Date.now();
+    stuck.send({ t: 'hello', v: LINK_PROTOCOL_VERSION, kv: 1, from: 1, to: 5, inc: 77, nonce: randomBytes(32) });
+    expect(await stuck.next()).toMatchObject({ t: 'welcome' });
+    expect(await stuck.waitClosed(5000)).toBe(true);
+    // A hello in time lifts the hello deadline: closed at handshakeMs (400 ms, less a few ms).
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400 - 10);
+    expect(b.lm.stats()).toMatchObject({ handshakeTimeouts: 2, handshakeFailures: 2 });
   });
 
   it('MACs exactly the documented 106 bytes', () => {
