@@ -9,7 +9,7 @@ const READ_BUFFER_BYTES = 64 * 1024;
 /**
  * The reads of a socket created with `onread`: Node reads into one buffer, reused for every read,
  * and calls back without the stream machinery (no Buffer, 'data' event and next-tick pass per
- * read; about 3.5 µs of a 40 µs raw Unix round trip on the reference VM). What arrives before a
+ * read, a share of a raw round trip worth saving). What arrives before a
  * consumer is attached is kept as copies. Only sockets we connect can have it: Node 20's servers
  * give the sockets they accept no `onread`.
  */

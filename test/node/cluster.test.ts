@@ -140,9 +140,16 @@ describe('remote sendrec timeouts racing the reply', () => {
     expect((await stop.result).r).toMatchObject({ type: 0 });
     const { replies } = (await server.result) as { replies: { i: number; ok: boolean; code?: string }[] };
     expect(calls).toHaveLength(60);
-    expect(replies.map((r) => r.i)).toEqual(calls.map((c) => c.i));
+    // Requests reach the server in call order; one withdrawn before the server took it (a slow
+    // machine) never reaches it, and its call fails with its timeout.
+    expect(replies.map((r) => r.i)).toEqual(calls.filter((c) => replies.some((r) => r.i === c.i)).map((c) => c.i));
+    expect(replies.length).toBeGreaterThanOrEqual(10);
     for (const c of calls) {
-      const r = replies.find((x) => x.i === c.i)!;
+      const r = replies.find((x) => x.i === c.i);
+      if (r === undefined) {
+        expect({ i: c.i, ok: c.ok, code: c.code }).toEqual({ i: c.i, ok: false, code: 'EDVSTIMEDOUT' });
+        continue;
+      }
       expect({ i: c.i, callOk: c.ok, replyOk: r.ok }).toEqual({ i: c.i, callOk: r.ok, replyOk: r.ok });
       if (!c.ok) expect([c.code, r.code]).toEqual(['EDVSTIMEDOUT', 'EDVSPROCSTS']);
     }
