@@ -7,6 +7,8 @@ import { Packr } from 'msgpackr';
 import { ANY } from '../../src/ipc/index.js';
 import { Kernel, type Process } from '../../src/kernel/index.js';
 import { systemClock } from '../../src/runtime/system-clock.js';
+import { createSecretKey, randomBytes } from 'node:crypto';
+import { FRAME_TAG_BYTES, FrameOpener, FrameSealer } from '../../src/transport/frame-mac.js';
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder } from '../../src/transport/framing.js';
 import { compare, latency, latencySamples, opsPerSecond, percentile, throughput, type BenchResult, type Suite } from '../harness.js';
 
@@ -90,7 +92,33 @@ async function framingCases(n: number, rounds: number): Promise<BenchResult[]> {
   const enc = await compare(rounds, () => opsPerSecond(n, encodeOurs), () => opsPerSecond(n, encodeRaw));
   if (sink === 0) throw new Error('framing cases did no work');
   const note = { iterations: n, rounds, baselineIs: 'msgpackr pack/unpack of the same body' };
+  // A link frame sealed and verified (cluster-key mode, link-protocol.md "Frame integrity")
+  // against the same frame encoded and decoded alone: what integrity adds to every link frame.
+  const key = createSecretKey(randomBytes(32));
+  const sealer = new FrameSealer(key);
+  const opener = new FrameOpener(key);
+  const linkFrame = { t: 'data', s: 1, a: 1, f: [[1, 1, 42, 0x2_0005, 0x2_0006, 7, { n: 1 }, true]] };
+  const linkDecoder = new FrameDecoder();
+  const plainOnce = (): Buffer => {
+    const wire = encodeFrame(linkFrame);
+    sink += linkDecoder.push(wire).length;
+    return wire;
+  };
+  const plainLoop = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) plainOnce();
+  };
+  const sealedLoop = async (count: number): Promise<void> => {
+    for (let i = 0; i < count; i++) {
+      const wire = Buffer.concat([plainOnce(), Buffer.alloc(FRAME_TAG_BYTES)]);
+      sealer.seal(wire);
+      opener.begin();
+      opener.update(wire.subarray(0, wire.byteLength - FRAME_TAG_BYTES));
+      if (opener.verify(wire.subarray(wire.byteLength - FRAME_TAG_BYTES))) sink++;
+    }
+  };
+  const mac = await compare(rounds, () => opsPerSecond(n, sealedLoop), () => opsPerSecond(n, plainLoop));
   return [
+    throughput(SUITE, 'link frame: encode, seal, verify, decode vs encode, decode', mac.ours, mac.base, { iterations: n, rounds, baselineIs: 'the same link frame encoded and decoded without its integrity tag' }),
     throughput(SUITE, 'framing: decode a request frame from a fresh read', dec.ours, dec.base, note),
     throughput(SUITE, 'framing: encode a response frame', enc.ours, enc.base, note),
   ];
