@@ -169,13 +169,14 @@ export class Copies {
     if (dst.kind === 'local') this.grantFor(dst.owner, me, dst.grant, dst.base, length, true);
     const chunk = this.k.limits.maxCopyChunk;
 
-    const inMemory = (end: SourceEnd | SinkEnd): boolean => end.kind === 'memory' || (end.kind === 'local' && end.owner.grants?.get(end.grant)?.buffer !== undefined);
+    const inMemory = (end: SourceEnd | SinkEnd): end is Exclude<SourceEnd | SinkEnd, { kind: 'remote' }> =>
+      end.kind === 'memory' || (end.kind === 'local' && end.owner.grants?.get(end.grant)?.buffer !== undefined);
     if (inMemory(src) && inMemory(dst)) {
       for (let at = 0; at < length; at += chunk) {
         const len = Math.min(chunk, length - at);
-        const data = src.kind === 'local' ? this.readMemory(src.owner, me, src.grant, src.base + at, len) : src.kind === 'memory' ? src.read(at, len) : new Uint8Array(0);
+        const data = src.kind === 'local' ? this.readMemory(src.owner, me, src.grant, src.base + at, len) : src.read(at, len);
         if (dst.kind === 'local') void this.writeLocal(dst.owner, me, dst.grant, dst.base + at, data);
-        else if (dst.kind === 'memory') dst.write(at, data);
+        else dst.write(at, data);
       }
       proc.counters.lclCopies++;
       return Promise.resolve(length);

@@ -50,7 +50,7 @@ export function handshakeMacInput(role: number, p: HandshakeParams): Buffer {
   if (p.dialerNonce.byteLength !== NONCE_BYTES || p.acceptorNonce.byteLength !== NONCE_BYTES) {
     throw new RangeError(`nonces must be ${NONCE_BYTES} bytes`);
   }
-  const out = Buffer.alloc(LABEL.byteLength + 2 + 2 * NONCE_BYTES + 8 + 16 + 8);
+  const out = Buffer.alloc(LABEL.byteLength + 2 + 2 * NONCE_BYTES + LINK_IDENTITY_BYTES);
   let at = LABEL.copy(out, 0);
   out[at++] = p.version;
   out[at++] = role;
@@ -58,13 +58,25 @@ export function handshakeMacInput(role: number, p: HandshakeParams): Buffer {
   at += NONCE_BYTES;
   out.set(p.acceptorNonce, at);
   at += NONCE_BYTES;
+  writeLinkIdentity(out, at, p);
+  return out;
+}
+
+/** Bytes of the two sides' identity (`writeLinkIdentity`). */
+export const LINK_IDENTITY_BYTES = 32;
+
+/**
+ * Writes the two sides' identity at `at`, as both the handshake proof and the frame keys cover it:
+ * `dialerNode:u32be | acceptorNode:u32be | dialerIncarnation:u64be | acceptorIncarnation:u64be |
+ * dialerKernelVersion:u32be | acceptorKernelVersion:u32be`.
+ */
+export function writeLinkIdentity(out: Buffer, at: number, p: HandshakeParams): number {
   at = out.writeUInt32BE(p.dialerNode, at);
   at = out.writeUInt32BE(p.acceptorNode, at);
   at = out.writeBigUInt64BE(BigInt(p.dialerIncarnation), at);
   at = out.writeBigUInt64BE(BigInt(p.acceptorIncarnation), at);
   at = out.writeUInt32BE(p.dialerKernelVersion, at);
-  out.writeUInt32BE(p.acceptorKernelVersion, at);
-  return out;
+  return out.writeUInt32BE(p.acceptorKernelVersion, at);
 }
 
 export function handshakeMac(key: Uint8Array, role: number, p: HandshakeParams): Buffer {

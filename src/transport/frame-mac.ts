@@ -7,7 +7,7 @@
  * See docs/link-protocol.md ("Frame integrity").
  */
 import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, type DecipherGCM, type KeyObject } from 'node:crypto';
-import { NONCE_BYTES, ROLE_ACCEPTOR, ROLE_DIALER, type HandshakeParams } from './auth.js';
+import { LINK_IDENTITY_BYTES, NONCE_BYTES, ROLE_ACCEPTOR, ROLE_DIALER, writeLinkIdentity, type HandshakeParams } from './auth.js';
 import type { Wire } from './link-wire.js';
 
 /** Bytes of the tag that follows each sealed frame. */
@@ -22,16 +22,11 @@ const KEY_LABEL = Buffer.from('dvs-link-frames', 'ascii');
  * dialerIncarnation:u64be | acceptorIncarnation:u64be | dialerKernelVersion:u32be | acceptorKernelVersion:u32be`.
  */
 export function frameKeyInfo(role: number, p: HandshakeParams): Buffer {
-  const out = Buffer.alloc(KEY_LABEL.byteLength + 2 + 8 + 16 + 8);
+  const out = Buffer.alloc(KEY_LABEL.byteLength + 2 + LINK_IDENTITY_BYTES);
   let at = KEY_LABEL.copy(out, 0);
   out[at++] = p.version;
   out[at++] = role;
-  at = out.writeUInt32BE(p.dialerNode, at);
-  at = out.writeUInt32BE(p.acceptorNode, at);
-  at = out.writeBigUInt64BE(BigInt(p.dialerIncarnation), at);
-  at = out.writeBigUInt64BE(BigInt(p.acceptorIncarnation), at);
-  at = out.writeUInt32BE(p.dialerKernelVersion, at);
-  out.writeUInt32BE(p.acceptorKernelVersion, at);
+  writeLinkIdentity(out, at, p);
   return out;
 }
 
