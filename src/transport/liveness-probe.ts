@@ -2,8 +2,10 @@
  * The accepting side's way to tell a crashed peer from a silent one: it never dials, so after the
  * peer closed the link it probes the peer's listener with bare TCP connects (closed at once, no
  * byte sent; the peer's acceptor counts them as probes, see link-listener.ts). A refusal
- * (ECONNREFUSED: nothing listens) counts toward the crash verdict; a connect that succeeds means
- * the peer's process is there, and probing stops. See docs/link-protocol.md ("Crash detection").
+ * (ECONNREFUSED: nothing listens) counts toward the crash verdict; a connect that succeeds resets
+ * it and probing goes on, until the peer dials back (the link manager stops the probe) or is down:
+ * a process that is exiting may still accept on its listener an instant after its connections
+ * closed, so one answer proves nothing for good. See docs/link-protocol.md ("Crash detection").
  */
 import net from 'node:net';
 import type { Clock, TimerHandle } from '../kernel/clock.js';
@@ -17,14 +19,14 @@ export class LivenessProbe {
   private attempts = 0;
   private running = false;
 
-  /** `outcome` hears each attempt's result; after 'answered' the probe has stopped. */
+  /** `outcome` hears each attempt's result. */
   constructor(
     private readonly clock: Clock,
     private readonly timing: LinkTiming,
     private readonly outcome: (o: ProbeOutcome) => void,
   ) {}
 
-  /** Probes host:port until stopped or answered. */
+  /** Probes host:port until stopped. */
   start(host: string, port: number): void {
     if (this.running) return;
     this.running = true;
@@ -61,8 +63,7 @@ export class LivenessProbe {
       socket.destroy();
       if (this.socket === socket) this.socket = undefined;
       if (!this.running) return;
-      if (o === 'answered') this.running = false;
-      else this.schedule(host, port);
+      this.schedule(host, port);
       this.outcome(o);
     };
     socket.once('connect', () => done('answered'));
