@@ -16,6 +16,7 @@ import { checkToken, readTokenFile } from '../transport/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
 import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
 import { SocketReads } from '../transport/socket-reads.js';
+import type { RunInfo, RunRequest, StopSignal } from '../transport/run-spec.js';
 import { RemoteProcess } from './remote-process.js';
 
 export interface ConnectOptions {
@@ -41,6 +42,18 @@ export interface ConnectOptions {
   readonly compress?: boolean;
   /** Failures of `grant`/`revoke`, which return before the daemon answers. */
   readonly onAsyncError?: (err: DvsError) => void;
+  /**
+   * The daemon's run this process is (hello field `run`), so the daemon lists its endpoints with the
+   * run; default: env DVS_RUN, which the daemon sets for the programs it starts.
+   */
+  readonly run?: number;
+}
+
+/** DVS_RUN as a run number; absent or malformed: none. */
+function runOfEnv(): number | undefined {
+  const v = process.env.DVS_RUN;
+  const n = v === undefined || !/^[1-9][0-9]*$/.test(v) ? undefined : Number(v);
+  return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
 }
 
 /** What `bind` asks for, with the call's timeout and abort signal. */
@@ -226,6 +239,21 @@ export class DvsClient {
     return this.call('ping', {}, opts).then(() => undefined);
   }
 
+  /** Has the daemon start a program (docs/protocol.md, "Running programs"); resolves once it runs. */
+  run(spec: RunRequest): Promise<RunInfo> {
+    return this.call('run', { ...spec }) as Promise<RunInfo>;
+  }
+
+  /** The daemon's live runs and its recently ended ones. */
+  runs(): Promise<RunInfo[]> {
+    return this.call('runs', {}) as Promise<RunInfo[]>;
+  }
+
+  /** Signals run `run` (default SIGTERM; SIGKILL after the daemon's grace); resolves once it ended. */
+  stop(run: number, signal?: StopSignal): Promise<RunInfo> {
+    return this.call('stop', signal === undefined ? { run } : { run, signal }) as Promise<RunInfo>;
+  }
+
   /** Closes the connection; the daemon unbinds every endpoint bound through it. */
   async close(): Promise<void> {
     if (!this.socket.destroyed) {
@@ -358,14 +386,14 @@ export class DvsClient {
   }
 
   /** @internal Runs the hello exchange. */
-  async hello(token: string, name: string | undefined, timeoutMs: number): Promise<void> {
+  async hello(token: string, name: string | undefined, timeoutMs: number, run?: number): Promise<void> {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       this.socket.destroy();
     }, timeoutMs);
     try {
-      const r = await this.call('hello', { version: PROC_PROTOCOL_VERSION, token, pid: process.pid, name, lz4: this.compress });
+      const r = await this.call('hello', { version: PROC_PROTOCOL_VERSION, token, pid: process.pid, name, lz4: this.compress, ...(run === undefined ? {} : { run }) });
       if (!isPlainMap(r) || asInt(r.version) !== PROC_PROTOCOL_VERSION || asInt(r.maxFrameBytes) === undefined || asInt(r.maxCopyBytes) === undefined) {
         throw new DvsError('EDVSPROTONOSUPPORT', 'the daemon answered hello with an unexpected result');
       }
@@ -504,6 +532,6 @@ export async function connect(opts: ConnectOptions): Promise<DvsClient> {
     });
   });
   const client = new DvsClient(socket, opts, reads);
-  await client.hello(token, opts.name, timeoutMs);
+  await client.hello(token, opts.name, timeoutMs, opts.run ?? runOfEnv());
   return client;
 }

@@ -13,3 +13,4 @@ export { NOTIFY_MESSAGE, isNotification, type Message, type OutgoingMessage, typ
 export type { Payload } from '../ipc/payload.js';
 export type { M3Ipc, CallOptions, CopyFromOptions, GrantAccess, GrantOptions, GrantRef, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
 export type { ProcInfo } from '../kernel/procfs.js';
+export { STOP_SIGNALS, type RunEndpoint, type RunInfo, type RunRequest, type RunSpec, type RunState, type StopSignal } from '../transport/run-spec.js';

@@ -23,6 +23,7 @@ import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
 import { lockDataDir, unlockDataDir } from './data-dir-lock.js';
 import { DIAGNOSTICS } from './diagnostics.js';
 import { ProcServer } from './proc-server.js';
+import { Supervisor } from './supervisor.js';
 import { readClusterKeyFile } from '../transport/cluster-key.js';
 import { createTokenFile, readTokenFile } from '../transport/proc-token.js';
 
@@ -64,6 +65,8 @@ export class Daemon {
   private directory!: Directory;
   private reconciler: Reconciler | undefined;
   private procServer!: ProcServer;
+  /** The OS programs this daemon runs (`dvs run`); created with the process socket. */
+  private supervisorOf: Supervisor | undefined;
   private runtime!: NodeRuntimeInfo;
   /** The data directory's lock file, once taken. */
   private lockFile: string | undefined;
@@ -165,6 +168,15 @@ export class Daemon {
       token = await createTokenFile(paths.token);
     }
     const reconciler = this.reconciler;
+    const supervisor = new Supervisor({
+      nodeId: node,
+      socketPath: paths.socket,
+      tokenPath: paths.token,
+      dataDir: config.dataDir,
+      logger: log.child({ sub: 'run' }),
+      endpointsOf: (run) => this.procServer.endpointsOfRun(run),
+    });
+    this.supervisorOf = supervisor;
     this.procServer = new ProcServer({
       kernel: this.kernel,
       socketPath: paths.socket,
@@ -172,6 +184,7 @@ export class Daemon {
       logger: log.child({ sub: 'proc' }),
       bind: (dcid, o) => reconciler.bind(dcid, o),
       info: () => this.diagnostics(),
+      runs: supervisor,
       // A remote call past its timeout may wait until the far node is declared down.
       settleMs: config.timing.deadMs,
     });
@@ -232,6 +245,12 @@ export class Daemon {
     return this.reconciler.whenDc(dcid, timeoutMs);
   }
 
+  /** The OS programs this daemon runs (start, retire, stop; which run bound an endpoint). */
+  get supervisor(): Supervisor {
+    if (this.supervisorOf === undefined) throw new DvsError('EDVSDVSINIT', 'the daemon is not started');
+    return this.supervisorOf;
+  }
+
   /** The coordination store this daemon uses (its call counters show what reached the store). */
   get coordinationStore(): CoordinationStore {
     return this.store;
@@ -275,6 +294,8 @@ export class Daemon {
     // Without the lock nothing here is ours: the files in the directory belong to the daemon holding it.
     if (this.lockFile === undefined) return;
     log.info('stopping');
+    // Programs first: they are told to end while the socket still serves their last calls.
+    await this.supervisorOf?.stopAll().catch((err: unknown) => log.warn({ err }, 'stopping programs'));
     await this.procServer?.close().catch((err: unknown) => log.warn({ err }, 'process server close'));
     for (const dc of this.kernel.listDcs()) {
       for (const p of this.kernel.procs(dc.dcid)) {

@@ -97,6 +97,11 @@ export class ProcConnection implements OpHost {
     return this.bound.list();
   }
 
+  /** The run the client said in hello it belongs to (docs/protocol.md, "Running programs"). */
+  get run(): number | undefined {
+    return this.peer.run;
+  }
+
   get inFlight(): number {
     return this.pending.size;
   }

@@ -8,6 +8,7 @@ import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import type { ProcConnection } from './proc-conn.js';
 import type { Logger } from '../runtime/logger.js';
+import type { RunHost } from './proc-runs.js';
 
 
 /** What the bind hook is given: the request's slot, endpoint and name unchanged, its timeout, and the call's abort signal. */
@@ -76,6 +77,8 @@ export interface ConnContext {
   readonly bind: BindHook | undefined;
   /** The daemon's own state, answered as field `node` of `info`. */
   readonly info: (() => Record<string, unknown>) | undefined;
+  /** Serves `run`, `runs` and `stop` (the daemon's supervisor); absent: they fail with EDVSNOSYS. */
+  readonly runs: RunHost | undefined;
   /** Called once when a connection's socket is gone. */
   closed(conn: ProcConnection): void;
 }

@@ -11,6 +11,8 @@ import type { ConnContext } from './proc-context.js';
 export interface HelloPeer {
   readonly pid?: number;
   readonly name?: string;
+  /** The run (of this daemon's supervisor) the client says it belongs to: hello field `run`. */
+  readonly run?: number;
 }
 
 /** An accepted hello: what to answer, who the peer is, and whether it takes LZ4 frames. */
@@ -40,7 +42,8 @@ export function checkHello(ctx: ConnContext, f: Fields, connection: number): Acc
     const pid = optInt(f, 'pid', 0);
     const name = optString(f, 'name', MAX_CLIENT_NAME);
     lz4 = optBool(f, 'lz4') === true;
-    peer = { ...(pid === undefined ? {} : { pid }), ...(name === undefined ? {} : { name }) };
+    const run = optInt(f, 'run', 1);
+    peer = { ...(pid === undefined ? {} : { pid }), ...(name === undefined ? {} : { name }), ...(run === undefined ? {} : { run }) };
     if (version !== PROC_PROTOCOL_VERSION) throw new DvsError('EDVSPROTONOSUPPORT', `protocol version ${version} is not supported; this daemon speaks ${PROC_PROTOCOL_VERSION}`, { details: { version: PROC_PROTOCOL_VERSION } });
   } catch (err) {
     return new HelloRefused(err instanceof DvsError ? err : new DvsError('EDVSBADREQUEST', 'malformed hello'), peer);

@@ -12,6 +12,7 @@ import type { Process } from '../kernel/process.js';
 import { optBool, optInt, reqBytes, reqInt, reqMap, reqString, type Fields } from '../transport/proc-protocol.js';
 import { bindForClient } from './proc-bind.js';
 import { dcidOf, type OpHost } from './proc-op-host.js';
+import { listRuns, runProgram, stopRun } from './proc-runs.js';
 
 export interface Op {
   readonly run: (c: OpHost, f: Fields, id: number) => unknown;
@@ -206,6 +207,9 @@ export const OPS: ReadonlyMap<string, Op> = new Map<string, Op>([
   ['waitForUnbind', op(waitForUnbind)],
   ['wakeup', op(wakeup)],
   ['cancel', control(cancel)],
+  ['run', op(runProgram)],
+  ['runs', op(listRuns)],
+  ['stop', op(stopRun)],
   ['hello', op(secondHello)],
 ]);
 

@@ -11,6 +11,8 @@ import { DvsError } from '../ipc/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { encodeFrame } from '../transport/framing.js';
 import { ProcConnection } from './proc-conn.js';
+import type { RunHost } from './proc-runs.js';
+import type { RunEndpoint } from '../transport/run-spec.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { newProcServerStats, type BindHook, type ConnContext, type ProcServerStats } from './proc-context.js';
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
@@ -63,6 +65,8 @@ export interface ProcServerOptions {
    * answered as field `node` of the `info` request. It must return a plain msgpack-encodable map.
    */
   readonly info?: () => Record<string, unknown>;
+  /** Serves the `run`, `runs` and `stop` requests (the daemon's supervisor). */
+  readonly runs?: RunHost;
 }
 
 function positive(name: string, v: number | undefined, fallback: number): number {
@@ -108,6 +112,13 @@ export class ProcServer {
     return this.connections.size;
   }
 
+  /** Endpoints bound by the open connections that said in hello they belong to run `run`. */
+  endpointsOfRun(run: number): RunEndpoint[] {
+    const out: RunEndpoint[] = [];
+    for (const c of this.connections) if (c.run === run && !c.released) out.push(...c.endpoints);
+    return out;
+  }
+
   /** Removes a stale socket file, listens, and restricts the socket to its owner. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new DvsError('EDVSALREADY', 'ProcServer.start may be called once');
@@ -132,6 +143,7 @@ export class ProcServer {
       stats: this.stats,
       bind: o.bind,
       info: o.info,
+      runs: o.runs,
       closed: (conn) => {
         this.connections.delete(conn);
         this.stats.open = this.connections.size;

@@ -32,6 +32,9 @@ export const PROC_OPS = [
   'info',
   'cancel',
   'ping',
+  'run',
+  'runs',
+  'stop',
 ] as const;
 export type ProcOp = (typeof PROC_OPS)[number];
 
