@@ -3,7 +3,8 @@
  * (docs/protocol.md). `connect` authenticates; `bind` returns a `RemoteProcess`, the same M3-IPC
  * API as the in-process `Process`. Calls are pipelined on one socket (the requests of one
  * event-loop turn leave in one write) and complete out of order;
- * the daemon fetches the bytes of this process's grants from it when someone copies.
+ * the daemon fetches the bytes of this process's grants from it when someone copies, and asks a
+ * movable service for its state (RemoteProcess.onSnapshot) before it moves to another node.
  */
 import { createConnection, type Socket } from 'node:net';
 import type { AbortLike, CallOptions } from '../ipc/calls.js';
@@ -11,13 +12,13 @@ import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import { IdTable } from '../kernel/id-table.js';
 import type { ProcInfo } from '../kernel/procfs.js';
-import { DEFAULT_PROC_MAX_FRAME_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../transport/proc-protocol.js';
+import { DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, MAX_SNAPSHOT_BYTES, MAX_TIMEOUT_MS, PROC_PROTOCOL_VERSION, asInt, fromWireError, isPlainMap, toWireError, type BindResult, type Fields, type HelloResult } from '../transport/proc-protocol.js';
 import { checkToken, readTokenFile } from '../transport/proc-token.js';
 import { BatchWriter } from '../transport/batch-writer.js';
 import { encodeFrameSegments, FrameDecoder, type FramingOptions } from '../transport/framing.js';
 import { SocketReads } from '../transport/socket-reads.js';
 import type { RunInfo, RunRequest, StopSignal } from '../transport/run-spec.js';
-import { RemoteProcess } from './remote-process.js';
+import { RemoteProcess, type MovedInfo } from './remote-process.js';
 
 export interface ConnectOptions {
   /** The daemon's process socket, e.g. `<dataDir>/dvsd.sock`. */
@@ -63,6 +64,11 @@ export interface ClientBindOptions extends CallOptions {
   /** Bind exactly this endpoint (slot and generation); EDVSENDPOINT when that generation cannot be had. */
   readonly endpoint?: Endpoint;
   readonly name?: string;
+  /**
+   * Called once the endpoint moved to another node (the `moved` event): it is no longer bound here
+   * and lives on at `info.node`. A program run for one service typically exits 0 here.
+   */
+  readonly onMoved?: (info: MovedInfo) => void;
 }
 
 /** The daemon's view of its node (the `info` request). */
@@ -137,6 +143,8 @@ export class DvsClient {
   private readonly bound = new Map<string, RemoteProcess>();
   /** Calls failed locally whose success must still be undone when it arrives, by id. */
   private readonly lateAnswers = new Map<number, LateSuccess>();
+  /** Pieces of a bind's restored state that came as `restored` events before its result, by request id. */
+  private readonly restoredPieces = new Map<number, Uint8Array[]>();
   private nextId = 1;
   private readonly out: BatchWriter;
   /** How frames are encoded: the frame limit (the daemon's, once hello told it) and compression. */
@@ -196,9 +204,14 @@ export class DvsClient {
     if (opts.endpoint !== undefined) frame.endpoint = opts.endpoint;
     if (opts.name !== undefined) frame.name = opts.name;
     const r = await this.request(frame, opts, undefined, this.unbindLate);
+    const pieces = this.restoredPieces.get(frame.id as number);
+    this.restoredPieces.delete(frame.id as number);
     if (!isPlainMap(r)) throw new DvsError('EDVSBADREQUEST', 'malformed bind result');
     const res = r as unknown as BindResult;
-    const p = new RemoteProcess(this, res);
+    const last = res.restored;
+    if (last !== undefined && !(last instanceof Uint8Array)) throw new DvsError('EDVSBADREQUEST', 'malformed restored state in the bind result');
+    const restored = pieces === undefined || last === undefined ? last : Buffer.concat([...pieces, last]);
+    const p = new RemoteProcess(this, res, restored, opts.onMoved);
     this.bound.set(procKey(res.dcid, res.endpoint), p);
     return p;
   }
@@ -425,8 +438,12 @@ export class DvsClient {
         this.socket.destroy();
         return;
       }
-      if (f.sid !== undefined && typeof f.op === 'string') this.serveGrant(f);
-      else if (f.op === 'bye') this.byeReason = fromWireError(f.error);
+      if (f.sid !== undefined && typeof f.op === 'string') {
+        if (f.op === 'snapshot') this.serveSnapshot(f);
+        else this.serveGrant(f);
+      } else if (f.op === 'bye') this.byeReason = fromWireError(f.error);
+      else if (f.op === 'moved') this.onMoved(f);
+      else if (f.op === 'restored') this.onRestoredPiece(f);
       else this.onResponse(f);
     }
   }
@@ -493,6 +510,57 @@ export class DvsClient {
     }
   }
 
+  /** A `snapshot` request: the service's state from its hook, in pieces that each fit a frame. */
+  private serveSnapshot(f: Fields): void {
+    const sid = f.sid;
+    const dcid = asInt(f.dcid);
+    const endpoint = asInt(f.endpoint);
+    const p = dcid === undefined || endpoint === undefined ? undefined : this.bound.get(procKey(dcid, endpoint));
+    if (p === undefined) {
+      this.write({ sid, ok: false, error: toWireError(new DvsError('EDVSNOTBIND', `endpoint ${String(f.endpoint)} is not bound in this process`)) });
+      return;
+    }
+    p.snapshot().then(
+      (state) => {
+        if (state !== undefined && !(state instanceof Uint8Array)) throw new DvsError('EDVSBADVALUE', 'a snapshot hook must give a Uint8Array or undefined');
+        if (state !== undefined && state.byteLength > MAX_SNAPSHOT_BYTES) throw new DvsError('EDVSMSGSIZE', `a snapshot may hold at most ${MAX_SNAPSHOT_BYTES} bytes`, { details: { limit: MAX_SNAPSHOT_BYTES } });
+        if (state === undefined) {
+          this.write({ sid, ok: true });
+          return;
+        }
+        const piece = this.info.maxFrameBytes - FRAME_OVERHEAD_BYTES;
+        let at = 0;
+        while (state.byteLength - at > piece) {
+          this.write({ sid, ok: true, more: true, data: state.subarray(at, at + piece) });
+          at += piece;
+        }
+        this.write({ sid, ok: true, data: state.subarray(at) });
+      },
+    ).catch((err: unknown) => this.write({ sid, ok: false, error: toWireError(err) }));
+  }
+
+  /** The `moved` event: the endpoint lives on at another node; nothing was unbound. */
+  private onMoved(f: Fields): void {
+    const dcid = asInt(f.dcid);
+    const endpoint = asInt(f.endpoint);
+    const node = asInt(f.node);
+    const epoch = asInt(f.epoch);
+    if (dcid === undefined || endpoint === undefined || node === undefined || epoch === undefined) return;
+    const p = this.bound.get(procKey(dcid, endpoint));
+    if (p === undefined) return;
+    this.bound.delete(procKey(dcid, endpoint));
+    p.markMoved({ node, epoch });
+  }
+
+  /** A piece of a bind's restored state, before the bind's result (request `id`). */
+  private onRestoredPiece(f: Fields): void {
+    const id = asInt(f.id);
+    if (id === undefined || !(f.data instanceof Uint8Array) || this.pending.get(id) === undefined) return;
+    let list = this.restoredPieces.get(id);
+    if (list === undefined) this.restoredPieces.set(id, (list = []));
+    list.push(f.data);
+  }
+
   private onClose(): void {
     if (this.closeError !== undefined) return;
     this.closeError = this.byeReason ?? new DvsError('EDVSCONNRESET', 'connection closed');
@@ -506,6 +574,7 @@ export class DvsClient {
     for (const p of this.bound.values()) p.markGone();
     this.bound.clear();
     this.lateAnswers.clear();
+    this.restoredPieces.clear();
   }
 }
 

@@ -2,14 +2,16 @@
  * RemoteProcess: an endpoint bound through the node daemon, with the same M3-IPC API as the
  * in-process `Process`. Every call is one request on the client's socket; the rendezvous state lives
  * in the daemon's kernel. Grants are the exception: their bytes stay here, and the daemon reads or
- * writes them through grant-read / grant-write requests while someone copies.
+ * writes them through grant-read / grant-write requests while someone copies. A service that can
+ * move between nodes gives its state through `onSnapshot` and finds it again in `restored` on the
+ * node it moved to (docs/protocol.md, Migration).
  */
 import type { CallOptions, CopyFromOptions, GrantOptions, GrantRef, M3Ipc, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
 import { ANY, type Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import { checkMessageType, type Message, type OutgoingMessage } from '../ipc/message.js';
 import { checkPayload } from '../ipc/payload.js';
-import { asInt, isPlainMap, type BindResult, type Fields } from '../transport/proc-protocol.js';
+import { asInt, isPlainMap, type BindResult, type Fields, type MovedEvent } from '../transport/proc-protocol.js';
 import type { DvsClient, ResultMap } from './client.js';
 
 interface LocalGrant {
@@ -19,6 +21,12 @@ interface LocalGrant {
   readonly read: boolean;
   readonly write: boolean;
 }
+
+/** What a service gives when the daemon asks for its state before a move: bytes, or undefined when it is stateless. */
+export type SnapshotHook = () => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+
+/** Where the endpoint went: the node it lives on now, from route `epoch`. */
+export type MovedInfo = Pick<MovedEvent, 'node' | 'epoch'>;
 
 const NOTIFY_OUTCOMES: readonly string[] = ['delivered', 'pending', 'overrun', 'sent'];
 
@@ -68,14 +76,24 @@ export class RemoteProcess implements M3Ipc {
   readonly generation: number;
   /** A system process may receiveRequest, reply, notify and be notified. */
   readonly system: boolean;
+  /** The state the endpoint's previous incarnation gave before it moved here (absent on a fresh bind, or when it was stateless). */
+  readonly restored: Uint8Array | undefined;
+  /** True when this is the endpoint of a service moved here from another node. */
+  readonly migrated: boolean;
   private readonly client: DvsClient;
   private alive = true;
+  private snapshotHook: SnapshotHook | undefined;
+  private movedTo: MovedInfo | undefined;
+  private readonly movedCallback: ((info: MovedInfo) => void) | undefined;
   private readonly grants = new Map<number, LocalGrant>();
   private nextGrant = 1;
 
-  /** @internal Created by DvsClient.bind. */
-  constructor(client: DvsClient, r: BindResult) {
+  /** @internal Created by DvsClient.bind, with the whole restored state. */
+  constructor(client: DvsClient, r: BindResult, restored: Uint8Array | undefined, onMoved: ((info: MovedInfo) => void) | undefined) {
     this.client = client;
+    this.restored = restored;
+    this.migrated = r.migrated === true;
+    this.movedCallback = onMoved;
     this.dcid = r.dcid;
     this.endpoint = r.endpoint;
     this.name = r.name;
@@ -84,9 +102,31 @@ export class RemoteProcess implements M3Ipc {
     this.system = r.system;
   }
 
-  /** False after unbind or once the daemon connection is gone. */
+  /** False after unbind, once the endpoint moved to another node, or once the daemon connection is gone. */
   get bound(): boolean {
     return this.alive && !this.client.closed;
+  }
+
+  /** Where the endpoint moved to, once the daemon said so (it is then no longer bound here). */
+  get moved(): MovedInfo | undefined {
+    return this.movedTo;
+  }
+
+  /**
+   * How this service gives its state when the daemon asks for it before a move (it is then blocked
+   * in a receive): the bytes, at most MAX_SNAPSHOT_BYTES, or undefined. A hook that throws a
+   * DvsError refuses with it (EDVSMIGRATE: not movable now). Without a hook the service is stateless.
+   */
+  onSnapshot(hook: SnapshotHook | undefined): void {
+    this.snapshotHook = hook;
+  }
+
+  /** @internal The state for a snapshot request. */
+  snapshot(): Promise<Uint8Array | undefined> {
+    const hook = this.snapshotHook;
+    if (hook === undefined) return Promise.resolve(undefined);
+    // A hook that throws synchronously refuses like one that rejects.
+    return new Promise<Uint8Array | undefined>((resolve) => resolve(hook()));
   }
 
   // The message calls build their request frame once and map the result in the response handler:
@@ -249,6 +289,19 @@ export class RemoteProcess implements M3Ipc {
     const g = this.window(id, offset, data.byteLength);
     if (!g.write) throw new DvsError('EDVSACCES', `grant ${id} does not allow writing`, { details: { grant: id } });
     g.buffer.set(data, g.offset + offset);
+  }
+
+  /** @internal The daemon said the endpoint moved: it lives on at `info.node`, nothing is unbound. */
+  markMoved(info: MovedInfo): void {
+    this.alive = false;
+    this.grants.clear();
+    this.movedTo = info;
+    try {
+      this.movedCallback?.(info);
+    } catch (err) {
+      // A faulty callback must not break the connection.
+      this.client.reportAsync(err instanceof DvsError ? err : new DvsError('EDVSIO', `onMoved failed: ${String(err)}`));
+    }
   }
 
   /** @internal The connection is gone: the daemon unbound this endpoint. */

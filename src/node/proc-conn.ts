@@ -4,7 +4,8 @@
  * proc-hello.ts, the requests proc-ops.ts, the grant requests to the client proc-grant-requests.ts,
  * the outgoing frames proc-writer.ts. Every frame is validated; a frame that breaks the protocol
  * closes the connection; whatever the peer sends, the daemon neither throws nor leaves a promise
- * unobserved. Closing the connection unbinds every endpoint it bound.
+ * unobserved. Closing the connection unbinds every endpoint it bound, except those that moved to
+ * another node (endpointMoved): they live on there.
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -294,6 +295,43 @@ export class ProcConnection implements OpHost {
   tracked<T>(id: number, p: Promise<T>): Promise<T> {
     this.pending.set(new InFlight(id, false));
     return p;
+  }
+
+  event(frame: Fields): void {
+    this.out.write(frame);
+  }
+
+  // ---------------------------------------------------------------- migration (docs/protocol.md, Migration)
+
+  /** True when this connection bound `endpoint` of `dcid` and still holds it (a retired one too, until it moved). */
+  holds(dcid: number, endpoint: Endpoint): boolean {
+    return !this.releasedFlag && this.bound.get(dcid, endpoint) !== undefined;
+  }
+
+  /**
+   * Asks the client for the state of its service at `endpoint` (blocked in a receive, its route
+   * frozen for a move): the bytes it gave, in pieces concatenated, or undefined for a stateless
+   * service. Rejects with the client's refusal (EDVSMIGRATE: not movable now), EDVSTIMEDOUT past
+   * `timeoutMs`, EDVSSRCDIED when the connection closes, EDVSNOTBIND for an endpoint it does not hold.
+   */
+  requestSnapshot(dcid: number, endpoint: Endpoint, timeoutMs: number): Promise<Uint8Array | undefined> {
+    if (!this.holds(dcid, endpoint)) return Promise.reject(new DvsError('EDVSNOTBIND', `endpoint ${endpoint} of DC ${dcid} is not bound by this connection`, { details: { endpoint } }));
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) return Promise.reject(new DvsError('EDVSBADVALUE', `a snapshot timeout must be a positive integer, got ${String(timeoutMs)}`));
+    return this.grantRequests.snapshot(dcid, endpoint, timeoutMs);
+  }
+
+  /**
+   * The service at `endpoint` moved to `node` (the kernel already retired it here): the connection
+   * forgets it without unbinding, so its closing leaves the slot to its new owner, and tells the
+   * client with a `moved` event. False when the connection did not hold the endpoint.
+   */
+  endpointMoved(dcid: number, endpoint: Endpoint, node: number, epoch: number): boolean {
+    const p = this.bound.get(dcid, endpoint);
+    if (p === undefined || this.releasedFlag) return false;
+    this.bound.forget(p);
+    this.ctx.logger.debug({ conn: this.id, dcid, endpoint, node, epoch }, 'process moved');
+    this.out.write({ op: 'moved', dcid, endpoint, node, epoch });
+    return true;
   }
 
   cancel(target: number): boolean {

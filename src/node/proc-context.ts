@@ -22,11 +22,21 @@ export interface BindHookOptions {
   readonly signal: AbortLike;
 }
 
+/** A bind hook's Process with what the client is told about it: the endpoint of a service moved here. */
+export interface BoundForClient {
+  readonly process: Process;
+  /** The state the service's previous incarnation gave in its snapshot (at most MAX_SNAPSHOT_BYTES), sent as `restored`. */
+  readonly restored?: Uint8Array;
+  /** The endpoint of a moved service: sent as `migrated: true`. */
+  readonly migrated?: boolean;
+}
+
 /**
  * How the daemon binds an endpoint for a client (default: `kernel.bind`). It must bind in the
- * server's kernel and return the Process, or fail with a DvsError; it may be asynchronous.
+ * server's kernel and return the Process (or the Process with the state it restores), or fail with
+ * a DvsError; it may be asynchronous.
  */
-export type BindHook = (dcid: number, opts: BindHookOptions) => Process | Promise<Process>;
+export type BindHook = (dcid: number, opts: BindHookOptions) => Process | BoundForClient | Promise<Process | BoundForClient>;
 
 /** Counters of one ProcServer, for operators: what shows an attack or an overload. */
 export interface ProcServerStats {

@@ -50,6 +50,11 @@ export class ConnEndpoints {
     return p;
   }
 
+  /** The endpoint if this connection bound it and has not forgotten it, bound or not (a retired one of a move too). */
+  get(dcid: number, endpoint: Endpoint): Process | undefined {
+    return this.procs.get(key(dcid, endpoint));
+  }
+
   /** EDVSNOSPC when one more bind would pass the limit (endpoints the kernel unbound meanwhile do not count). */
   checkRoom(): void {
     for (const p of this.procs.values()) if (!p.bound) this.forget(p);

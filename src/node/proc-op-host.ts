@@ -24,6 +24,8 @@ export interface OpHost {
   blocking(id: number, f: Fields): { timeoutMs?: number; signal: AbortSwitch };
   /** Registers a non-blocking call still in flight (a grant backend may answer later): tracked, not cancellable. */
   tracked<T>(id: number, p: Promise<T>): Promise<T>;
+  /** Sends a frame that expects no answer (an event such as a piece of a bind's `restored` state), after those already written. */
+  event(frame: Fields): void;
   /** Aborts blocking request `target`; false when none is in flight. */
   cancel(target: number): boolean;
 }

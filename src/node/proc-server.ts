@@ -7,6 +7,7 @@
  */
 import { lstat, chmod, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { encodeFrame } from '../transport/framing.js';
@@ -18,7 +19,7 @@ import { newProcServerStats, type BindHook, type ConnContext, type ProcServerSta
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
 import { checkToken, readTokenFile } from '../transport/proc-token.js';
 
-export type { BindHook, BindHookOptions, ProcServerStats } from './proc-context.js';
+export type { BindHook, BindHookOptions, BoundForClient, ProcServerStats } from './proc-context.js';
 
 export interface ProcServerOptions {
   readonly kernel: Kernel;
@@ -117,6 +118,12 @@ export class ProcServer {
     const out: RunEndpoint[] = [];
     for (const c of this.connections) if (c.run === run && !c.released) out.push(...c.endpoints);
     return out;
+  }
+
+  /** The open connection that bound `endpoint` of `dcid` and still holds it (for a move: its snapshot, its `moved` event). */
+  connectionOf(dcid: number, endpoint: Endpoint): ProcConnection | undefined {
+    for (const conn of this.connections) if (conn.holds(dcid, endpoint)) return conn;
+    return undefined;
   }
 
   /** Removes a stale socket file, listens, and restricts the socket to its owner. */

@@ -38,8 +38,14 @@ export const PROC_OPS = [
 ] as const;
 export type ProcOp = (typeof PROC_OPS)[number];
 
-/** Requests the server sends to a client, to reach the bytes of the client's grants. */
-export type ServerOp = 'grant-read' | 'grant-write';
+/** Requests the server sends to a client: the bytes of the client's grants, a service's state before a move. */
+export type ServerOp = 'grant-read' | 'grant-write' | 'snapshot';
+
+/** Events the server sends to a client: no answer expected (`bye`, an endpoint `moved`, a piece of a bind's `restored` state). */
+export type ServerEvent = 'bye' | 'moved' | 'restored';
+
+/** Largest state a service may give in a snapshot (and so get back in `restored`). */
+export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
 
 /** Bytes of a frame body kept for the request's own fields around a payload or a data chunk. */
 export const FRAME_OVERHEAD_BYTES = 4096;
@@ -92,6 +98,22 @@ export interface BindResult {
   readonly name: string;
   /** A system process may receiveRequest, reply, notify and be notified. */
   readonly system: boolean;
+  /**
+   * The state the endpoint's previous incarnation gave in its snapshot (absent on a fresh bind and
+   * for a stateless service). A state above one frame comes in `restored` events before the result,
+   * and this holds its last piece.
+   */
+  readonly restored?: Uint8Array;
+  /** True when this is the endpoint of a service moved here from another node. */
+  readonly migrated?: true;
+}
+
+/** What the `moved` event says: the endpoint left this connection and lives on at `node`, from route `epoch`. */
+export interface MovedEvent {
+  readonly dcid: number;
+  readonly endpoint: number;
+  readonly node: number;
+  readonly epoch: number;
 }
 
 export type Fields = Record<string, unknown>;
