@@ -8,6 +8,7 @@ import { connect, type DvsClient } from '../client/index.js';
 import { Directory, type DcDefinition, type DcRecord } from '../cluster/directory.js';
 import { isDvsError } from '../ipc/errors.js';
 import type { ProcInfo } from '../kernel/index.js';
+import type { RunInfo } from '../transport/run-spec.js';
 import { isAlive, readClusterFile, readClusterKeyFile, readRuntime, type ClusterFile, type ClusterStore } from './cluster-files.js';
 import { parseNodeView, type Registration } from './node-view.js';
 import { DEFAULT_TIMEOUT_MS, reasonOf, UnreachableError, withDeadline } from './reach.js';
@@ -94,11 +95,29 @@ export interface PsOptions extends ReachOptions {
   readonly onUnanswered?: (nodeId: number, err: Error) => void;
 }
 
-/** The process table of every DC (or one), gathered from every live daemon: each reports its local endpoints. */
-export async function clusterPs(dir: string, dcid?: number, opts: PsOptions = {}): Promise<ProcInfo[]> {
+/** What `dvs ps` gathers from every live daemon: its local endpoints and the programs it runs. */
+export interface ClusterProcesses {
+  readonly procs: ProcInfo[];
+  /** By node, then run; with a DC given, only that DC's runs. */
+  readonly runs: RunInfo[];
+}
+
+/** A daemon without the run requests (an older one, a bare process server) runs no programs. */
+async function runsOf(c: DvsClient): Promise<RunInfo[]> {
+  try {
+    return await c.runs();
+  } catch (err) {
+    if (isDvsError(err, 'EDVSNOSYS') || isDvsError(err, 'EDVSBADREQUEST')) return [];
+    throw err;
+  }
+}
+
+/** The process table of every DC (or one) and the runs of every node, gathered from every live daemon. */
+export async function clusterProcesses(dir: string, dcid?: number, opts: PsOptions = {}): Promise<ClusterProcesses> {
   const cluster = readClusterFile(dir);
   const dcs = await listDcs(dir, opts);
   const rows: ProcInfo[] = [];
+  const runs: RunInfo[] = [];
   await Promise.all(
     cluster.nodes.map(async (n) => {
       const mine = dcs.filter((d) => d.nodes.includes(n.nodeId) && (dcid === undefined || d.dcid === dcid));
@@ -109,17 +128,25 @@ export async function clusterPs(dir: string, dcid?: number, opts: PsOptions = {}
           async (c) => {
             const out: ProcInfo[] = [];
             for (const d of mine) out.push(...(await c.procs(d.dcid)).filter((p) => p.kind === 'local'));
-            return out;
+            return { procs: out, runs: (await runsOf(c)).filter((r) => dcid === undefined || r.dcid === dcid) };
           },
           opts,
         );
-        if (got !== undefined) rows.push(...got);
+        if (got !== undefined) {
+          rows.push(...got.procs);
+          runs.push(...got.runs);
+        }
       } catch (err) {
         opts.onUnanswered?.(n.nodeId, err instanceof Error ? err : new Error(String(err)));
       }
     }),
   );
-  return rows.sort((a, b) => a.dcid - b.dcid || a.slot - b.slot);
+  return { procs: rows.sort((a, b) => a.dcid - b.dcid || a.slot - b.slot), runs: runs.sort((a, b) => a.node - b.node || a.run - b.run) };
+}
+
+/** The process table of every DC (or one), gathered from every live daemon: each reports its local endpoints. */
+export async function clusterPs(dir: string, dcid?: number, opts: PsOptions = {}): Promise<ProcInfo[]> {
+  return (await clusterProcesses(dir, dcid, opts)).procs;
 }
 
 /** What `dvs status` learns of a node without the store: its process, and what its daemon says. */

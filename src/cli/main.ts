@@ -3,7 +3,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isDvsError } from '../ipc/errors.js';
 import { formatProcTable } from '../kernel/index.js';
-import { addNode, clusterPs, clusterStatus, createDc, listDcs, removeDc, removeNode, StatusWithoutStore } from './admin.js';
+import { addNode, clusterProcesses, clusterStatus, createDc, listDcs, removeDc, removeNode, StatusWithoutStore } from './admin.js';
 import { clusterDown, clusterUp } from './cluster.js';
 import { defaultClusterDir } from './cluster-files.js';
 import { runClusterDemo } from './demo-cluster.js';
@@ -11,6 +11,8 @@ import { runDemo } from './demo.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
 import { DEFAULT_TIMEOUT_MS } from './reach.js';
+import { parseEnvPairs, runOnNode } from './run-command.js';
+import { formatRunTable } from './run-table.js';
 import { formatSelfViews, formatStatus } from './status-table.js';
 
 function int(value: string): number {
@@ -23,6 +25,10 @@ function positiveInt(value: string): number {
   const n = int(value);
   if (n === 0) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 function intList(value: string): number[] {
@@ -160,18 +166,47 @@ dc.command('rm-node')
 
 program
   .command('ps')
-  .description('the process table across the cluster')
+  .description('the process table across the cluster, and the programs each node runs')
   .option('--dc <dcid>', 'only this DC', int)
   .addOption(dirOption())
   .addOption(jsonOption())
   .addOption(timeoutOption('the coordination store and for each daemon'))
   .action(async (opts: { dc?: number; dir: string; json?: boolean; timeout: number }) => {
     const unanswered: string[] = [];
-    const rows = await clusterPs(opts.dir, opts.dc, { timeoutMs: opts.timeout, onUnanswered: (nodeId, err) => unanswered.push(`node ${nodeId}: ${err.message}`) });
-    out(opts.json, rows, () => formatProcTable(rows).trimEnd());
+    const found = await clusterProcesses(opts.dir, opts.dc, { timeoutMs: opts.timeout, onUnanswered: (nodeId, err) => unanswered.push(`node ${nodeId}: ${err.message}`) });
+    out(opts.json, found, () => formatProcTable(found.procs).trimEnd() + (found.runs.length === 0 ? '' : `\n\n${formatRunTable(found.runs)}`));
     // The rows of a live daemon that did not answer are missing: say so, and exit accordingly.
     for (const line of unanswered) console.error(`dvs: ${line}`);
     if (unanswered.length > 0) process.exitCode = EXIT.unreachable;
+  });
+
+program
+  .command('run')
+  .description("have a node's daemon start a program (put -- before the program and its arguments)")
+  .requiredOption('--dc <dcid>', 'the DC the program works in (DVS_DC)', int)
+  .requiredOption('--node <n>', 'the node to run it on', int)
+  .option('--slot <slot>', 'the slot it should bind (DVS_SLOT)', int)
+  .option('--name <name>', 'its name (DVS_NAME)')
+  .option('--cwd <dir>', 'its working directory (default: the daemon\'s)')
+  .option('--env <NAME=VALUE>', 'an environment variable for it (repeatable)', collect, [])
+  .argument('<program>', 'the program (no shell)')
+  .argument('[args...]', 'its arguments')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('the daemon'))
+  .action(async (command: string, args: string[], opts: { dc: number; node: number; slot?: number; name?: string; cwd?: string; env: string[]; dir: string; json?: boolean; timeout: number }) => {
+    const env = parseEnvPairs(opts.env);
+    const spec = {
+      dcid: opts.dc,
+      program: command,
+      args,
+      ...(opts.slot === undefined ? {} : { slot: opts.slot }),
+      ...(opts.name === undefined ? {} : { name: opts.name }),
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+      ...(opts.env.length === 0 ? {} : { env }),
+    };
+    const r = await runOnNode(opts.dir, opts.node, spec, { timeoutMs: opts.timeout });
+    out(opts.json, r, () => `run ${r.run} on node ${r.node}: pid ${r.pid ?? '-'}`);
   });
 
 program

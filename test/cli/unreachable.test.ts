@@ -209,7 +209,7 @@ describe('other outcomes', () => {
     await d.close();
     const r = await runCli(['ps', '--json', '--timeout', String(TIMEOUT_MS), '--dir', dir]);
     expect(r.code).toBe(EXIT.unreachable);
-    expect(JSON.parse(r.stdout)).toEqual([]);
+    expect(JSON.parse(r.stdout)).toEqual({ procs: [], runs: [] });
     expect(r.stderr).toMatch(new RegExp(`^dvs: node 5: EDVSNOTCONN: cannot reach the daemon of node 5 \\(pid ${process.pid}\\) at ${paths.socket.replace(/[.]/g, '\\.')} within ${TIMEOUT_MS} ms`));
   }, 30_000);
 });

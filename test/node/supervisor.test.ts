@@ -60,7 +60,7 @@ describe('run, runs and stop through the daemon', () => {
     expect((await client.procs(DC)).find((p) => p.endpoint === ep)?.slot).toBe(5);
 
     const answer = await caller.sendrec(ep, { type: 1, payload: 'hello' }, { timeoutMs: 10_000 });
-    expect(answer.payload).toEqual({ echo: 'hello', run: info.run });
+    expect(answer.payload).toMatchObject({ echo: 'hello', run: info.run });
 
     await caller.sendrec(ep, { type: 2, payload: { code: 3 } }, { timeoutMs: 10_000 });
     const ended = await eventually(async () => {
