@@ -9,8 +9,9 @@ import type { Payload } from '../ipc/payload.js';
 /**
  * Version of this protocol, exchanged when two nodes link: kernels of different versions never
  * talk. 2: "moved" answers carry the epoch; the `moved` frame; reply-cancel-ack can say "moved".
+ * 3: the `svc` frame.
  */
-export const KERNEL_PROTOCOL_VERSION = 2;
+export const KERNEL_PROTOCOL_VERSION = 3;
 
 /** A message for `dst`, owned by the receiving node. Answered by send-ack when `dst` takes it. */
 export interface SendFrame {
@@ -179,6 +180,17 @@ export interface CopyRelayFrame extends Omit<CopyReadFrame, 'k'> {
   readonly dstOffset: number;
 }
 
+/**
+ * A message between the services of two nodes about an endpoint of `dc` (migration's steps): the
+ * kernel checks that both nodes are members of `dc` and hands `body` to the node's service handler.
+ * It travels on the link in order with the kernel's own frames.
+ */
+export interface ServiceFrame {
+  readonly k: 'svc';
+  readonly dc: number;
+  readonly body: Payload;
+}
+
 export type KernelFrame =
   | SendFrame
   | SendAckFrame
@@ -194,7 +206,8 @@ export type KernelFrame =
   | CopyDataFrame
   | CopyWriteFrame
   | CopyAckFrame
-  | CopyRelayFrame;
+  | CopyRelayFrame
+  | ServiceFrame;
 
 export type FrameKind = KernelFrame['k'];
 

@@ -1,5 +1,5 @@
 /** Layer 2, the kernel: the rendezvous state machine of locally owned endpoints. No I/O, no timers of its own. */
-export { Kernel, type KernelOptions, type CreateDcOptions, type DcInfo, type BindOptions, type KernelStats, type KernelObserver, type RouteInfo, type Handover, type AbsorbOptions } from './kernel.js';
+export { Kernel, type KernelOptions, type CreateDcOptions, type DcInfo, type BindOptions, type KernelStats, type KernelObserver, type RouteInfo, type Handover, type AbsorbOptions, type Quiescence, type ServiceFrameHandler } from './kernel.js';
 export { Process } from './process.js';
 export type { Clock, TimerHandle } from './clock.js';
 export type * from './frames.js';

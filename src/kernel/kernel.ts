@@ -4,6 +4,7 @@
  * (core.ts lists them). Pure and deterministic: time and the outgoing transport are injected.
  */
 import type { CallOptions, GrantOptions } from '../ipc/calls.js';
+import type { Payload } from '../ipc/payload.js';
 import { HARDWARE, NONE, type Endpoint } from '../ipc/endpoint.js';
 import { DvsError, isDvsError, type DvsErrorCode } from '../ipc/errors.js';
 import { resolveDcLimits, resolveKernelLimits, type DcLimits, type KernelLimits } from '../ipc/limits.js';
@@ -13,7 +14,7 @@ import { fail, KernelCore, type KernelObserver, type KernelStats } from './core.
 import { DcState, type BindWatch } from './dc.js';
 import type { KernelFrame, KernelTransport } from './frames.js';
 import type { Handover } from './mailbox.js';
-import { checkName, type AbsorbOptions } from './moves.js';
+import { checkName, type AbsorbOptions, type Quiescence } from './moves.js';
 import { LocalProc, type GrantBackend } from './proc.js';
 import { Process, type ProcessCalls } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
@@ -22,7 +23,7 @@ import { checkNotAborted, checkTimeout, Waiter } from './waiter.js';
 
 export type { KernelObserver, KernelStats } from './core.js';
 export type { Handover } from './mailbox.js';
-export type { AbsorbOptions } from './moves.js';
+export type { AbsorbOptions, Quiescence } from './moves.js';
 
 export interface KernelOptions {
   readonly nodeId: number;
@@ -36,9 +37,14 @@ export interface KernelOptions {
   readonly copyWindow?: number;
   /** Told after a local bind and after a local unbind, e.g. to publish the endpoint in the directory. */
   readonly observer?: KernelObserver;
+  /** Where `svc` frames from other nodes go (migration's steps); without one they are refused. */
+  readonly onServiceFrame?: ServiceFrameHandler;
   /** How long a node that handed an endpoint over still answers late cancels for it with "ask there" (default 60 s). */
   readonly tombstoneMs?: number;
 }
+
+/** Takes the body of a `svc` frame from node `from` about DC `dcid`. */
+export type ServiceFrameHandler = (from: number, dcid: number, body: Payload) => void;
 
 export interface CreateDcOptions {
   readonly dcid: number;
@@ -84,6 +90,8 @@ export class Kernel {
   readonly clock: Clock;
   readonly limits: KernelLimits;
   readonly stats: KernelStats;
+  /** Where `svc` frames from other nodes go (migration's steps); set once the node's services exist. */
+  onServiceFrame: ServiceFrameHandler | undefined;
   private readonly core: KernelCore;
   private readonly calls: ProcessCalls;
 
@@ -92,6 +100,7 @@ export class Kernel {
     this.nodeId = opts.nodeId;
     this.clock = opts.clock;
     this.limits = resolveKernelLimits(opts.limits);
+    this.onServiceFrame = opts.onServiceFrame;
     this.core = new KernelCore({
       nodeId: opts.nodeId,
       clock: opts.clock,
@@ -317,9 +326,36 @@ export class Kernel {
     return this.core.moves.thaw(this.core.dc(dcid), endpoint, epoch);
   }
 
-  /** Hands a frozen local endpoint's mailbox over for its move to `toNode` and retires it here (see RouteMoves.drain). */
-  drain(dcid: number, endpoint: Endpoint, toNode: number): Handover {
-    return this.core.moves.drain(this.core.dc(dcid), endpoint, toNode);
+  /**
+   * Hands a frozen local endpoint's mailbox over for its move to `toNode` and retires it here (see
+   * RouteMoves.drain). With `since` (from `quiescence`), EDVSBUSY unless the endpoint is still in
+   * that same receive: nothing reached it after its state was taken.
+   */
+  drain(dcid: number, endpoint: Endpoint, toNode: number, since?: Quiescence): Handover {
+    return this.core.moves.drain(this.core.dc(dcid), endpoint, toNode, since);
+  }
+
+  /**
+   * A mark of the receive a local endpoint is blocked in, when it is quiescent (blocked in a
+   * receive, no call of its own in progress); undefined otherwise. A state taken while it is
+   * quiescent is consistent with the mailbox `drain(…, since)` hands over.
+   */
+  quiescence(dcid: number, endpoint: Endpoint): Quiescence | undefined {
+    return this.core.moves.quiescence(this.core.dc(dcid), endpoint);
+  }
+
+  /** While too much waits unsent for `node` (flow control of the transport), a promise that resolves once it drained. */
+  serviceBackpressure(node: number): Promise<void> | undefined {
+    return this.core.transport?.backpressure?.(node);
+  }
+
+  /** Sends a `svc` frame to `node`'s service handler (EDVSNODCNODE unless both nodes are members of `dcid`; EDVSNONODE when it is down). */
+  sendServiceFrame(node: number, dcid: number, body: Payload): void {
+    const k = this.core;
+    const dc = k.dc(dcid);
+    if (node === k.nodeId || !dc.nodes.has(node)) fail('EDVSNODCNODE', `node ${node} is not another member of DC ${dcid}`);
+    if (k.downNodes.has(node)) fail('EDVSNONODE', `node ${node} is down`);
+    k.emit(node, { k: 'svc', dc: dcid, body });
   }
 
   /** Binds a handed-over endpoint here and answers its senders from here (see RouteMoves.absorb). */
@@ -456,6 +492,10 @@ export class Kernel {
         }
         case 'moved':
           k.moves.onMoved(dc, from, frame);
+          break;
+        case 'svc':
+          if (this.onServiceFrame === undefined) fail('EDVSNOSYS', 'no service handler on this node');
+          this.onServiceFrame(from, dc.dcid, frame.body);
           break;
         case 'copy-read':
           k.copies.onCopyRead(dc, from, frame);

@@ -33,9 +33,20 @@ function remove<T>(list: T[], item: T): boolean {
   return true;
 }
 
+/** The receive an endpoint was blocked in when found quiescent (opaque to callers). */
+export interface Quiescence {
+  readonly recv: object;
+}
+
 export interface AbsorbOptions {
   readonly name?: string;
   readonly privileges?: Privileges;
+}
+
+/** Blocked in a receive, with no call of its own in progress. */
+function isQuiescent(proc: LocalProc): boolean {
+  const w = proc.recv;
+  return proc.sending === 0 && !proc.copying && w !== undefined && (w.mode === RecvMode.Receive || w.mode === RecvMode.Request);
 }
 
 export class RouteMoves {
@@ -343,16 +354,14 @@ export class RouteMoves {
    * remote(toNode, epoch + 1), and calls parked here follow it there. EDVSBUSY unless the process is
    * quiescent (blocked in a receive, no call of its own in progress); that receive ends (EDVSSHUTDOWN).
    */
-  drain(dc: DcState, endpoint: Endpoint, toNode: number): Handover {
+  drain(dc: DcState, endpoint: Endpoint, toNode: number, since?: Quiescence): Handover {
     const route = dc.routes.lookup(endpoint);
     if (route.kind !== 'frozen' || route.previous.kind !== 'local') fail('EDVSPROCSTS', `endpoint ${dc.space.format(endpoint)} is not frozen here`);
     if (toNode === this.k.nodeId || !dc.nodes.has(toNode)) fail('EDVSNODCNODE', `node ${toNode} cannot take endpoint ${dc.space.format(endpoint)}`);
     const proc = route.previous;
     const w = proc.recv;
-    // Quiescent: blocked in a receive, with no call of its own in progress.
-    if (proc.sending > 0 || proc.copying || w === undefined || (w.mode !== RecvMode.Receive && w.mode !== RecvMode.Request)) {
-      fail('EDVSBUSY', `endpoint ${dc.space.format(endpoint)} is not quiescent (not blocked in a receive)`);
-    }
+    if (w === undefined || !isQuiescent(proc)) fail('EDVSBUSY', `endpoint ${dc.space.format(endpoint)} is not quiescent (not blocked in a receive)`);
+    if (since !== undefined && since.recv !== w) fail('EDVSBUSY', `endpoint ${dc.space.format(endpoint)} received something since its state was taken`);
     const me = this.k.nodeId;
     const epoch = route.epoch + 1;
     const remote = this.k.remote;
@@ -383,6 +392,15 @@ export class RouteMoves {
     dc.routes.set(route.slot, next);
     this.release(dc, route, next);
     return h;
+  }
+
+  /** The receive a local endpoint is blocked in, when it is quiescent. */
+  quiescence(dc: DcState, endpoint: Endpoint): Quiescence | undefined {
+    const route = dc.routes.lookup(endpoint);
+    const proc = route.kind === 'local' ? route : route.kind === 'frozen' && route.previous.kind === 'local' ? route.previous : undefined;
+    if (proc === undefined || proc.endpoint !== endpoint) fail('EDVSPROCSTS', `endpoint ${dc.space.format(endpoint)} is not bound here`);
+    const w = proc.recv;
+    return w !== undefined && isQuiescent(proc) ? { recv: w } : undefined;
   }
 
   /** A local sender queued on a draining endpoint becomes a request waiting for `toNode`'s answer. */

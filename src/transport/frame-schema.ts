@@ -171,7 +171,7 @@ function movedTo(a: readonly unknown[], i: number): { node?: number; epoch?: num
 export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
   if (!Array.isArray(value) || value.length < 3) bad('a kernel frame is not an array of at least 3 elements');
   const a = value as readonly unknown[];
-  const code = at(a, 0, 'kind', 1, KIND.moved);
+  const code = at(a, 0, 'kind', 1, KIND.svc);
   const dc = uAt(a, 1, 'dc');
   switch (code) {
     case KIND.send: {
@@ -197,6 +197,10 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       out.push(a.length === 3 ? base : { ...base, ...movedTo(a, 3) });
       return;
     }
+    case KIND.svc:
+      arity(a, 3, 3, 'svc');
+      out.push({ k: 'svc', dc, body: a[2] as Payload });
+      return;
     case KIND.moved: {
       arity(a, 5, 5, 'moved');
       const ids = a[4];

@@ -25,6 +25,7 @@ export const KIND = {
   copyRelay: 14,
   replyCancelAck: 15,
   moved: 16,
+  svc: 17,
 } as const;
 
 /** Most ids one send-acks element carries. */
@@ -68,6 +69,8 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
       return [KIND.copyWrite, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.data];
     case 'copy-ack':
       return [KIND.copyAck, f.dc, f.id, f.rc];
+    case 'svc':
+      return [KIND.svc, f.dc, f.body];
     case 'copy-relay':
       return [KIND.copyRelay, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length, f.dstNode, f.dstOwner, f.dstGrant, f.dstOffset];
   }
