@@ -18,6 +18,8 @@ import { Reconciler } from '../cluster/reconciler.js';
 import { DvsError } from '../ipc/errors.js';
 import { Kernel, KERNEL_PROTOCOL_VERSION, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
+import { NodeServices } from './node-services.js';
+import { serviceOps } from './proc-services.js';
 import { LinkManager, type LinkTlsOptions } from '../transport/link-manager.js';
 import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
 import { lockDataDir, unlockDataDir } from './data-dir-lock.js';
@@ -67,6 +69,7 @@ export class Daemon {
   private procServer!: ProcServer;
   /** The OS programs this daemon runs (`dvs run`); created with the process socket. */
   private supervisorOf: Supervisor | undefined;
+  private services: NodeServices | undefined;
   private runtime!: NodeRuntimeInfo;
   /** The data directory's lock file, once taken. */
   private lockFile: string | undefined;
@@ -160,7 +163,17 @@ export class Daemon {
     });
     await this.reconciler.start();
 
-    // 4. The process socket.
+    // 4. Services hosted here and the migration agent.
+    const reconcilerForServices = this.reconciler;
+    this.services = new NodeServices({
+      nodeId: node,
+      kernel: this.kernel,
+      directory: this.directory,
+      bind: (dcid, o) => reconcilerForServices.bind(dcid, o),
+      logger: log.child({ sub: 'services' }),
+    });
+
+    // 5. The process socket.
     let token: string;
     try {
       token = await readTokenFile(paths.token, true);
@@ -185,6 +198,7 @@ export class Daemon {
       bind: (dcid, o) => reconciler.bind(dcid, o),
       info: () => this.diagnostics(),
       runs: supervisor,
+      ops: serviceOps(this.services),
       // A remote call past its timeout may wait until the far node is declared down.
       settleMs: config.timing.deadMs,
     });
@@ -278,6 +292,7 @@ export class Daemon {
     if (state === 'down') {
       this.kernel.nodeDown(peer);
       this.reconciler?.peerDown(peer);
+      this.services?.nodeDown(peer);
     } else if (state === 'up') {
       this.kernel.nodeUp(peer);
     }
@@ -297,6 +312,7 @@ export class Daemon {
     // Programs first: they are told to end while the socket still serves their last calls.
     await this.supervisorOf?.stopAll().catch((err: unknown) => log.warn({ err }, 'stopping programs'));
     await this.procServer?.close().catch((err: unknown) => log.warn({ err }, 'process server close'));
+    await this.services?.stop().catch((err: unknown) => log.warn({ err }, 'services stop'));
     for (const dc of this.kernel.listDcs()) {
       for (const p of this.kernel.procs(dc.dcid)) {
         if (p.kind === 'local') {

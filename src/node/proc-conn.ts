@@ -257,7 +257,7 @@ export class ProcConnection implements OpHost {
     let outcome: unknown;
     let asMessage = false;
     try {
-      const op = opOf(f);
+      const op = opOf(f, this.ctx.ops);
       if (!op.control && this.pending.size >= this.ctx.maxInFlight) throw new DvsError('EDVSAGAIN', `more than ${this.ctx.maxInFlight} requests in flight`);
       asMessage = op.message;
       outcome = op.run(this, f, id);

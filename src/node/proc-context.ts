@@ -7,6 +7,7 @@ import type { Endpoint } from '../ipc/endpoint.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import type { ProcConnection } from './proc-conn.js';
+import type { Op } from './proc-ops.js';
 import type { Logger } from '../runtime/logger.js';
 import type { RunHost } from './proc-runs.js';
 
@@ -85,6 +86,8 @@ export interface ConnContext {
   readonly stats: ProcServerStats;
   /** Binds for clients instead of `kernel.bind`, e.g. claiming the endpoint in the directory first. */
   readonly bind: BindHook | undefined;
+  /** Requests the daemon adds to the protocol's own (its services, migration). */
+  readonly ops: ReadonlyMap<string, Op> | undefined;
   /** The daemon's own state, answered as field `node` of `info`. */
   readonly info: (() => Record<string, unknown>) | undefined;
   /** Serves `run`, `runs` and `stop` (the daemon's supervisor); absent: they fail with EDVSNOSYS. */

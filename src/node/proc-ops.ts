@@ -176,11 +176,11 @@ function secondHello(): never {
   throw new DvsError('EDVSALREADY', 'hello was already accepted on this connection');
 }
 
-function op(run: Op['run'], message = false): Op {
+export function op(run: Op['run'], message = false): Op {
   return { run, message, control: false };
 }
 
-function control(run: Op['run']): Op {
+export function control(run: Op['run']): Op {
   return { run, message: false, control: true };
 }
 
@@ -213,10 +213,10 @@ export const OPS: ReadonlyMap<string, Op> = new Map<string, Op>([
   ['hello', op(secondHello)],
 ]);
 
-/** The request's op, or EDVSBADREQUEST for an unknown one. */
-export function opOf(f: Fields): Op {
+/** The request's op (the protocol's own, or one the daemon added), or EDVSBADREQUEST for an unknown one. */
+export function opOf(f: Fields, extra?: ReadonlyMap<string, Op>): Op {
   const name = f.op;
-  const found = typeof name === 'string' ? OPS.get(name) : undefined;
+  const found = typeof name === 'string' ? (OPS.get(name) ?? extra?.get(name)) : undefined;
   if (found === undefined) throw new DvsError('EDVSBADREQUEST', `unknown op ${typeof name === 'string' ? JSON.stringify(name.slice(0, 40)) : String(name)}`, { details: { field: 'op' } });
   return found;
 }

@@ -14,6 +14,7 @@ import { encodeFrame } from '../transport/framing.js';
 import { ProcConnection } from './proc-conn.js';
 import type { RunHost } from './proc-runs.js';
 import type { RunEndpoint } from '../transport/run-spec.js';
+import type { Op } from './proc-ops.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { newProcServerStats, type BindHook, type ConnContext, type ProcServerStats } from './proc-context.js';
 import { DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_PROC_MAX_FRAME_BYTES, FRAME_OVERHEAD_BYTES, toWireError } from '../transport/proc-protocol.js';
@@ -61,6 +62,8 @@ export interface ProcServerOptions {
    * connection closes; it should then give up. A Process it returns after that is unbound at once.
    */
   readonly bind?: BindHook;
+  /** Requests the daemon adds to the protocol's own (docs/protocol.md, "Services and migration"). */
+  readonly ops?: ReadonlyMap<string, Op>;
   /**
    * The daemon's own state for operators (its registration, its links, store and socket counters),
    * answered as field `node` of the `info` request. It must return a plain msgpack-encodable map.
@@ -149,6 +152,7 @@ export class ProcServer {
       settleMs: o.settleMs ?? 0,
       stats: this.stats,
       bind: o.bind,
+      ops: o.ops,
       info: o.info,
       runs: o.runs,
       closed: (conn) => {

@@ -1,0 +1,105 @@
+/** Helpers for migration tests against real daemons: client processes of a moving service, and a watch on its incarnations. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { connect, type DvsClient } from '../../src/client/index.js';
+import type { NodeRuntimeInfo } from '../../src/node/daemon.js';
+
+const CLIENT = fileURLToPath(new URL('./fixtures/migration-client.mjs', import.meta.url));
+export const COUNTER = fileURLToPath(new URL('./fixtures/counter-service.mjs', import.meta.url));
+
+export interface ClientResult {
+  readonly calls: number;
+  readonly errors: string[];
+  readonly bad: unknown[];
+}
+
+export interface CallerProcess {
+  readonly child: ChildProcess;
+  readonly ready: Promise<void>;
+  /** Asks the callers to stop, and resolves with what they saw. */
+  finish(): Promise<ClientResult>;
+}
+
+/** An OS process with `callers` endpoints on `node`'s daemon, each calling `server` in a loop. */
+export function startCallers(node: NodeRuntimeInfo, dcid: number, server: number, callers: number): CallerProcess {
+  const child = spawn(process.execPath, [CLIENT, JSON.stringify({ dcid, server, callers })], {
+    env: { ...process.env, DVS_SOCKET: node.socket, DVS_TOKEN_PATH: node.token },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  let onReady!: () => void;
+  let onDone!: (r: ClientResult) => void;
+  let onFail!: (e: Error) => void;
+  const ready = new Promise<void>((res, rej) => {
+    onReady = res;
+    onFail = rej;
+  });
+  const done = new Promise<ClientResult>((res, rej) => {
+    onDone = res;
+    const prev = onFail;
+    onFail = (e) => {
+      prev(e);
+      rej(e);
+    };
+  });
+  ready.catch(() => undefined);
+  done.catch(() => undefined);
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const o = JSON.parse(line) as Record<string, unknown>;
+    if (o.ready === true) onReady();
+    if (o.done === true) onDone(o as unknown as ClientResult);
+  });
+  child.once('exit', (code, signal) => onFail(new Error(`callers exited (${code ?? signal}) early; stderr: ${stderr}`)));
+  return {
+    child,
+    ready,
+    finish: () => {
+      child.stdin!.write('stop\n');
+      return done;
+    },
+  };
+}
+
+/**
+ * Samples every node's process table while a test runs: `max` is the most nodes that had the
+ * endpoint bound locally at one sampling instant (at most one incarnation may live at a time).
+ */
+export class IncarnationWatch {
+  max = 0;
+  samples = 0;
+  private stopped = false;
+  private readonly loop: Promise<void>;
+  private readonly clients: DvsClient[] = [];
+
+  private constructor(
+    private readonly dcid: number,
+    private readonly endpoint: number,
+    clients: DvsClient[],
+  ) {
+    this.clients = clients;
+    this.loop = this.run();
+  }
+
+  static async start(nodes: readonly NodeRuntimeInfo[], dcid: number, endpoint: number): Promise<IncarnationWatch> {
+    const clients = await Promise.all(nodes.map((n) => connect({ socketPath: n.socket, tokenPath: n.token, name: 'incarnation-watch' })));
+    return new IncarnationWatch(dcid, endpoint, clients);
+  }
+
+  private async run(): Promise<void> {
+    for (let i = 0; i < 100_000 && !this.stopped; i++) {
+      const tables = await Promise.all(this.clients.map((c) => c.procs(this.dcid).catch(() => [])));
+      const live = tables.filter((rows) => rows.some((r) => r.endpoint === this.endpoint && r.kind === 'local')).length;
+      this.max = Math.max(this.max, live);
+      this.samples++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    await Promise.all(this.clients.map((c) => c.close()));
+  }
+}
