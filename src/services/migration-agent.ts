@@ -337,6 +337,9 @@ export class MigrationAgent {
     o.stage = 'failed';
     this.outgoing.delete(o.msg.mid);
     this.kernel.thaw(o.dcid, o.msg.ep, o.msg.epoch);
+    // The directory too, so nodes that parked callers release them now, not at the freeze's
+    // expiry (a coordinator that died cannot); the coordinator's own thaw then finds nothing to do.
+    void this.directory.thawEndpoint(o.dcid, o.msg.ep, o.msg.epoch).catch(noop);
     o.failed?.(err);
     this.log.warn({ mid: o.msg.mid, dcid: o.dcid, endpoint: o.msg.ep, code: err.code, err: err.message }, 'migration: rolled back at the source');
     const body = { t: 'failed', mid: o.msg.mid, code: err.code, message: err.message } as const;

@@ -67,3 +67,36 @@ describe('migration between real daemons', () => {
     expect(watch.max).toBe(1);
   });
 });
+
+describe('what a moving service owes and is owed', () => {
+  it('a deferred reply it owes, a client blocked in receive from it and notifications sent around the move all reach their ends from the new node', { timeout: 60_000 }, async () => {
+    const n0 = await daemon(0);
+    const n2 = await daemon(2);
+    const svc = await serveModule(n0, DC, COUNTER, { slot: 11, name: 'owing' });
+    // On node 2: a client whose reply the service holds, and a subscriber blocked in receive from it.
+    const held = await n2.bind(DC, { name: 'held' });
+    const sub = await n2.bind(DC, { name: 'sub' });
+    const releaser = await n2.bind(DC, { name: 'releaser' });
+    const heldCall = held.sendrec(svc.endpoint, { type: 2, payload: 77 });
+    await sub.sendrec(svc.endpoint, { type: 5, payload: 0 });
+    const subscribed = sub.receive(svc.endpoint);
+    // Notifications from five endpoints on two nodes: some before the move, some while it is frozen.
+    // (System slots: only system processes may notify.)
+    const notifiers = [await n2.bind(DC, { slot: 20, name: 'nt0' }), await n2.bind(DC, { slot: 21, name: 'nt1' }), await n0.bind(DC, { slot: 22, name: 'nt2' }), await n0.bind(DC, { slot: 23, name: 'nt3' }), await n2.bind(DC, { slot: 24, name: 'nt4' })];
+    await notifiers[0]!.notify(svc.endpoint);
+    await notifiers[2]!.notify(svc.endpoint);
+    const moving = migrate(n0, DC, svc.endpoint, 1);
+    await Promise.all(notifiers.slice(1).filter((_, i) => i !== 1).map((p) => p.notify(svc.endpoint)));
+    const report = await moving;
+    expect(report).toMatchObject({ from: 0, to: 1, epoch: 1 });
+    const state = await releaser.sendrec(svc.endpoint, { type: 4, payload: 0 });
+    expect(state.payload).toMatchObject({ held: 1 });
+    expect(Object.keys((state.payload as { notified: object }).notified).length).toBe(5);
+    await releaser.sendrec(svc.endpoint, { type: 3, payload: 0 });
+    const r = await heldCall;
+    expect(r.source).toBe(svc.endpoint);
+    expect(r.payload).toEqual({ n: 1, seq: 77 });
+    const m = await subscribed;
+    expect(m).toMatchObject({ source: svc.endpoint, type: 7, payload: 'released' });
+  });
+});
