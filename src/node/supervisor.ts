@@ -41,6 +41,8 @@ interface Run {
   error?: string;
   /** Stopped because the program moved to another node: it ends `retired`, not `exited`. */
   retiring: boolean;
+  /** A stop was asked for: its end is expected, logged as info. */
+  stopping: boolean;
   /** Resolves once the run has ended (exited, or failed to start). */
   readonly ended: Promise<void>;
   markEnded: () => void;
@@ -61,6 +63,8 @@ export class Supervisor {
   private readonly live = new Map<number, Run>();
   private readonly endedRuns: Run[] = [];
   private closed = false;
+  /** Starts not yet settled: stopAll waits for them, so none spawns a program after it. */
+  private readonly starting = new Set<Promise<unknown>>();
 
   constructor(opts: SupervisorOptions) {
     this.opts = opts;
@@ -79,10 +83,20 @@ export class Supervisor {
    */
   async start(spec: RunSpec, extraEnv: Readonly<Record<string, string>> = {}): Promise<RunInfo> {
     if (this.closed) throw new DvsError('EDVSSHUTDOWN', 'the daemon is stopping: it starts no program');
+    const started = this.startRun(spec, extraEnv);
+    this.starting.add(started);
+    try {
+      return await started;
+    } finally {
+      this.starting.delete(started);
+    }
+  }
+
+  private async startRun(spec: RunSpec, extraEnv: Readonly<Record<string, string>>): Promise<RunInfo> {
     const id = this.nextRun++;
     let markEnded!: () => void;
     const ended = new Promise<void>((resolve) => (markEnded = resolve));
-    const r: Run = { run: id, spec, startedAt: Date.now(), child: undefined, pid: undefined, state: 'running', retiring: false, ended, markEnded };
+    const r: Run = { run: id, spec, startedAt: Date.now(), child: undefined, pid: undefined, state: 'running', retiring: false, stopping: false, ended, markEnded };
     await mkdir(this.runsDir, { recursive: true, mode: 0o700 });
     const log = await open(this.logFile(id), 'a', 0o600);
     try {
@@ -163,7 +177,7 @@ export class Supervisor {
     r.markEnded();
     const fields = { run: r.run, pid: r.pid, code, signal, program: r.spec.program };
     if (r.retiring) this.logger.info(fields, 'program retired: it moved to another node');
-    else if (code === 0) this.logger.info(fields, 'program exited');
+    else if (code === 0 || r.stopping) this.logger.info(fields, 'program exited');
     else this.logger.warn(fields, 'program exited');
   }
 
@@ -236,6 +250,7 @@ export class Supervisor {
     if (r === undefined) throw new DvsError('EDVSSRCH', `no run ${run} on node ${this.opts.nodeId}`, { details: { run } });
     const child = r.child;
     if (child !== undefined) {
+      r.stopping = true;
       this.logger.info({ run, pid: r.pid, signal }, 'stopping program');
       child.kill(signal);
       const timer = signal === 'SIGKILL' ? undefined : setTimeout(() => r.child?.kill('SIGKILL'), graceMs);
@@ -258,6 +273,7 @@ export class Supervisor {
   /** For daemon shutdown: starts nothing more and stops every program. */
   async stopAll(graceMs = DEFAULT_STOP_GRACE_MS): Promise<void> {
     this.closed = true;
+    await Promise.allSettled([...this.starting]);
     await Promise.all([...this.live.keys()].map((run) => this.stop(run, 'SIGTERM', graceMs).catch(() => undefined)));
   }
 }

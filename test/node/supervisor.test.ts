@@ -141,11 +141,14 @@ describe('run, runs and stop through the daemon', () => {
   }, 30_000);
 
   it('a stopping daemon stops its programs: none is left running', async () => {
-    const a = await client.run({ dcid: DC, program: process.execPath, args: [FIXTURE], slot: 8 });
-    const b = await client.run({ dcid: DC, program: process.execPath, args: [FIXTURE, 'ignore-term'], slot: 9 });
-    await boundEndpoint(a.run);
-    await boundEndpoint(b.run);
-    const pids = [a.pid ?? 0, b.pid ?? 0];
+    // Programs that do not end by themselves when their daemon goes: one never connects, one also ignores SIGTERM.
+    const sleeper = ['-e', 'setInterval(() => undefined, 1000)'];
+    const stubborn = ['-e', 'process.on("SIGTERM", () => undefined); setInterval(() => undefined, 1000)'];
+    const a = await client.run({ dcid: DC, program: process.execPath, args: sleeper });
+    const b = await client.run({ dcid: DC, program: process.execPath, args: stubborn });
+    const c = await client.run({ dcid: DC, program: process.execPath, args: [FIXTURE], slot: 8 });
+    await boundEndpoint(c.run);
+    const pids = [a.pid ?? 0, b.pid ?? 0, c.pid ?? 0];
     expect(pids.every(isAlive)).toBe(true);
     await client.close();
     stopped = true;
