@@ -115,7 +115,7 @@ describe('Supervisor', () => {
   it(`keeps the last ${MAX_ENDED} ended runs`, async () => {
     const missing = path.join(dir, 'missing');
     const extra = 5;
-    for (let i = 0; i < MAX_ENDED + extra; i++) await sup.start({ dcid: 1, program: missing }).catch(() => undefined);
+    for (let i = 0; i < MAX_ENDED + extra; i++) await sup.start({ dcid: 1, program: missing, args: [] }).catch(() => undefined);
     const kept = sup.list();
     expect(kept).toHaveLength(MAX_ENDED);
     expect(kept[0]?.run).toBe(extra + 1);
