@@ -5,8 +5,9 @@ import type { BenchResult, Suite } from './harness.js';
 import { clusterSuite } from './suites/cluster.js';
 import { ipcSuite } from './suites/ipc.js';
 import { kernelSuite } from './suites/kernel.js';
+import { migrationSuite } from './suites/migration.js';
 
-const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite];
+const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite, migrationSuite];
 
 // Every process the suites start (daemons and raw baselines alike) runs with the malloc settings
 // `dvs cluster up` gives daemons; this process itself started without them.
