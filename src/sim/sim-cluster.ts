@@ -26,6 +26,8 @@ export interface SimClusterOptions extends WorldOptions {
   readonly kernel?: { readonly limits?: Partial<KernelLimits>; readonly maxRedirects?: number };
   /** User slots a node reserves per DC at a time. Default 4 (small, so refills happen). */
   readonly rangeSize?: number;
+  /** Told when node `node`'s kernel declares `peer` down, right after its kernel and reconciler, where a daemon tells its other parts (the migration agent). */
+  readonly onPeerDown?: (node: number, peer: number) => void;
 }
 
 /** One simulated node: what a daemon holds. */
@@ -60,6 +62,7 @@ export class SimCluster extends SimWorld {
           nodeDown: (node: number) => {
             kernel.nodeDown(node);
             late.reconciler?.peerDown(node);
+            opts.onPeerDown?.(n, node);
           },
           nodeUp: (node: number) => kernel.nodeUp(node),
         }),

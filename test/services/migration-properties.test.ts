@@ -1,0 +1,292 @@
+/**
+ * Properties of migration in the deterministic simulator under random schedules drawn by
+ * fast-check (a failure prints its seed and path to replay): every node's migration agent and
+ * coroutine host wired to its kernel and directory as a daemon wires them, a counter service with
+ * state moved between nodes by random coordinators while clients on every node call. Moves alone
+ * lose, duplicate and reorder nothing; crashes and partitions of the source, the target or the
+ * coordinator during a move leave one incarnation at a time, no route to an older epoch, nothing
+ * frozen, and the service on the source when the move fails before the drain; a service that
+ * refuses to move changes nothing.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Directory, type EndpointRecord } from '../../src/cluster/directory.js';
+import type { M3Ipc } from '../../src/ipc/calls.js';
+import { DvsError, isDvsError } from '../../src/ipc/errors.js';
+import type { Process } from '../../src/kernel/process.js';
+import { CoroutineHost } from '../../src/services/coroutine-host.js';
+import { MigrationAgent } from '../../src/services/migration-agent.js';
+import type { Service } from '../../src/services/service.js';
+import { SimCluster } from '../../src/sim/index.js';
+
+const DC = 1;
+const NODES = 3;
+const SLOT = 5;
+const TTL = 600;
+const RUNS = Number(process.env.DVS_PROPERTY_RUNS ?? 0);
+const runs = (fallback: number): number => (RUNS > 0 ? RUNS : fallback);
+
+/** Answers each request with its sender's next count: the state is every sender's count. */
+function counter(refuse: string | undefined): Service {
+  const counts = new Map<number, number>();
+  return {
+    async run(ipc: M3Ipc) {
+      for (;;) {
+        const m = await ipc.receiveRequest();
+        const n = (counts.get(m.source) ?? 0) + 1;
+        counts.set(m.source, n);
+        await ipc.reply(m.source, { type: 0, payload: n });
+      }
+    },
+    snapshot: () => Buffer.from(JSON.stringify([...counts])),
+    restore: (s) => {
+      for (const [k, v] of JSON.parse(Buffer.from(s).toString()) as [number, number][]) counts.set(k, v);
+    },
+    movable: () => refuse ?? true,
+  };
+}
+
+interface Rig {
+  readonly c: SimCluster;
+  readonly agents: MigrationAgent[];
+  readonly hosts: CoroutineHost[];
+  readonly ep: number;
+  readonly clients: Process[];
+}
+
+/** A cluster with an agent and a host per node, the counter on node 0, one client per node. */
+async function rig(seed: number, opts: { refuse?: string; detectionDelay?: number } = {}): Promise<Rig> {
+  const late: { agents?: MigrationAgent[] } = {};
+  const c = new SimCluster({
+    seed,
+    nodes: NODES,
+    latency: { min: 1, max: 8 },
+    detectionDelay: opts.detectionDelay ?? 200,
+    leaseTtlMs: TTL,
+    // Where a daemon tells its services that a peer is down.
+    onPeerDown: (n, peer) => late.agents?.[n]?.nodeDown(peer),
+  });
+  await c.start();
+  await c.createDc({ dcid: DC, nodes: [0, 1, 2] });
+  const agents: MigrationAgent[] = [];
+  const hosts: CoroutineHost[] = [];
+  for (const n of c.nodes) {
+    const kernel = c.kernel(n);
+    const host = new CoroutineHost({
+      nodeId: n,
+      kernel,
+      factory: (name) => {
+        if (name !== 'counter') throw new DvsError('EDVSNOENT', `no factory ${name}`);
+        return () => counter(opts.refuse);
+      },
+      bind: (dcid, o) => c.bind(n, dcid, o),
+    });
+    const agent = new MigrationAgent({ nodeId: n, kernel, directory: c.node(n).directory, hosting: host, clock: c.clock });
+    kernel.onServiceFrame = (from, dcid, body) => agent.handle(from, dcid, body);
+    agents.push(agent);
+    hosts.push(host);
+  }
+  late.agents = agents;
+  let ep = 0;
+  const clients: Process[] = [];
+  c.spawn('setup', async () => {
+    ep = (await hosts[0]!.start(DC, { factory: 'counter', slot: SLOT, name: 'counter' })).endpoint;
+    for (const n of c.nodes) clients.push(await c.bind(n, DC, { name: `c${n}` }));
+  });
+  await c.run({ maxTime: c.now() + 2000 });
+  if (ep === 0 || clients.length !== NODES) throw new Error('setup did not complete');
+  return { c, agents, hosts, ep, clients };
+}
+
+/** What the store holds for the service, read through a directory of its own (no node's cache). */
+async function truth(c: SimCluster, ep: number): Promise<EndpointRecord | undefined> {
+  let rec: EndpointRecord | undefined;
+  c.spawn('truth', async () => {
+    const d = new Directory(c.store, { clock: c.clock });
+    await d.start();
+    rec = d.endpoints(DC).find((e) => e.endpoint === ep);
+    await d.close({ revoke: false });
+  });
+  await c.run({ maxTime: c.now() + 1000 });
+  return rec;
+}
+
+interface Call {
+  readonly start: number;
+  readonly end: number;
+  readonly count: number | undefined;
+  readonly error: string | undefined;
+}
+
+/** Clients on every node calling until `stop()`: every call's outcome, per client. */
+function callers(r: Rig): { calls: Call[][]; stop: () => void } {
+  let stopped = false;
+  const calls: Call[][] = r.clients.map(() => []);
+  for (const [i, cl] of r.clients.entries()) {
+    r.c.spawn(`client ${i}`, async (ctx) => {
+      while (!stopped) {
+        const start = r.c.now();
+        try {
+          const m = await cl.sendrec(r.ep, { type: 1, payload: i });
+          calls[i]!.push({ start, end: r.c.now(), count: m.payload as number, error: undefined });
+        } catch (err) {
+          if (!isDvsError(err)) throw err;
+          calls[i]!.push({ start, end: r.c.now(), count: undefined, error: err.code });
+          // A refused call is retried after a pause, as a client would (no busy loop on virtual time).
+          await ctx.sleep(20);
+        }
+        await ctx.jitter();
+      }
+    });
+  }
+  return { calls, stop: () => (stopped = true) };
+}
+
+/** Kernels where the service is bound locally, and where its route is frozen, right now. */
+function sample(r: Rig): { local: number[]; frozen: number[]; epochs: number[] } {
+  const local: number[] = [];
+  const frozen: number[] = [];
+  const epochs: number[] = [];
+  for (const n of r.c.nodes) {
+    const row = r.c.kernel(n).procs(DC).find((p) => p.endpoint === r.ep);
+    epochs.push(row?.epoch ?? -1);
+    if (row?.kind === 'local') local.push(n);
+    if (row?.frozen === true) frozen.push(n);
+  }
+  return { local, frozen, epochs };
+}
+
+/** Samples every virtual ms: two local incarnations at once, or a node's route back to an older epoch. */
+function monitor(r: Rig, each?: (s: ReturnType<typeof sample>) => void): { violations: string[]; stop: () => void } {
+  let stopped = false;
+  const violations: string[] = [];
+  const highest = r.c.nodes.map(() => -1);
+  r.c.spawn(
+    'monitor',
+    async (ctx) => {
+      while (!stopped) {
+        const s = sample(r);
+        if (s.local.length > 1) violations.push(`t=${r.c.now()}: local on ${s.local.join(' and ')}`);
+        for (const n of r.c.nodes) {
+          const e = s.epochs[n]!;
+          if (e >= 0 && e < highest[n]!) violations.push(`t=${r.c.now()}: n${n} went from epoch ${highest[n]!} to ${e}`);
+          highest[n] = Math.max(highest[n]!, e);
+        }
+        each?.(s);
+        await ctx.sleep(1);
+      }
+    },
+    { daemon: true },
+  );
+  return { violations, stop: () => (stopped = true) };
+}
+
+/** The counts a client got, in order; and where they are not 1, 2, 3, … without a gap. */
+function gaps(calls: readonly Call[], strict: boolean): string[] {
+  const counts = calls.flatMap((x) => (x.count === undefined ? [] : [x.count]));
+  const out: string[] = [];
+  let prev = 0;
+  for (const n of counts) {
+    if (strict ? n !== prev + 1 : n <= prev) out.push(`${n} after ${prev}`);
+    prev = n;
+  }
+  return out;
+}
+
+const node = fc.integer({ min: 0, max: NODES - 1 });
+
+describe('migration under random schedules', () => {
+  it('random moves by random coordinators while clients on every node call: no error, consecutive counts per client, one incarnation, the directory at epoch = moves', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 0x7fffffff }),
+        fc.array(fc.record({ via: node, to: node, after: fc.integer({ min: 0, max: 80 }) }), { minLength: 1, maxLength: 5 }),
+        async (seed, moves) => {
+          const r = await rig(seed);
+          const { c } = r;
+          const mon = monitor(r);
+          const load = callers(r);
+          let owner = 0;
+          let moved = 0;
+          const refusals: string[] = [];
+          c.spawn('driver', async (ctx) => {
+            for (const mv of moves) {
+              await ctx.sleep(mv.after);
+              try {
+                const rep = await r.agents[mv.via]!.migrate(DC, r.ep, mv.to, { freezeMs: 3000, quiesceMs: 1000 });
+                if (rep.from !== owner || rep.to !== mv.to || rep.epoch !== moved + 1) throw new Error(`report ${rep.from}→${rep.to}#${rep.epoch}, expected ${owner}→${mv.to}#${moved + 1}`);
+                owner = mv.to;
+                moved++;
+              } catch (err) {
+                if (!isDvsError(err)) throw err;
+                // Moving it where it already is: a clear refusal that changes nothing.
+                if (mv.to === owner && err.code === 'EDVSINVAL') continue;
+                refusals.push(`${mv.via}: →${mv.to} ${err.code} ${err.message}`);
+              }
+            }
+            await ctx.sleep(100);
+            load.stop();
+            await ctx.sleep(200);
+            mon.stop();
+          });
+          const res = await c.run({ until: 'done', maxTime: c.now() + 60_000 });
+          expect(res.errors.map((e) => `${e.name}: ${String(e.error)}`), c.formatTrace(60)).toEqual([]);
+          expect(res.reason).toBe('done');
+          expect(refusals).toEqual([]);
+          for (const [i, calls] of load.calls.entries()) {
+            expect(calls.filter((x) => x.error !== undefined), `client ${i}`).toEqual([]);
+            expect(gaps(calls, true), `client ${i}`).toEqual([]);
+            expect(calls.length, `client ${i}`).toBeGreaterThan(5);
+          }
+          expect(mon.violations).toEqual([]);
+          expect(await truth(c, r.ep)).toMatchObject({ node: owner, epoch: moved, frozen: false });
+          expect(r.hosts.map((h) => h.list().length)).toEqual(c.nodes.map((n) => (n === owner ? 1 : 0)));
+          expect(sample(r)).toMatchObject({ local: [owner], frozen: [] });
+          await c.stop();
+        },
+      ),
+      { numRuns: runs(12) },
+    );
+  }, 120_000);
+
+  it('a service that refuses to move: migrate rejects with EDVSMIGRATE and nothing changes', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 0x7fffffff }), node, fc.integer({ min: 1, max: NODES - 1 }), fc.integer({ min: 0, max: 80 }), async (seed, via, to, after) => {
+        const r = await rig(seed, { refuse: 'in a transaction' });
+        const { c } = r;
+        const mon = monitor(r);
+        const load = callers(r);
+        let outcome = '';
+        let frozenAfter: number[] = [];
+        c.spawn('driver', async (ctx) => {
+          await ctx.sleep(after);
+          outcome = await r.agents[via]!.migrate(DC, r.ep, to, { freezeMs: 5000, quiesceMs: 1000 }).then(
+            () => 'moved',
+            (err: unknown) => (isDvsError(err) ? err.code : String(err)),
+          );
+          // Well inside the freeze: only a thaw explains a route that is not frozen any more.
+          await ctx.sleep(200);
+          frozenAfter = sample(r).frozen;
+          load.stop();
+          await ctx.sleep(100);
+          mon.stop();
+        });
+        const res = await c.run({ until: 'done', maxTime: c.now() + 30_000 });
+        expect(res.errors.map((e) => `${e.name}: ${String(e.error)}`), c.formatTrace(60)).toEqual([]);
+        expect(outcome).toBe('EDVSMIGRATE');
+        expect(frozenAfter).toEqual([]);
+        for (const [i, calls] of load.calls.entries()) {
+          expect(calls.filter((x) => x.error !== undefined), `client ${i}`).toEqual([]);
+          expect(gaps(calls, true), `client ${i}`).toEqual([]);
+          expect(calls.length, `client ${i}`).toBeGreaterThan(5);
+        }
+        expect(mon.violations).toEqual([]);
+        expect(await truth(c, r.ep)).toMatchObject({ node: 0, epoch: 0, frozen: false });
+        expect(r.hosts.map((h) => h.list().length)).toEqual([1, 0, 0]);
+        expect(sample(r)).toMatchObject({ local: [0], frozen: [] });
+        await c.stop();
+      }),
+      { numRuns: runs(8) },
+    );
+  }, 120_000);
+});
