@@ -140,6 +140,22 @@ describe('run, runs and stop through the daemon', () => {
     expect((await client.runs()).filter((r) => r.program === process.execPath && r.args.length === 0)).toEqual([]);
   }, 30_000);
 
+  it('hello field run: a connection naming a run lists its endpoints with that run; a malformed one is refused', async () => {
+    const r = tc.runtime(0);
+    const sleeper = await client.run({ dcid: DC, program: process.execPath, args: ['-e', 'setInterval(() => undefined, 1000)'] });
+    const member = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'member', run: sleeper.run });
+    try {
+      const p = await member.bind(DC, { name: 'member' });
+      expect((await runOf(sleeper.run))?.endpoints).toEqual([{ dcid: DC, endpoint: p.endpoint, name: 'member' }]);
+      await p.unbind();
+      expect((await runOf(sleeper.run))?.endpoints).toEqual([]);
+    } finally {
+      await member.close();
+    }
+    for (const run of [0, -1, 1.5]) await expect(connect({ socketPath: r.socket, tokenPath: r.token, run }), String(run)).rejects.toMatchObject({ code: 'EDVSBADREQUEST' });
+    expect(await client.stop(sleeper.run, 'SIGKILL')).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
+  }, 30_000);
+
   it('a stopping daemon stops its programs: none is left running', async () => {
     // Programs that do not end by themselves when their daemon goes: one never connects, one also ignores SIGTERM.
     const sleeper = ['-e', 'setInterval(() => undefined, 1000)'];
