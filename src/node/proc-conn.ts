@@ -312,9 +312,10 @@ export class ProcConnection implements OpHost {
    * Asks the client for the state of its service at `endpoint` (blocked in a receive, its route
    * frozen for a move): the bytes it gave, in pieces concatenated, or undefined for a stateless
    * service. Rejects with the client's refusal (EDVSMIGRATE: not movable now), EDVSTIMEDOUT past
-   * `timeoutMs`, EDVSSRCDIED when the connection closes, EDVSNOTBIND for an endpoint it does not hold.
+   * `timeoutMs` (default: the server's grant timeout), EDVSSRCDIED when the connection closes,
+   * EDVSNOTBIND for an endpoint it does not hold.
    */
-  requestSnapshot(dcid: number, endpoint: Endpoint, timeoutMs: number): Promise<Uint8Array | undefined> {
+  requestSnapshot(dcid: number, endpoint: Endpoint, timeoutMs: number = this.ctx.grantTimeoutMs): Promise<Uint8Array | undefined> {
     if (!this.holds(dcid, endpoint)) return Promise.reject(new DvsError('EDVSNOTBIND', `endpoint ${endpoint} of DC ${dcid} is not bound by this connection`, { details: { endpoint } }));
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) return Promise.reject(new DvsError('EDVSBADVALUE', `a snapshot timeout must be a positive integer, got ${String(timeoutMs)}`));
     return this.grantRequests.snapshot(dcid, endpoint, timeoutMs);

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Handover } from '../../src/kernel/mailbox.js';
 import type { BindHook } from '../../src/node/proc-server.js';
+import { decodeValue, encodeValue } from '../../src/transport/codec.js';
 import { DC, SERVER_SLOT, isReceiving, pattern, rowOf, startHarness, until, type Harness } from './helpers.js';
 
 const COUNTER = fileURLToPath(new URL('../../examples/python/counter_server.py', import.meta.url));
@@ -208,5 +209,60 @@ describe('the Python client', { timeout: 60_000 }, () => {
       (e: unknown) => e,
     );
     expect(err).toMatchObject({ code: 'EDVSMIGRATE', errno: -332 });
+  });
+
+  it('its MessagePack codec reads every width the reference writes and writes what the reference reads back equal', async () => {
+    const big = (n: number): Record<string, number> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+    const values: unknown[] = [
+      null, true, false, 0, 1, 127, 128, 255, 256, 65_535, 65_536, 0xffffffff, 2 ** 40, Number.MAX_SAFE_INTEGER,
+      -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 40), 1.5, -0.25, 1e300,
+      '', 'é', 'a'.repeat(31), 'a'.repeat(32), 'a'.repeat(255), 'a'.repeat(256), 'a'.repeat(70_000),
+      Buffer.alloc(0), Buffer.from(pattern(255)), Buffer.from(pattern(256)), Buffer.from(pattern(70_000)),
+      [], [1, 'x', null], Array.from({ length: 16 }, (_, i) => i), Array.from({ length: 70_000 }, (_, i) => i & 7),
+      {}, { a: 1, b: { c: [1, { d: null }] } }, big(16), big(1000),
+      { id: 3, ok: true, result: { source: 1, type: 0, payload: { n: 5 } } },
+    ];
+    const script = [
+      'import sys',
+      `sys.path.insert(0, ${JSON.stringify(PY_CLIENT_DIR)})`,
+      'from dvs_client import unpackb, packb, DvsError',
+      'for line in sys.stdin:',
+      '    try:',
+      '        print(packb(unpackb(bytes.fromhex(line.strip()))).hex(), flush=True)',
+      '    except DvsError as e:',
+      '        print("ERR " + e.code, flush=True)',
+    ].join('\n');
+    const h = await node();
+    const py = runPython(['-c', script], h);
+    const lines: string[] = [];
+    let buf = '';
+    py.child.stdout!.removeAllListeners('data');
+    py.child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    });
+    // Widths the reference does not write: map32, and ints as int8..int64 / uint64 where it would pick a shorter one.
+    const crafted: [string, unknown][] = [
+      ['df00000002a16101a16202', { a: 1, b: 2 }],
+      ['dd00000001c3', [true]],
+      ['d0ff', -1],
+      ['d3fffffffffffffffe', -2],
+      ['cf0000000000000007', 7],
+      ['ca3fc00000', 1.5],
+      ['db000000017a', 'z'],
+      ['c600000001ff', Buffer.from([255])],
+    ];
+    const inputs = [...values.map((v) => encodeValue(v).toString('hex')), ...crafted.map(([hex]) => hex), 'd40000', 'd40500', 'c1', '92c0'];
+    py.child.stdin!.end(inputs.join('\n') + '\n');
+    expect(await py.exit).toBe(0);
+    expect(lines).toHaveLength(inputs.length);
+    values.forEach((v, i) => expect(decodeValue(Buffer.from(lines[i]!, 'hex')), `value ${i}`).toEqual(v));
+    crafted.forEach(([hex, v], i) => expect(decodeValue(Buffer.from(lines[values.length + i]!, 'hex')), hex).toEqual(v));
+    // msgpackr's undefined reads as nil; another extension, a reserved byte and a truncated array are clean errors.
+    expect(lines.slice(values.length + crafted.length)).toEqual(['c0', 'ERR EDVSBADREQUEST', 'ERR EDVSBADREQUEST', 'ERR EDVSBADREQUEST']);
   });
 });

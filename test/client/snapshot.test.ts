@@ -183,3 +183,35 @@ describe('process protocol: endpoint moved', { timeout: 30_000 }, () => {
     expect(rowOf(kernel, srv.endpoint)).toBeDefined();
   });
 });
+
+describe('process protocol: a move drained by the kernel', { timeout: 30_000 }, () => {
+  it('the receive fails with EDVSSHUTDOWN (details.node), then moved; the close leaves the slot routed to the new node', async () => {
+    h = await startHarness({ server: { grantTimeoutMs: 5000 } });
+    const kernel = h.kernel;
+    kernel.addNode(DC, 1);
+    const c = await h.connect();
+    let movedSeen: { node: number; epoch: number } | undefined;
+    const srv = await c.bind(DC, { slot: SERVER_SLOT, name: 'srv', onMoved: (info) => (movedSeen = info) });
+    srv.onSnapshot(() => new Uint8Array([42]));
+    const pending = track(srv.receiveRequest());
+    await until(() => isReceiving(kernel, srv.endpoint), 5000, 'server blocked in receiveRequest');
+    const conn = h.server.connectionOf(DC, srv.endpoint);
+    if (conn === undefined) throw new Error('no connection holds the server endpoint');
+    expect(kernel.freeze(DC, srv.endpoint, kernel.route(DC, srv.endpoint).epoch + 1, 20_000)).toBe(true);
+    // Without a timeout the server's grant timeout applies.
+    expect([...((await conn.requestSnapshot(DC, srv.endpoint)) ?? [])]).toEqual([42]);
+    const handover = kernel.drain(DC, srv.endpoint, 1);
+    const err = await pending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'EDVSSHUTDOWN', details: { node: 1 } });
+    expect(conn.endpointMoved(DC, srv.endpoint, 1, handover.epoch)).toBe(true);
+    await until(() => movedSeen !== undefined, 5000, 'moved event');
+    expect(movedSeen).toEqual({ node: 1, epoch: handover.epoch });
+    expect(srv.bound).toBe(false);
+    await c.close();
+    await until(() => h!.server.connectionCount === 0, 5000, 'connection closed');
+    expect(kernel.route(DC, srv.endpoint)).toMatchObject({ kind: 'remote', node: 1, epoch: handover.epoch });
+  });
+});
