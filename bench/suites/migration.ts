@@ -15,7 +15,9 @@
  * And the floor of every move: a directory freeze and thaw alone from nodes 1 and 2, the store
  * round trips a move's coordinator and target make.
  *
- * `--scale` (or DVS_BENCH_QUICK=1, a scale of 0.2) shrinks the move counts.
+ * `--scale` (or DVS_BENCH_QUICK=1, a scale of 0.2) shrinks the move counts;
+ * `DVS_BENCH_MIGRATION_SIZES=1KiB,1MiB,64MiB` (any subset) picks sizes; `DVS_BENCH_LOG=info` lets
+ * the daemons log (each move's start, drain and end, on stderr).
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -62,6 +64,13 @@ const SIZES: readonly SizeCase[] = [
   { label: '1 MiB', bytes: 1024 * 1024, moves: 20, quietMs: 200 },
   { label: '64 MiB', bytes: BULK_BYTES, moves: 5, quietMs: 400 },
 ];
+
+const LOG_LEVEL = process.env.DVS_BENCH_LOG ?? 'error';
+
+function wantedSize(c: SizeCase): boolean {
+  const sel = process.env.DVS_BENCH_MIGRATION_SIZES;
+  return sel === undefined || sel === '' || sel.split(',').includes(c.label.replace(' ', ''));
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -117,10 +126,10 @@ class Env {
     await mkdir(this.dir, { recursive: true });
     const keyFile = path.join(this.dir, 'cluster.key');
     await writeClusterKey(keyFile);
-    const h0 = await this.startHost(0, nodeConfig(this.dir, keyFile, 0, { serve: true }, { logLevel: 'error' }));
+    const h0 = await this.startHost(0, nodeConfig(this.dir, keyFile, 0, { serve: true }, { logLevel: LOG_LEVEL }));
     const store = (h0.ready.info as NodeRuntimeInfo).store;
     if (store.backend !== 'embedded') throw new Error('node 0 should serve the embedded store');
-    for (const id of [1, 2]) await this.startHost(id, nodeConfig(this.dir, keyFile, id, { address: { host: store.host, port: store.port } }, { logLevel: 'error' }));
+    for (const id of [1, 2]) await this.startHost(id, nodeConfig(this.dir, keyFile, id, { address: { host: store.host, port: store.port } }, { logLevel: LOG_LEVEL }));
     await h0.request('createDc', { dcid: DC, nodes: [0, 1, 2] });
     await Promise.all(this.hosts.map((h) => h.request('waitForDc', { dcid: DC, timeoutMs: WAIT_MS }, WAIT_MS + 5000)));
   }
@@ -277,6 +286,7 @@ export const migrationSuite: Suite = {
       const bulkRounds = scale >= 0.5 ? 5 : 2;
       const rates: number[] = [];
       for (const [i, c] of SIZES.entries()) {
+        if (!wantedSize(c)) continue;
         const moves = Math.max(2, Math.round(c.moves * scale));
         if (c.bytes === BULK_BYTES) rates.push(...(await bulkRates(env, bulkRounds)));
         const r = await moveRepeatedly(env, c, i, moves, caller, coordinator);
