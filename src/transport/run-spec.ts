@@ -4,7 +4,7 @@
  * `stop` requests. Shared by the daemon and the client library. Pure: no I/O.
  */
 import { DvsError } from '../ipc/errors.js';
-import { isPlainMap, optInt, optString, reqInt, reqString, MAX_CLIENT_NAME, type Fields } from './proc-protocol.js';
+import { asInt, isPlainMap, optInt, optString, reqInt, reqString, MAX_CLIENT_NAME, type Fields } from './proc-protocol.js';
 
 /** What to run; plain data (it travels to another node when the program migrates). */
 export interface RunSpec {
@@ -129,4 +129,15 @@ export function readStop(f: Fields): { run: number; signal: StopSignal } {
   const signal = optString(f, 'signal', 16) ?? 'SIGTERM';
   if (!(STOP_SIGNALS as readonly string[]).includes(signal)) bad('signal', `one of ${STOP_SIGNALS.join(', ')}`);
   return { run, signal: signal as StopSignal };
+}
+
+/** `v` as a RunSpec when it is one (a spec that came over a link, e.g. to start a moved program); else undefined. */
+export function asRunSpec(v: unknown): RunSpec | undefined {
+  // A spec always names its DC: no daemon's default applies to it.
+  if (!isPlainMap(v) || asInt(v.dcid) === undefined) return undefined;
+  try {
+    return readRunSpec(v, undefined);
+  } catch {
+    return undefined;
+  }
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/cli/cluster-files.js';
 import { MAX_ENDED, Supervisor } from '../../src/node/supervisor.js';
-import type { RunEndpoint, RunInfo } from '../../src/transport/run-spec.js';
+import { asRunSpec, type RunEndpoint, type RunInfo } from '../../src/transport/run-spec.js';
 import { eventually } from './helpers.js';
 
 const SLEEPER = ['-e', 'setInterval(() => undefined, 1000)'];
@@ -95,6 +95,13 @@ describe('Supervisor', () => {
     expect(sup.runOfEndpoint(1, 40)).toBeUndefined();
     expect(logged.find((l) => l.msg.startsWith('program retired'))?.fields).toMatchObject({ run: r.run, pid, signal: 'SIGTERM' });
   }, 30_000);
+
+  it('asRunSpec takes a spec that travelled as plain data, and nothing else', () => {
+    const spec = { dcid: 2, program: '/bin/true', args: ['a'], cwd: '/tmp', env: { A: 'b' }, name: 'n', slot: 3 };
+    expect(asRunSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
+    expect(asRunSpec({ dcid: 2, program: '/bin/true' })).toEqual({ dcid: 2, program: '/bin/true', args: [] });
+    for (const v of [undefined, null, 'x', [], { program: '/bin/true' }, { dcid: 2 }, { dcid: 2, program: 5 }, { dcid: 2, program: '/bin/true', args: [1] }, { factory: '/m.js', dcid: 1 }]) expect(asRunSpec(v), JSON.stringify(v)).toBeUndefined();
+  });
 
   it('a missing working directory fails the start with EDVSNOENT', async () => {
     await expect(sup.start({ dcid: 1, program: process.execPath, args: SLEEPER, cwd: path.join(dir, 'gone') })).rejects.toMatchObject({ code: 'EDVSNOENT' });
