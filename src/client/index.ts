@@ -4,9 +4,9 @@
  * implements the same `M3Ipc` interface as the in-process `Process`.
  */
 export { connect, DvsClient, type ConnectOptions, type ClientBindOptions, type NodeInfo } from './client.js';
-export { RemoteProcess } from './remote-process.js';
+export { RemoteProcess, type MovedInfo, type SnapshotHook } from './remote-process.js';
 export { readTokenFile } from '../transport/proc-token.js';
-export { PROC_PROTOCOL_VERSION, type HelloResult, type BindResult } from '../transport/proc-protocol.js';
+export { PROC_PROTOCOL_VERSION, MAX_SNAPSHOT_BYTES, type HelloResult, type BindResult } from '../transport/proc-protocol.js';
 export { ANY, NONE, SELF, type Endpoint } from '../ipc/endpoint.js';
 export { DvsError, ERRNO, isDvsError, codeOfErrno, type DvsErrorCode } from '../ipc/errors.js';
 export { NOTIFY_MESSAGE, isNotification, type Message, type OutgoingMessage, type NotifyPayload } from '../ipc/message.js';

@@ -324,15 +324,17 @@ export class ProcConnection implements OpHost {
   /**
    * The service at `endpoint` moved to `node` (the kernel already retired it here): the connection
    * forgets it without unbinding, so its closing leaves the slot to its new owner, and tells the
-   * client with a `moved` event. False when the connection did not hold the endpoint.
+   * client with a `moved` event. The event goes even when the connection no longer holds the
+   * endpoint (a request naming the retired endpoint since made it forget it): the client still
+   * learns where it went. False when the connection did not hold it, or is closed.
    */
   endpointMoved(dcid: number, endpoint: Endpoint, node: number, epoch: number): boolean {
+    if (this.releasedFlag) return false;
     const p = this.bound.get(dcid, endpoint);
-    if (p === undefined || this.releasedFlag) return false;
-    this.bound.forget(p);
+    if (p !== undefined) this.bound.forget(p);
     this.ctx.logger.debug({ conn: this.id, dcid, endpoint, node, epoch }, 'process moved');
     this.out.write({ op: 'moved', dcid, endpoint, node, epoch });
-    return true;
+    return p !== undefined;
   }
 
   cancel(target: number): boolean {

@@ -175,7 +175,10 @@ describe('process protocol: endpoint moved', { timeout: 30_000 }, () => {
     expect(c.processes).toEqual([other]);
     expect(await codeOf(srv.receive(0))).toBe('EDVSNOTBIND');
     expect(h.server.connectionOf(DC, srv.endpoint)).toBeUndefined();
+    // Told again (the connection no longer holds it): the client, which no longer has it either, ignores it.
     expect(conn?.endpointMoved(DC, srv.endpoint, 7, 3)).toBe(false);
+    await c.ping({ timeoutMs: 5000 });
+    expect(seen).toHaveLength(1);
     expect((await c.nodeInfo()).endpoints.map((e) => e.endpoint)).toEqual([other.endpoint]);
     await c.close();
     const kernel = h.kernel;
@@ -213,5 +216,28 @@ describe('process protocol: a move drained by the kernel', { timeout: 30_000 }, 
     await c.close();
     await until(() => h!.server.connectionCount === 0, 5000, 'connection closed');
     expect(kernel.route(DC, srv.endpoint)).toMatchObject({ kind: 'remote', node: 1, epoch: handover.epoch });
+  });
+});
+
+describe('process protocol: moved after the endpoint was forgotten', { timeout: 30_000 }, () => {
+  it('a request naming the drained endpoint before endpointMoved does not keep the client from learning where it went', async () => {
+    h = await startHarness();
+    const kernel = h.kernel;
+    kernel.addNode(DC, 1);
+    const c = await h.connect();
+    let seen: { node: number; epoch: number } | undefined;
+    const srv = await c.bind(DC, { slot: SERVER_SLOT, onMoved: (info) => (seen = info) });
+    const pending = track(srv.receiveRequest());
+    await until(() => isReceiving(kernel, srv.endpoint), 5000, 'server blocked');
+    const conn = h.server.connectionOf(DC, srv.endpoint);
+    expect(kernel.freeze(DC, srv.endpoint, kernel.route(DC, srv.endpoint).epoch + 1, 20_000)).toBe(true);
+    const handover = kernel.drain(DC, srv.endpoint, 1);
+    expect(await codeOf(pending)).toBe('EDVSSHUTDOWN');
+    // The client names the retired endpoint again: the daemon finds it unbound and forgets it.
+    expect(await codeOf(srv.receiveRequest({ timeoutMs: 1000 }))).toBe('EDVSNOTBIND');
+    expect(conn?.endpointMoved(DC, srv.endpoint, 1, handover.epoch)).toBe(false);
+    await until(() => seen !== undefined, 5000, 'moved event');
+    expect(seen).toEqual({ node: 1, epoch: handover.epoch });
+    expect(srv.bound).toBe(false);
   });
 });
