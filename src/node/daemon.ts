@@ -19,6 +19,7 @@ import { DvsError } from '../ipc/errors.js';
 import { Kernel, KERNEL_PROTOCOL_VERSION, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { NodeServices } from './node-services.js';
+import { RunHosting } from './run-hosting.js';
 import { serviceOps } from './proc-services.js';
 import { LinkManager, type LinkTlsOptions } from '../transport/link-manager.js';
 import { nodePaths, type NodeConfig, type TlsConfig } from './config.js';
@@ -190,12 +191,15 @@ export class Daemon {
       endpointsOf: (run) => this.procServer.endpointsOfRun(run),
     });
     this.supervisorOf = supervisor;
+    const runHosting = new RunHosting({ kernel: this.kernel, supervisor, procServer: () => this.procServer, logger: log.child({ sub: 'services' }) });
+    this.services.addHosting(runHosting);
     this.procServer = new ProcServer({
       kernel: this.kernel,
       socketPath: paths.socket,
       token,
       logger: log.child({ sub: 'proc' }),
-      bind: (dcid, o) => reconciler.bind(dcid, o),
+      // A program started for a move binds its endpoint when the endpoint arrives; others claim one.
+      bind: (dcid, o) => runHosting.bind(dcid, o) ?? reconciler.bind(dcid, o),
       info: () => this.diagnostics(),
       runs: supervisor,
       ops: serviceOps(this.services),

@@ -67,7 +67,7 @@ export class NodeServices {
         if (part === undefined) return Promise.reject(new DvsError('EDVSMIGRATE', `node ${opts.nodeId} cannot start a service from that spec`));
         return part.prepare(req);
       },
-      retire: (dcid, ep, toNode) => this.partOf(dcid, ep)?.retire(dcid, ep, toNode),
+      retire: (dcid, ep, toNode, epoch) => this.partOf(dcid, ep)?.retire(dcid, ep, toNode, epoch),
     };
     this.agent = new MigrationAgent({ nodeId: opts.nodeId, kernel: opts.kernel, directory: opts.directory, hosting, clock: systemClock, logger: opts.logger });
     opts.kernel.onServiceFrame = (from, dcid, body) => this.agent.handle(from, dcid, body);

@@ -41,7 +41,8 @@ export function bindForClient(c: OpHost, f: Fields, id: number): BindResult | Pr
   const hook = c.ctx.bind;
   if (hook === undefined) return adopt(c, dcid, id, { process: c.ctx.kernel.bind(dcid, req) });
   const call = c.blocking(id, f);
-  const bound = hook(dcid, timeoutMs === undefined || timeoutMs < 0 ? { ...req, signal: call.signal } : { ...req, timeoutMs, signal: call.signal });
+  const run = c.run === undefined ? {} : { run: c.run };
+  const bound = hook(dcid, timeoutMs === undefined || timeoutMs < 0 ? { ...req, ...run, signal: call.signal } : { ...req, ...run, timeoutMs, signal: call.signal });
   if (!(bound instanceof Promise)) return adopt(c, dcid, id, asBound(bound));
   return awaitHook(c, dcid, id, bound, call.signal, timeoutMs);
 }

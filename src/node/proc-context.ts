@@ -21,6 +21,8 @@ export interface BindHookOptions {
   readonly timeoutMs?: number;
   /** Aborted when the call ends before the hook (timeout, cancel, the connection closing): the hook should give up. */
   readonly signal: AbortLike;
+  /** The run the binding connection said it belongs to (hello field `run`). */
+  readonly run?: number;
 }
 
 /** A bind hook's Process with what the client is told about it: the endpoint of a service moved here. */

@@ -18,6 +18,8 @@ export interface OpHost {
   readonly ctx: ConnContext;
   readonly bound: ConnEndpoints;
   readonly grantRequests: GrantRequests;
+  /** The run the connection said in hello it belongs to (`dvs run`). */
+  readonly run: number | undefined;
   /** True once the connection closed: a bind that completes now is undone. */
   readonly released: boolean;
   /** Registers a blocking call as in flight (cancellable) and returns the options that carry its abort signal. */

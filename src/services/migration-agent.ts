@@ -17,7 +17,7 @@
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError, isDvsError } from '../ipc/errors.js';
 import type { Payload } from '../ipc/payload.js';
-import type { Clock } from '../kernel/clock.js';
+import type { Clock, TimerHandle } from '../kernel/clock.js';
 import type { Kernel, Quiescence } from '../kernel/kernel.js';
 import type { Handover } from '../kernel/mailbox.js';
 import type { Logger } from '../runtime/logger.js';
@@ -58,8 +58,11 @@ export interface ServiceHosting {
   snapshot(dcid: number, endpoint: Endpoint, timeoutMs: number): Promise<Uint8Array | undefined>;
   /** Starts an incarnation from `spec` with `state`; resolves once it can take the endpoint. */
   prepare(req: PrepareRequest): Promise<IncomingIncarnation>;
-  /** The endpoint was drained to `toNode`: its code here stops. Called synchronously right after the drain. */
-  retire(dcid: number, endpoint: Endpoint, toNode: number): void;
+  /**
+   * The endpoint is being drained to `toNode`, where it lives at `epoch`: its code here stops
+   * without seeing the drain. Called synchronously just before the drain, which then cannot fail.
+   */
+  retire(dcid: number, endpoint: Endpoint, toNode: number, epoch: number): void;
 }
 
 export interface MigrateOptions {
@@ -126,6 +129,8 @@ interface Outgoing {
   stage: 'preparing' | 'drained' | 'done' | 'failed';
   prepared: (() => void) | undefined;
   failed: ((err: DvsError) => void) | undefined;
+  /** The source's own bound on the move: past the freeze it rolls back whatever the others do. */
+  deadline: TimerHandle | undefined;
 }
 
 interface Incoming {
@@ -222,6 +227,12 @@ export class MigrationAgent {
             return;
           }
           this.log.warn({ mid, dcid, endpoint, from: c.from, to, code: err.code, err: err.message, drained: c.drained }, 'migration: failed');
+          if (!c.drained) {
+            // Source and target roll back too (a failure they reported themselves is no news to them).
+            const body = { t: 'failed', mid, code: err.code, message: err.message } as const;
+            this.post(c.from, dcid, body);
+            this.post(to, dcid, body);
+          }
           // Nothing moved yet: the freeze goes, the endpoint stays where it was.
           const undo = c.drained ? Promise.resolve() : this.directory.thawEndpoint(dcid, endpoint, c.epoch).then(noop, noop);
           void undo.then(() => reject(err));
@@ -286,8 +297,9 @@ export class MigrationAgent {
       fail(asDvsError(err));
       return;
     }
-    const o: Outgoing = { msg: m, dcid, frozenAt: this.clock.now(), stage: 'preparing', prepared: undefined, failed: undefined };
+    const o: Outgoing = { msg: m, dcid, frozenAt: this.clock.now(), stage: 'preparing', prepared: undefined, failed: undefined, deadline: undefined };
     this.outgoing.set(m.mid, o);
+    o.deadline = this.clock.setTimer(m.freezeMs, () => this.rollBack(o, new DvsError('EDVSTIMEDOUT', `migration ${m.mid} did not reach its drain within ${m.freezeMs} ms`)));
     const failed = new Promise<never>((_, reject) => (o.failed = reject));
     failed.catch(noop);
     try {
@@ -317,9 +329,13 @@ export class MigrationAgent {
       if (state !== undefined) await Promise.race([this.sendState(m.to, dcid, m.mid, state), failed]);
       await Promise.race([prepared, failed]);
       if (o.stage !== 'preparing') return;
+      // The old incarnation's code lets go first (it must not see the drain end its receive), so
+      // the drain must not fail after it: the endpoint is still in the receive of its snapshot.
+      if (this.kernel.quiescence(dcid, m.ep)?.recv !== mark.recv) throw new DvsError('EDVSBUSY', `endpoint ${m.ep} received something since its state was taken`);
+      this.hosting.retire(dcid, m.ep, m.to, m.epoch + 1);
       const handover = this.kernel.drain(dcid, m.ep, m.to, mark);
       o.stage = 'drained';
-      this.hosting.retire(dcid, m.ep, m.to);
+      if (o.deadline !== undefined) this.clock.clearTimer(o.deadline);
       const handoverBytes = encodeValue(handover).byteLength;
       this.report(o, { stage: 'drained', handoverBytes });
       this.post(m.to, dcid, { t: 'handover', mid: m.mid, handover });
@@ -336,6 +352,7 @@ export class MigrationAgent {
     if (o.stage !== 'preparing') return;
     o.stage = 'failed';
     this.outgoing.delete(o.msg.mid);
+    if (o.deadline !== undefined) this.clock.clearTimer(o.deadline);
     this.kernel.thaw(o.dcid, o.msg.ep, o.msg.epoch);
     // The directory too, so nodes that parked callers release them now, not at the freeze's
     // expiry (a coordinator that died cannot); the coordinator's own thaw then finds nothing to do.
