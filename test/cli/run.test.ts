@@ -3,7 +3,7 @@
  * program it starts gets its slot, name, cwd and environment, binds, serves a call, and is listed
  * running with its endpoint, then exited with its code; errors have their exit codes.
  */
-import { mkdtemp, realpath, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,5 +111,14 @@ describe('dvs run', () => {
     expect(usage.code).toBe(EXIT.usage);
     const noProgram = await runCli(['run', '--dc', String(DC), '--node', '0', '--dir', tc.dir]);
     expect(noProgram.code).toBe(EXIT.usage);
+
+    // A cluster whose node 0 has no daemon running: unreachable.
+    const idle = path.join(workDir, 'idle-cluster');
+    const idleData = path.join(idle, 'node-0');
+    await mkdir(idleData, { recursive: true });
+    await writeFile(path.join(idle, 'cluster.json'), JSON.stringify({ dir: idle, keyFile: path.join(idle, 'cluster.key'), store: { backend: 'embedded', host: '127.0.0.1', port: 1 }, nodes: [{ nodeId: 0, dataDir: idleData, configFile: path.join(idleData, 'config.json'), pid: 0 }] }));
+    const down = await runCli(['run', '--dc', String(DC), '--node', '0', '--dir', idle, '--', process.execPath]);
+    expect(down.code).toBe(EXIT.unreachable);
+    expect(down.stderr).toMatch(/^dvs: EDVSNOTCONN: cannot reach the daemon of node 0 at .*no daemon runs there/);
   }, 60_000);
 });
