@@ -9,7 +9,7 @@ import type { Payload } from '../ipc/payload.js';
 /**
  * Version of this protocol, exchanged when two nodes link: kernels of different versions never
  * talk. 2: "moved" answers carry the epoch; the `moved` frame; reply-cancel-ack can say "moved".
- * 3: the `svc` frame.
+ * 3: the `svc` frame; a notify passed on after a move names its origin.
  */
 export const KERNEL_PROTOCOL_VERSION = 3;
 
@@ -117,6 +117,8 @@ export interface NotifyFrame {
   readonly src: Endpoint;
   readonly dst: Endpoint;
   readonly arg: number;
+  /** Passed on by a node `dst` moved away from: the node of `src`, which sent it first. */
+  readonly origin?: number;
 }
 
 /** `ep` was unbound on the sending node: fail whoever waits on it. */

@@ -470,7 +470,9 @@ export class Kernel {
           const srcSlot = dc.space.checkEndpoint(frame.src);
           const route = dc.routes.lookup(frame.dst);
           const srcRoute = dc.routes.at(srcSlot);
-          if (ownerOf(srcRoute) !== undefined || (srcRoute?.kind === 'remote' && srcRoute.endpoint === frame.src && srcRoute.node !== from)) {
+          // The source must live at the node it came from (or, passed on after a move, at its origin).
+          const sender = frame.origin ?? from;
+          if (ownerOf(srcRoute) !== undefined || (srcRoute?.kind === 'remote' && srcRoute.endpoint === frame.src && srcRoute.node !== sender)) {
             k.stats.sourcesRefused++;
             k.refused(from, frame.k, 'EDVSBADSRCDST');
             break;

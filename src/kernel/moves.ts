@@ -285,11 +285,21 @@ export class RouteMoves {
     }
   }
 
-  /** A notify frame for a destination whose route is `route`: delivered, parked, or dropped (it moved on). */
+  /**
+   * A notify frame for a destination whose route is `route`: delivered, parked, or passed on to
+   * where the endpoint lives now (it moved on: a notification is never lost to a move). Dropped
+   * only when that node is down, or would be the sender's own node again.
+   */
   notifyFrame(dc: DcState, from: number, frame: NotifyFrame, route: Route): void {
     if (route.kind === 'local') this.k.rendezvous.notifyLocal(route, frame.src, dc.space.privId(dc.space.slotOf(frame.src)), frame.arg >>> 0);
     else if (route.kind === 'frozen') this.parkFrame(route, from, frame);
-    else this.k.stats.notifiesDropped++;
+    else {
+      const to = route.kind === 'remote' ? route.node : route.primary;
+      const origin = frame.origin ?? from;
+      // Passed on once: a frame passed on already, or going back to its origin, would risk a loop.
+      if (frame.origin !== undefined || to === origin || this.k.downNodes.has(to)) this.k.stats.notifiesDropped++;
+      else this.k.emit(to, { ...frame, origin });
+    }
   }
 
   /** Parked calls fail: their destination is gone. */

@@ -223,8 +223,8 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       return;
     }
     case KIND.notify:
-      arity(a, 5, 5, 'notify');
-      out.push({ k: 'notify', dc, src: at(a, 2, 'src'), dst: at(a, 3, 'dst'), arg: at(a, 4, 'arg') });
+      arity(a, 5, 6, 'notify');
+      out.push(a.length === 5 ? { k: 'notify', dc, src: at(a, 2, 'src'), dst: at(a, 3, 'dst'), arg: at(a, 4, 'arg') } : { k: 'notify', dc, src: at(a, 2, 'src'), dst: at(a, 3, 'dst'), arg: at(a, 4, 'arg'), origin: uAt(a, 5, 'origin') });
       return;
     case KIND.unbound:
       arity(a, 3, 3, 'unbound');

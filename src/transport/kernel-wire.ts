@@ -58,7 +58,7 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
     case 'moved':
       return [KIND.moved, f.dc, f.ep, f.epoch, f.ids];
     case 'notify':
-      return [KIND.notify, f.dc, f.src, f.dst, f.arg];
+      return f.origin === undefined ? [KIND.notify, f.dc, f.src, f.dst, f.arg] : [KIND.notify, f.dc, f.src, f.dst, f.arg, f.origin];
     case 'unbound':
       return [KIND.unbound, f.dc, f.ep];
     case 'copy-read':
