@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** `dvs`: the command line of DVS. Exit codes: exit-codes.ts (docs/deploy.md). */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { isDvsError } from '../ipc/errors.js';
+import { DvsError, isDvsError } from '../ipc/errors.js';
+import type { Payload } from '../ipc/payload.js';
 import { formatProcTable } from '../kernel/index.js';
 import { addNode, clusterProcesses, clusterStatus, createDc, listDcs, removeDc, removeNode, StatusWithoutStore } from './admin.js';
 import { clusterDown, clusterUp } from './cluster.js';
@@ -12,12 +13,20 @@ import { EXIT, exitCodeOf } from './exit-codes.js';
 import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
 import { DEFAULT_TIMEOUT_MS } from './reach.js';
 import { parseEnvPairs, runOnNode } from './run-command.js';
+import { drainNode, formatDrainOutcome, formatMigration, listServices, migrateEndpoint, startService } from './migrate-command.js';
 import { formatRunTable } from './run-table.js';
 import { formatSelfViews, formatStatus } from './status-table.js';
 
 function int(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+/** An endpoint: tasks have negative ones. */
+function endpointArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('must be an integer');
   return n;
 }
 
@@ -75,6 +84,25 @@ node
   .addOption(timeoutOption('the coordination store, unless this node serves it'))
   .action(async (flags: NodeStartFlags & { timeout: number }) => {
     await runNode(configFromFlags(flags), { timeoutMs: flags.timeout });
+  });
+
+node
+  .command('drain')
+  .description('move every movable endpoint off a node before maintenance; reports what could not move and why (exit code 1 then)')
+  .argument('<node>', 'node id', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('the coordination store and the daemon'))
+  .action(async (nodeId: number, opts: { dir: string; json?: boolean; timeout: number }) => {
+    const outcomes = await drainNode(opts.dir, nodeId, {
+      timeoutMs: opts.timeout,
+      onOutcome: (o) => {
+        if (opts.json !== true) console.log(formatDrainOutcome(o));
+      },
+    });
+    if (opts.json === true) console.log(JSON.stringify(outcomes, null, 2));
+    else console.log(`${outcomes.filter((o) => o.moved).length} moved, ${outcomes.filter((o) => !o.moved).length} stayed on node ${nodeId}`);
+    if (outcomes.some((o) => !o.moved)) process.exitCode = EXIT.error;
   });
 
 const cluster = program.command('cluster').description('a local cluster of daemon processes');
@@ -207,6 +235,59 @@ program
     };
     const r = await runOnNode(opts.dir, opts.node, spec, { timeoutMs: opts.timeout });
     out(opts.json, r, () => `run ${r.run} on node ${r.node}: pid ${r.pid ?? '-'}`);
+  });
+
+program
+  .command('migrate')
+  .description('move an endpoint to another node while its clients keep calling (docs/migration.md)')
+  .requiredOption('--dc <dcid>', 'its DC', int)
+  .requiredOption('--ep <endpoint>', 'the endpoint', endpointArg)
+  .requiredOption('--to <node>', 'the node to move it to', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('the coordination store and the daemon'))
+  .action(async (opts: { dc: number; ep: number; to: number; dir: string; json?: boolean; timeout: number }) => {
+    const r = await migrateEndpoint(opts.dir, opts.dc, opts.ep, opts.to, {
+      timeoutMs: opts.timeout,
+      onStart: (from) => {
+        if (opts.json !== true) console.log(`moving endpoint ${opts.ep} of DC ${opts.dc} from node ${from} to node ${opts.to}...`);
+      },
+    });
+    out(opts.json, r, () => formatMigration(r));
+  });
+
+const service = program.command('service').description('coroutine services hosted by daemons');
+service
+  .command('start')
+  .description("start the service an ES module exports (default export or createService) in a node's daemon")
+  .requiredOption('--dc <dcid>', 'its DC', int)
+  .requiredOption('--node <n>', 'the node whose daemon hosts it', int)
+  .requiredOption('--module <file>', 'the module (a path the daemon can read)')
+  .option('--slot <slot>', 'the slot it binds', int)
+  .option('--name <name>', 'its endpoint name')
+  .option('--args <json>', "its factory's argument, as JSON")
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('the daemon'))
+  .action(async (opts: { dc: number; node: number; module: string; slot?: number; name?: string; args?: string; dir: string; json?: boolean; timeout: number }) => {
+    let args: Payload = null;
+    try {
+      if (opts.args !== undefined) args = JSON.parse(opts.args) as Payload;
+    } catch {
+      throw new DvsError('EDVSBADVALUE', `--args is not JSON: ${opts.args}`);
+    }
+    const r = await startService(opts.dir, opts.node, opts.dc, opts.module, { ...(opts.slot === undefined ? {} : { slot: opts.slot }), ...(opts.name === undefined ? {} : { name: opts.name }), args }, { timeoutMs: opts.timeout });
+    out(opts.json, r, () => `service ${r.name} on node ${opts.node}: endpoint ${r.endpoint} of DC ${r.dcid}`);
+  });
+service
+  .command('ls')
+  .description('the coroutine services every daemon hosts')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('each daemon'))
+  .action(async (opts: { dir: string; json?: boolean; timeout: number }) => {
+    const rows = await listServices(opts.dir, { timeoutMs: opts.timeout });
+    out(opts.json, rows, () => ['DC  endpoint  node  name              module', ...rows.map((r) => `${String(r.dcid).padEnd(3)} ${String(r.endpoint).padStart(8)}  ${String(r.node).padStart(4)}  ${r.name.padEnd(17)} ${r.module}`)].join('\n'));
   });
 
 program

@@ -110,12 +110,12 @@ function pad(v: string | number, width: number): string {
   return String(v).padStart(width);
 }
 
-/** Text like /proc/dvs/DCx/procs: one row per bound slot; flags in hex; magic values as numbers. */
+/** Text like /proc/dvs/DCx/procs: one row per bound slot; flags in hex; magic values as numbers; a moving endpoint marked MIGRATING after its name. */
 export function formatProcTable(rows: readonly ProcInfo[]): string {
   const head = `${pad('DC', 3)} ${pad('pnr', 5)} ${pad('-endp-', 8)} ${pad('nd', 3)} ${pad('flag', 5)} ${pad('misc', 5)} ${pad('-getf', 6)} ${pad('-sndt', 6)} ${pad('q', 3)} ${pad('lsnt', 6)} ${pad('rsnt', 6)} ${pad('lcpy', 5)} ${pad('rcpy', 5)} name`;
   const lines = rows.map(
     (r) =>
-      `${pad(r.dcid, 3)} ${pad(r.slot, 5)} ${pad(r.endpoint, 8)} ${pad(r.node, 3)} ${pad(r.rtsFlags.toString(16), 5)} ${pad(r.miscFlags.toString(16), 5)} ${pad(r.getfrom, 6)} ${pad(r.sendto, 6)} ${pad(r.queued, 3)} ${pad(r.counters.lclSent, 6)} ${pad(r.counters.rmtSent, 6)} ${pad(r.counters.lclCopies, 5)} ${pad(r.counters.rmtCopies, 5)} ${r.name}`,
+      `${pad(r.dcid, 3)} ${pad(r.slot, 5)} ${pad(r.endpoint, 8)} ${pad(r.node, 3)} ${pad(r.rtsFlags.toString(16), 5)} ${pad(r.miscFlags.toString(16), 5)} ${pad(r.getfrom, 6)} ${pad(r.sendto, 6)} ${pad(r.queued, 3)} ${pad(r.counters.lclSent, 6)} ${pad(r.counters.rmtSent, 6)} ${pad(r.counters.lclCopies, 5)} ${pad(r.counters.rmtCopies, 5)} ${r.name}${r.frozen ? ' MIGRATING' : ''}`,
   );
   return [head, ...lines].join('\n') + '\n';
 }
