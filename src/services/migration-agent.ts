@@ -104,6 +104,8 @@ const DEFAULT_QUIESCE_MS = 5_000;
 const DEFAULT_CHUNK_BYTES = 512 * 1024;
 /** How often the source looks whether the service reached a receive. */
 const QUIESCE_POLL_MS = 1;
+/** How often the source sends the handover again until the target acknowledges it. */
+const HANDOVER_RESEND_MS = 100;
 
 interface Coordination {
   readonly mid: string;
@@ -339,6 +341,7 @@ export class MigrationAgent {
       const handoverBytes = encodeValue(handover).byteLength;
       this.report(o, { stage: 'drained', handoverBytes });
       this.post(m.to, dcid, { t: 'handover', mid: m.mid, handover });
+      void this.resendHandover(o, handover);
       this.log.info({ mid: m.mid, dcid, endpoint: m.ep, to: m.to, queued: handover.queued.length, notifies: handover.notifies.length, owed: handover.owed.length }, 'migration: drained');
     } catch (err) {
       const e = asDvsError(err);
@@ -362,6 +365,20 @@ export class MigrationAgent {
     const body = { t: 'failed', mid: o.msg.mid, code: err.code, message: err.message } as const;
     this.post(o.msg.to, o.dcid, body);
     this.post(o.msg.coord, o.dcid, body);
+  }
+
+  /**
+   * After the drain the service lives only in the handover: a link that breaks with it in flight
+   * would lose it. Until the target acknowledges it (or the freeze's time is up), it goes again;
+   * the target takes the first copy and ignores the rest.
+   */
+  private async resendHandover(o: Outgoing, handover: Handover): Promise<void> {
+    const until = o.frozenAt + o.msg.freezeMs;
+    for (;;) {
+      await this.sleep(HANDOVER_RESEND_MS);
+      if (o.stage !== 'drained' || this.clock.now() >= until) return;
+      if (!this.isDown(o.msg.to)) this.post(o.msg.to, o.dcid, { t: 'handover', mid: o.msg.mid, handover });
+    }
   }
 
   private report(o: Outgoing, p: { stage: MigrationStage; stateBytes?: number; handoverBytes?: number; blackoutMs?: number }): void {
@@ -430,6 +447,8 @@ export class MigrationAgent {
 
   private async onHandover(inc: Incoming, h: Handover): Promise<void> {
     const m = inc.msg;
+    // A copy the source sent again before it heard of the first.
+    if (inc.absorbed) return;
     if (inc.aborted || inc.incarnation === undefined || h.dcid !== inc.dcid || h.endpoint !== m.ep || h.epoch !== m.epoch + 1) {
       this.log.error({ mid: m.mid }, 'migration: a handover that does not match the move');
       return;
@@ -508,7 +527,17 @@ export class MigrationAgent {
   nodeDown(node: number): void {
     const err = new DvsError('EDVSNONODE', `node ${node} went down during the migration`, { details: { node } });
     for (const o of [...this.outgoing.values()]) if (o.msg.to === node || o.msg.coord === node) this.rollBack(o, err);
-    for (const inc of [...this.incoming.values()]) if (inc.from === node || inc.msg.coord === node) this.abortIncoming(inc, err, false);
+    for (const inc of [...this.incoming.values()]) {
+      if (inc.from !== node && inc.msg.coord !== node) continue;
+      if (inc.incarnation === undefined) {
+        // Not prepared: the source cannot drain to it; a live source hears why and rolls back.
+        this.abortIncoming(inc, err, inc.from !== node);
+        continue;
+      }
+      // Prepared: the source may have drained already, its handover on the way (or coming again once
+      // the link is back); only the source's verdict, or the freeze's time, ends the wait.
+      this.clock.setTimer(inc.msg.freezeMs, () => this.abortIncoming(inc, err, false));
+    }
     for (const c of [...this.coordinating.values()]) {
       if (c.from === node || (c.to === node && !c.flipped)) c.settle(err);
     }
