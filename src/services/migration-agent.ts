@@ -515,7 +515,11 @@ export class MigrationAgent {
       else if (m.t === 'handover') void this.onHandover(inc, m.handover);
       else if (m.t === 'failed') this.abortIncoming(inc, new DvsError(m.code, m.message), false);
     } else if (inc !== undefined && from === inc.msg.coord && m.t === 'failed') {
-      this.abortIncoming(inc, new DvsError(m.code, m.message), false);
+      // Once prepared, only the source knows whether it drained (the coordinator may not have heard):
+      // a live source rolls back on the coordinator's word and says so; else the freeze's time ends the wait.
+      const err = new DvsError(m.code, m.message);
+      if (inc.incarnation === undefined) this.abortIncoming(inc, err, false);
+      else this.clock.setTimer(inc.msg.freezeMs, () => this.abortIncoming(inc, err, false));
     }
     const o = this.outgoing.get(m.mid);
     if (o !== undefined) this.onSourceMsg(o, from, m);
