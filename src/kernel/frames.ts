@@ -191,6 +191,8 @@ export interface ServiceFrame {
   readonly k: 'svc';
   readonly dc: number;
   readonly body: Payload;
+  /** Bulk bytes that go with `body` (a piece of a service's state), carried as a copy chunk is. */
+  readonly data?: Uint8Array;
 }
 
 export type KernelFrame =

@@ -44,7 +44,7 @@ export interface KernelOptions {
 }
 
 /** Takes the body of a `svc` frame from node `from` about DC `dcid`. */
-export type ServiceFrameHandler = (from: number, dcid: number, body: Payload) => void;
+export type ServiceFrameHandler = (from: number, dcid: number, body: Payload, data: Uint8Array | undefined) => void;
 
 export interface CreateDcOptions {
   readonly dcid: number;
@@ -350,12 +350,12 @@ export class Kernel {
   }
 
   /** Sends a `svc` frame to `node`'s service handler (EDVSNODCNODE unless both nodes are members of `dcid`; EDVSNONODE when it is down). */
-  sendServiceFrame(node: number, dcid: number, body: Payload): void {
+  sendServiceFrame(node: number, dcid: number, body: Payload, data?: Uint8Array): void {
     const k = this.core;
     const dc = k.dc(dcid);
     if (node === k.nodeId || !dc.nodes.has(node)) fail('EDVSNODCNODE', `node ${node} is not another member of DC ${dcid}`);
     if (k.downNodes.has(node)) fail('EDVSNONODE', `node ${node} is down`);
-    k.emit(node, { k: 'svc', dc: dcid, body });
+    k.emit(node, data === undefined ? { k: 'svc', dc: dcid, body } : { k: 'svc', dc: dcid, body, data });
   }
 
   /** Binds a handed-over endpoint here and answers its senders from here (see RouteMoves.absorb). */
@@ -497,7 +497,7 @@ export class Kernel {
           break;
         case 'svc':
           if (this.onServiceFrame === undefined) fail('EDVSNOSYS', 'no service handler on this node');
-          this.onServiceFrame(from, dc.dcid, frame.body);
+          this.onServiceFrame(from, dc.dcid, frame.body, frame.data);
           break;
         case 'copy-read':
           k.copies.onCopyRead(dc, from, frame);

@@ -70,7 +70,7 @@ export class NodeServices {
       retire: (dcid, ep, toNode, epoch) => this.partOf(dcid, ep)?.retire(dcid, ep, toNode, epoch),
     };
     this.agent = new MigrationAgent({ nodeId: opts.nodeId, kernel: opts.kernel, directory: opts.directory, hosting, clock: systemClock, logger: opts.logger });
-    opts.kernel.onServiceFrame = (from, dcid, body) => this.agent.handle(from, dcid, body);
+    opts.kernel.onServiceFrame = (from, dcid, body, data) => this.agent.handle(from, dcid, body, data);
   }
 
   /** Another way of running services on this node (the supervisor's programs). */

@@ -101,7 +101,7 @@ export interface MigrationAgentOptions {
 
 const DEFAULT_FREEZE_MS = 30_000;
 const DEFAULT_QUIESCE_MS = 5_000;
-const DEFAULT_CHUNK_BYTES = 512 * 1024;
+const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** How often the source looks whether the service reached a receive. */
 const QUIESCE_POLL_MS = 1;
 /** How often the source sends the handover again until the target acknowledges it. */
@@ -139,7 +139,8 @@ interface Incoming {
   readonly msg: PrepareMsg;
   readonly dcid: number;
   readonly from: number;
-  readonly pieces: Uint8Array[];
+  /** The state, filled piece by piece (a piece may be a view of a link's receive buffer: copied at once). */
+  readonly state: Buffer | undefined;
   got: number;
   incarnation: IncomingIncarnation | undefined;
   aborted: boolean;
@@ -406,25 +407,26 @@ export class MigrationAgent {
   // ---------------------------------------------------------------- target
 
   private onPrepare(from: number, dcid: number, m: PrepareMsg): void {
-    const inc: Incoming = { msg: m, dcid, from, pieces: [], got: 0, incarnation: undefined, aborted: false, absorbed: false };
+    const inc: Incoming = { msg: m, dcid, from, state: m.size === 0 ? undefined : Buffer.allocUnsafe(m.size), got: 0, incarnation: undefined, aborted: false, absorbed: false };
     this.incoming.set(m.mid, inc);
     if (m.size === 0) void this.startIncoming(inc);
   }
 
   private onState(inc: Incoming, data: Uint8Array): void {
     if (inc.aborted) return;
-    inc.pieces.push(data);
+    if (inc.state === undefined || inc.got + data.byteLength > inc.msg.size) {
+      this.abortIncoming(inc, new DvsError('EDVSPACKSIZE', 'more state arrived than announced'), true);
+      return;
+    }
+    inc.state.set(data, inc.got);
     inc.got += data.byteLength;
-    if (inc.got > inc.msg.size) this.abortIncoming(inc, new DvsError('EDVSPACKSIZE', 'more state arrived than announced'), true);
-    else if (inc.got === inc.msg.size) void this.startIncoming(inc);
+    if (inc.got === inc.msg.size) void this.startIncoming(inc);
   }
 
   private async startIncoming(inc: Incoming): Promise<void> {
     const m = inc.msg;
-    const state = inc.msg.size === 0 ? undefined : inc.pieces.length === 1 ? inc.pieces[0] : Buffer.concat(inc.pieces);
-    inc.pieces.length = 0;
     try {
-      const incarnation = await this.hosting.prepare({ mid: m.mid, dcid: inc.dcid, endpoint: m.ep, from: inc.from, spec: m.spec, state });
+      const incarnation = await this.hosting.prepare({ mid: m.mid, dcid: inc.dcid, endpoint: m.ep, from: inc.from, spec: m.spec, state: inc.state });
       if (inc.aborted) {
         incarnation.abort(new DvsError('EDVSMIGRATE', 'the migration was abandoned'));
         return;
@@ -489,10 +491,10 @@ export class MigrationAgent {
   // ---------------------------------------------------------------- dispatch
 
   /** The kernel's `svc` frames (Kernel.onServiceFrame). */
-  handle(from: number, dcid: number, body: Payload): void {
+  handle(from: number, dcid: number, body: Payload, data?: Uint8Array): void {
     let m: MigrationMsg;
     try {
-      m = parseMigrationMsg(body);
+      m = parseMigrationMsg(body, data);
     } catch (err) {
       this.log.warn({ from, err: asDvsError(err).message }, 'migration: a malformed message refused');
       return;
@@ -553,7 +555,9 @@ export class MigrationAgent {
       return;
     }
     try {
-      this.kernel.sendServiceFrame(node, dcid, body as unknown as Payload);
+      // A state piece's bytes travel as the frame's bulk data, not inside the encoded body.
+      if (body.t === 'state') this.kernel.sendServiceFrame(node, dcid, { t: 'state', mid: body.mid }, body.data);
+      else this.kernel.sendServiceFrame(node, dcid, body as unknown as Payload);
     } catch (err) {
       this.log.warn({ node, t: body.t, err: asDvsError(err).message }, 'migration: a message could not be sent');
     }

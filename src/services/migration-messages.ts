@@ -32,7 +32,7 @@ export interface PrepareMsg {
   readonly freezeMs: number;
 }
 
-/** Source → target: `data` is the next piece of the state. */
+/** Source → target: the next piece of the state, in the frame's bulk `data`. */
 export interface StateMsg {
   readonly t: 'state';
   readonly mid: string;
@@ -81,6 +81,9 @@ export type MigrationMsg = StartMsg | PrepareMsg | StateMsg | PreparedMsg | Hand
 
 export type MigrationStage = 'frozen' | 'quiescent' | 'snapshot' | 'prepared' | 'drained' | 'absorbed' | 'flipped' | 'done';
 
+/** The largest service state a move carries. */
+export const MAX_STATE_BYTES = 1024 * 1024 * 1024;
+
 const STAGES: readonly MigrationStage[] = ['frozen', 'quiescent', 'snapshot', 'prepared', 'drained', 'absorbed', 'flipped', 'done'];
 
 function bad(what: string): never {
@@ -110,18 +113,21 @@ function isHandover(v: unknown): v is Handover {
 }
 
 /** A body from another node as a migration message; EDVSBADREQUEST when it is not one. */
-export function parseMigrationMsg(body: Payload): MigrationMsg {
+export function parseMigrationMsg(body: Payload, data?: Uint8Array): MigrationMsg {
   if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) bad('not a map');
   const m = body as Record<string, unknown>;
   const mid = str(m.mid, 'mid', 64);
   switch (m.t) {
     case 'start':
       return { t: 'start', mid, ep: int(m.ep, 'ep'), epoch: nonNeg(m.epoch, 'epoch'), to: nonNeg(m.to, 'to'), coord: nonNeg(m.coord, 'coord'), freezeMs: nonNeg(m.freezeMs, 'freezeMs'), quiesceMs: nonNeg(m.quiesceMs, 'quiesceMs') };
-    case 'prepare':
-      return { t: 'prepare', mid, ep: int(m.ep, 'ep'), epoch: nonNeg(m.epoch, 'epoch'), coord: nonNeg(m.coord, 'coord'), spec: m.spec as Payload, size: nonNeg(m.size, 'size'), freezeMs: nonNeg(m.freezeMs, 'freezeMs') };
+    case 'prepare': {
+      const size = nonNeg(m.size, 'size');
+      if (size > MAX_STATE_BYTES) bad(`a state of ${size} bytes is above ${MAX_STATE_BYTES}`);
+      return { t: 'prepare', mid, ep: int(m.ep, 'ep'), epoch: nonNeg(m.epoch, 'epoch'), coord: nonNeg(m.coord, 'coord'), spec: m.spec as Payload, size, freezeMs: nonNeg(m.freezeMs, 'freezeMs') };
+    }
     case 'state':
-      if (!(m.data instanceof Uint8Array)) bad('data is not bytes');
-      return { t: 'state', mid, data: m.data };
+      if (data === undefined) bad('a state piece without its bytes');
+      return { t: 'state', mid, data };
     case 'prepared':
       return { t: 'prepared', mid };
     case 'handover':

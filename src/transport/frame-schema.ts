@@ -198,8 +198,8 @@ export function parseKernelFrame(value: unknown, out: KernelFrame[]): void {
       return;
     }
     case KIND.svc:
-      arity(a, 3, 3, 'svc');
-      out.push({ k: 'svc', dc, body: a[2] as Payload });
+      arity(a, 3, 4, 'svc');
+      out.push(a.length === 3 ? { k: 'svc', dc, body: a[2] as Payload } : { k: 'svc', dc, body: a[2] as Payload, data: atBytes(a, 3, 'data') });
       return;
     case KIND.moved: {
       arity(a, 5, 5, 'moved');

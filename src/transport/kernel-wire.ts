@@ -70,7 +70,7 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
     case 'copy-ack':
       return [KIND.copyAck, f.dc, f.id, f.rc];
     case 'svc':
-      return [KIND.svc, f.dc, f.body];
+      return f.data === undefined ? [KIND.svc, f.dc, f.body] : [KIND.svc, f.dc, f.body, f.data];
     case 'copy-relay':
       return [KIND.copyRelay, f.dc, f.id, f.requester, f.owner, f.grant, f.offset, f.length, f.dstNode, f.dstOwner, f.dstGrant, f.dstOffset];
   }
@@ -78,7 +78,7 @@ export function kernelFrameToWire(f: KernelFrame): unknown[] {
 
 /** The bulk bytes of a frame that carries them (copy-data, copy-write), else undefined. */
 export function bulkOf(f: KernelFrame): Uint8Array | undefined {
-  return f.k === 'copy-data' || f.k === 'copy-write' ? f.data : undefined;
+  return f.k === 'copy-data' || f.k === 'copy-write' || f.k === 'svc' ? f.data : undefined;
 }
 
 /** Bytes msgpack needs for a number (ints in their smallest form, others as float64). */
@@ -137,13 +137,34 @@ export function writeNumber(buf: Buffer, at: number, n: number): number {
   return at + 9;
 }
 
+function binHeaderBytes(n: number): number {
+  return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/** A msgpack bin header for `n` bytes, as msgpackr writes it; returns the end. */
+function writeBinHeader(buf: Buffer, at: number, n: number): number {
+  if (n < 0x100) {
+    buf[at] = 0xc4;
+    buf[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    buf[at] = 0xc5;
+    buf.writeUInt16BE(n, at + 1);
+    return at + 3;
+  }
+  buf[at] = 0xc6;
+  buf.writeUInt32BE(n, at + 1);
+  return at + 5;
+}
+
 /** The non-primitive element measured by the last sizeWireArray, for the writeWireArray that follows. */
 let measured: Uint8Array | undefined;
 let measuredAt = -1;
 
 /**
  * Bytes of a kernel frame's positional form (at most 15 elements) as msgpack. Numbers, booleans,
- * nil and undefined are measured here; the one other value (a payload) is packed by `packValue`,
+ * nil, undefined and bytes are measured here; the one other value (a payload) is packed by `packValue`,
  * whose bytes stay valid only until the next pack: call writeWireArray right after.
  */
 export function sizeWireArray(wire: readonly unknown[], packValue: (v: unknown) => Uint8Array): number {
@@ -155,6 +176,7 @@ export function sizeWireArray(wire: readonly unknown[], packValue: (v: unknown) 
     if (typeof v === 'number') size += numberBytes(v);
     else if (typeof v === 'boolean' || v === null) size += 1;
     else if (v === undefined) size += 3;
+    else if (v instanceof Uint8Array) size += binHeaderBytes(v.byteLength) + v.byteLength;
     else {
       if (measured !== undefined) throw new Error('sizeWireArray: one packed element at most');
       measured = packValue(v);
@@ -180,6 +202,10 @@ export function writeWireArray(buf: Buffer, at: number, wire: readonly unknown[]
       buf[at + 1] = 0;
       buf[at + 2] = 0;
       at += 3;
+    } else if (v instanceof Uint8Array) {
+      at = writeBinHeader(buf, at, v.byteLength);
+      buf.set(v, at);
+      at += v.byteLength;
     } else if (i === measuredAt) {
       buf.set(measured!, at);
       at += measured!.byteLength;

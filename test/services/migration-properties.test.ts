@@ -83,7 +83,7 @@ async function rig(seed: number, opts: { refuse?: string; detectionDelay?: numbe
       bind: (dcid, o) => c.bind(n, dcid, o),
     });
     const agent = new MigrationAgent({ nodeId: n, kernel, directory: c.node(n).directory, hosting: host, clock: c.clock });
-    kernel.onServiceFrame = (from, dcid, body) => agent.handle(from, dcid, body);
+    kernel.onServiceFrame = (from, dcid, body, data) => agent.handle(from, dcid, body, data);
     agents.push(agent);
     hosts.push(host);
   }

@@ -51,7 +51,7 @@ function wire(c: SimCluster): { agents: MigrationAgent[]; hosts: CoroutineHost[]
       bind: (dcid, o) => c.bind(n, dcid, o),
     });
     const agent = new MigrationAgent({ nodeId: n, kernel, directory: c.node(n).directory, hosting: host, clock: c.clock });
-    kernel.onServiceFrame = (from, dcid, body) => agent.handle(from, dcid, body);
+    kernel.onServiceFrame = (from, dcid, body, data) => agent.handle(from, dcid, body, data);
     agents.push(agent);
     hosts.push(host);
   }
