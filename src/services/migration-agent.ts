@@ -29,6 +29,8 @@ import { parseMigrationMsg, type MigrationMsg, type MigrationStage, type Prepare
 /** What the agent needs of the directory (the cluster's Directory). */
 export interface MigrationDirectory {
   lookup(dcid: number, endpoint: Endpoint): EndpointRecord | undefined;
+  /** A registered node (undefined when its lease is gone). */
+  node(nodeId: number): object | undefined;
   freezeEndpoint(dcid: number, endpoint: Endpoint, epoch: number, freezeMs: number): Promise<EndpointRecord>;
   thawEndpoint(dcid: number, endpoint: Endpoint, epoch: number, opts?: ThawOptions): Promise<EndpointRecord>;
 }
@@ -196,7 +198,7 @@ export class MigrationAgent {
     if (this.kernel.slotOf(dcid, endpoint) < 0) throw new DvsError('EDVSBADPROC', `endpoint ${endpoint} is a task: tasks do not move`, { details: { dcid, endpoint } });
     if (!Number.isInteger(to) || !info.nodes.includes(to)) throw new DvsError('EDVSNODCNODE', `node ${String(to)} is not a member of DC ${dcid}`, { details: { dcid, node: to } });
     if (to === rec.node) throw new DvsError('EDVSINVAL', `endpoint ${endpoint} already lives on node ${to}`, { details: { dcid, endpoint, node: to } });
-    if (this.isDown(to)) throw new DvsError('EDVSNONODE', `node ${to} is down`, { details: { node: to } });
+    if (this.isDown(to) || this.directory.node(to) === undefined) throw new DvsError('EDVSNONODE', `node ${to} is down or not registered`, { details: { node: to } });
     if (this.isDown(rec.node)) throw new DvsError('EDVSNONODE', `node ${rec.node}, where endpoint ${endpoint} lives, is down`, { details: { node: rec.node } });
     if (rec.frozen || this.moving(dcid, endpoint)) throw new DvsError('EDVSBUSY', `endpoint ${endpoint} of DC ${dcid} is already moving`, { details: { dcid, endpoint } });
     const mid = `${this.me}.${this.clock.now().toFixed(0)}.${++this.seq}`;
@@ -409,6 +411,13 @@ export class MigrationAgent {
   private onPrepare(from: number, dcid: number, m: PrepareMsg): void {
     const inc: Incoming = { msg: m, dcid, from, state: m.size === 0 ? undefined : Buffer.allocUnsafe(m.size), got: 0, incarnation: undefined, aborted: false, absorbed: false };
     this.incoming.set(m.mid, inc);
+    // Calls that reach this node for the endpoint before its mailbox does (the source drained and
+    // routes to us; this node's cache has not seen the freeze) park here until the absorb.
+    try {
+      this.kernel.freeze(dcid, m.ep, m.epoch, m.freezeMs);
+    } catch (err) {
+      this.log.warn({ mid: m.mid, err: asDvsError(err).message }, 'migration: the target could not freeze its route');
+    }
     if (m.size === 0) void this.startIncoming(inc);
   }
 
@@ -443,6 +452,11 @@ export class MigrationAgent {
     inc.aborted = true;
     this.incoming.delete(inc.msg.mid);
     inc.incarnation?.abort(err);
+    try {
+      this.kernel.thaw(inc.dcid, inc.msg.ep, inc.msg.epoch);
+    } catch {
+      // The DC is gone here: nothing to thaw.
+    }
     this.log.warn({ mid: inc.msg.mid, dcid: inc.dcid, endpoint: inc.msg.ep, code: err.code, err: err.message }, 'migration: abandoned at the target');
     if (tell) this.post(inc.from, inc.dcid, { t: 'failed', mid: inc.msg.mid, code: err.code, message: err.message });
   }
