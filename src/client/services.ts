@@ -5,6 +5,7 @@
  */
 import type { Endpoint } from '../ipc/endpoint.js';
 import type { Payload } from '../ipc/payload.js';
+import type { MigrationReport } from '../services/migration-agent.js';
 import type { DvsClient } from './client.js';
 
 export interface HostedServiceInfo {
@@ -14,18 +15,8 @@ export interface HostedServiceInfo {
   readonly module: string;
 }
 
-export interface MigrationResult {
-  readonly mid: string;
-  readonly dcid: number;
-  readonly endpoint: Endpoint;
-  readonly from: number;
-  readonly to: number;
-  readonly epoch: number;
-  readonly blackoutMs: number;
-  readonly totalMs: number;
-  readonly stateBytes: number;
-  readonly handoverBytes: number;
-}
+/** A move's report (src/services/migration-agent.ts). */
+export type MigrationResult = MigrationReport;
 
 export interface ServeOptions {
   readonly slot?: number;
