@@ -14,3 +14,4 @@ export type { Payload } from '../ipc/payload.js';
 export type { M3Ipc, CallOptions, CopyFromOptions, GrantAccess, GrantOptions, GrantRef, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
 export type { ProcInfo } from '../kernel/procfs.js';
 export { STOP_SIGNALS, type RunEndpoint, type RunInfo, type RunRequest, type RunSpec, type RunState, type StopSignal } from '../transport/run-spec.js';
+export { serveModule, hostedServices, migrate, type HostedServiceInfo, type MigrationResult, type MigrateRequest, type ServeOptions } from './services.js';
