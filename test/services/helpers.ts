@@ -2,8 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
+import { createDc } from '../../src/cli/admin.js';
 import { connect, type DvsClient } from '../../src/client/index.js';
 import type { NodeRuntimeInfo } from '../../src/node/daemon.js';
+import { startCluster, type TestCluster } from '../node/helpers.js';
 
 const CLIENT = fileURLToPath(new URL('./fixtures/migration-client.mjs', import.meta.url));
 export const COUNTER = fileURLToPath(new URL('./fixtures/counter-service.mjs', import.meta.url));
@@ -102,4 +105,40 @@ export class IncarnationWatch {
     await this.loop;
     await Promise.all(this.clients.map((c) => c.close()));
   }
+}
+
+export interface SharedCluster {
+  /** The cluster, once beforeAll started it. */
+  readonly tc: TestCluster;
+  /** A client of `node`'s daemon, closed after the file's tests. */
+  daemon(node: number): Promise<DvsClient>;
+}
+
+/** Three real daemons and DC `dcid` on all of them for the tests of one file, stopped after them. */
+export function sharedCluster(dcid: number, name: string): SharedCluster {
+  let tc: TestCluster | undefined;
+  const clients: DvsClient[] = [];
+  beforeAll(async () => {
+    tc = await startCluster(3);
+    await createDc(tc.dir, { dcid, name, nodes: [0, 1, 2] });
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await tc?.stop();
+  }, 30_000);
+  const cluster = (): TestCluster => {
+    if (tc === undefined) throw new Error('the cluster is not started');
+    return tc;
+  };
+  return {
+    get tc() {
+      return cluster();
+    },
+    async daemon(node: number) {
+      const r = cluster().runtime(node);
+      const c = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'test' });
+      clients.push(c);
+      return c;
+    },
+  };
 }

@@ -6,35 +6,17 @@
  * continues where it was.
  */
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDc } from '../../src/cli/admin.js';
-import { connect, type DvsClient } from '../../src/client/index.js';
+import { describe, expect, it } from 'vitest';
+import type { DvsClient } from '../../src/client/index.js';
 import { migrate } from '../../src/client/services.js';
-import { eventually, startCluster, type TestCluster } from '../node/helpers.js';
-import { IncarnationWatch, startCallers } from './helpers.js';
+import { eventually } from '../node/helpers.js';
+import { IncarnationWatch, sharedCluster, startCallers } from './helpers.js';
 
 const DC = 1;
 const PROGRAM = fileURLToPath(new URL('./fixtures/counter-program.mjs', import.meta.url));
 const PYTHON_SERVER = fileURLToPath(new URL('../../examples/python/counter_server.py', import.meta.url));
-let tc: TestCluster;
-const clients: DvsClient[] = [];
-
-beforeAll(async () => {
-  tc = await startCluster(3);
-  await createDc(tc.dir, { dcid: DC, name: 'programs', nodes: [0, 1, 2] });
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of clients) await c.close().catch(() => undefined);
-  await tc?.stop();
-}, 30_000);
-
-async function daemon(node: number): Promise<DvsClient> {
-  const r = tc.runtime(node);
-  const c = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'test' });
-  clients.push(c);
-  return c;
-}
+const shared = sharedCluster(DC, 'programs');
+const { daemon } = shared;
 
 /** The endpoint a slot holds once something bound it, as node `via` sees it. */
 function boundAt(c: DvsClient, slot: number): Promise<number> {
@@ -46,9 +28,9 @@ describe('programs under the supervisor move with their state', () => {
     const n1 = await daemon(1);
     const run = await n1.run({ dcid: DC, program: process.execPath, args: [PROGRAM], slot: 12 });
     const ep = await boundAt(n1, 12);
-    const callers = [0, 1, 2].map((n) => startCallers(tc.runtime(n), DC, ep, 4));
+    const callers = [0, 1, 2].map((n) => startCallers(shared.tc.runtime(n), DC, ep, 4));
     await Promise.all(callers.map((c) => c.ready));
-    const watch = await IncarnationWatch.start([0, 1, 2].map((n) => tc.runtime(n)), DC, ep);
+    const watch = await IncarnationWatch.start([0, 1, 2].map((n) => shared.tc.runtime(n)), DC, ep);
     await new Promise((r) => setTimeout(r, 200));
     const first = await migrate(n1, DC, ep, 2);
     await new Promise((r) => setTimeout(r, 200));

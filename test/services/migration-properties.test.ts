@@ -12,12 +12,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Directory, type EndpointRecord } from '../../src/cluster/directory.js';
 import type { M3Ipc } from '../../src/ipc/calls.js';
-import { DvsError, isDvsError } from '../../src/ipc/errors.js';
+import { isDvsError } from '../../src/ipc/errors.js';
 import type { Process } from '../../src/kernel/process.js';
-import { CoroutineHost } from '../../src/services/coroutine-host.js';
-import { MigrationAgent } from '../../src/services/migration-agent.js';
+import type { CoroutineHost } from '../../src/services/coroutine-host.js';
+import type { MigrationAgent } from '../../src/services/migration-agent.js';
 import type { Service } from '../../src/services/service.js';
 import { SimCluster } from '../../src/sim/index.js';
+import { wireMigration } from './sim-wiring.js';
 
 const DC = 1;
 const NODES = 3;
@@ -69,24 +70,7 @@ async function rig(seed: number, opts: { refuse?: string; detectionDelay?: numbe
   });
   await c.start();
   await c.createDc({ dcid: DC, nodes: [0, 1, 2] });
-  const agents: MigrationAgent[] = [];
-  const hosts: CoroutineHost[] = [];
-  for (const n of c.nodes) {
-    const kernel = c.kernel(n);
-    const host = new CoroutineHost({
-      nodeId: n,
-      kernel,
-      factory: (name) => {
-        if (name !== 'counter') throw new DvsError('EDVSNOENT', `no factory ${name}`);
-        return () => counter(opts.refuse);
-      },
-      bind: (dcid, o) => c.bind(n, dcid, o),
-    });
-    const agent = new MigrationAgent({ nodeId: n, kernel, directory: c.node(n).directory, hosting: host, clock: c.clock });
-    kernel.onServiceFrame = (from, dcid, body, data) => agent.handle(from, dcid, body, data);
-    agents.push(agent);
-    hosts.push(host);
-  }
+  const { agents, hosts } = wireMigration(c, () => counter(opts.refuse));
   late.agents = agents;
   let ep = 0;
   const clients: Process[] = [];

@@ -6,12 +6,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { M3Ipc } from '../../src/ipc/calls.js';
-import { DvsError } from '../../src/ipc/errors.js';
 import type { Process } from '../../src/kernel/process.js';
-import { CoroutineHost } from '../../src/services/coroutine-host.js';
-import { MigrationAgent, type MigrationReport } from '../../src/services/migration-agent.js';
+import type { MigrationReport } from '../../src/services/migration-agent.js';
 import type { Service } from '../../src/services/service.js';
 import { SimCluster } from '../../src/sim/index.js';
+import { wireMigration } from './sim-wiring.js';
 
 const DC = 1;
 
@@ -36,34 +35,13 @@ function counter(): Service {
   };
 }
 
-function wire(c: SimCluster): { agents: MigrationAgent[]; hosts: CoroutineHost[] } {
-  const agents: MigrationAgent[] = [];
-  const hosts: CoroutineHost[] = [];
-  for (const n of c.nodes) {
-    const kernel = c.kernel(n);
-    const host = new CoroutineHost({
-      nodeId: n,
-      kernel,
-      factory: (name) => {
-        if (name !== 'counter') throw new DvsError('EDVSNOENT', `no factory ${name}`);
-        return counter;
-      },
-      bind: (dcid, o) => c.bind(n, dcid, o),
-    });
-    const agent = new MigrationAgent({ nodeId: n, kernel, directory: c.node(n).directory, hosting: host, clock: c.clock });
-    kernel.onServiceFrame = (from, dcid, body, data) => agent.handle(from, dcid, body, data);
-    agents.push(agent);
-    hosts.push(host);
-  }
-  return { agents, hosts };
-}
 
 describe('migration in the simulator', () => {
   it('a counter service moves 0 → 1 → 2 → 0 while clients on every node call: no error, counts in order', async () => {
     const c = new SimCluster({ seed: 7, nodes: 3, latency: { min: 1, max: 4 } });
     await c.start();
     await c.createDc({ dcid: DC, nodes: [0, 1, 2] });
-    const { agents, hosts } = wire(c);
+    const { agents, hosts } = wireMigration(c, counter);
     let ep = 0;
     const clients: Process[] = [];
     c.spawn('setup', async () => {

@@ -4,41 +4,21 @@
  * flight. No client sees an error; every reply is the next count of its sender (nothing lost,
  * doubled or reordered, the state moved along); at most one incarnation lives at any instant.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDc } from '../../src/cli/admin.js';
-import { connect, type DvsClient } from '../../src/client/index.js';
+import { describe, expect, it } from 'vitest';
 import { migrate, serveModule, type MigrationResult } from '../../src/client/services.js';
-import { startCluster, type TestCluster } from '../node/helpers.js';
-import { COUNTER, IncarnationWatch, startCallers, type CallerProcess } from './helpers.js';
+import { COUNTER, IncarnationWatch, sharedCluster, startCallers, type CallerProcess } from './helpers.js';
 
 const DC = 1;
-let tc: TestCluster;
-const clients: DvsClient[] = [];
-
-beforeAll(async () => {
-  tc = await startCluster(3);
-  await createDc(tc.dir, { dcid: DC, name: 'mig', nodes: [0, 1, 2] });
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of clients) await c.close().catch(() => undefined);
-  await tc?.stop();
-}, 30_000);
-
-async function daemon(node: number): Promise<DvsClient> {
-  const r = tc.runtime(node);
-  const c = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'test' });
-  clients.push(c);
-  return c;
-}
+const shared = sharedCluster(DC, 'mig');
+const { daemon } = shared;
 
 describe('migration between real daemons', () => {
   it('the scenarios of D1 and a client on the target: clients on every node call throughout, no error, counts in order, one incarnation at a time', { timeout: 120_000 }, async () => {
     const n1 = await daemon(1);
     const svc = await serveModule(n1, DC, COUNTER, { slot: 10, name: 'counter' });
-    const callers: CallerProcess[] = [0, 1, 2].map((n) => startCallers(tc.runtime(n), DC, svc.endpoint, 8));
+    const callers: CallerProcess[] = [0, 1, 2].map((n) => startCallers(shared.tc.runtime(n), DC, svc.endpoint, 8));
     await Promise.all(callers.map((c) => c.ready));
-    const watch = await IncarnationWatch.start([0, 1, 2].map((n) => tc.runtime(n)), DC, svc.endpoint);
+    const watch = await IncarnationWatch.start([0, 1, 2].map((n) => shared.tc.runtime(n)), DC, svc.endpoint);
     const reports: MigrationResult[] = [];
     // 1 → 0 (client on 0 and a client on the server's node), 0 → 2 (coordinated by a third node), 2 → 1.
     for (const [via, to] of [
