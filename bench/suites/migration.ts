@@ -11,7 +11,8 @@
  * - the callers' latency during a move (calls overlapping it) against the calls just before it,
  *   p50 and p99, and the longest call across each move (the blackout as a caller lives it);
  * - for 64 MiB, the total against 64 MiB at the bulk copy rate between the same two daemons (a
- *   daemon-hosted copyFrom of a 64 MiB grant, as the `ipc` suite measures it) in the same run.
+ *   daemon-hosted copyFrom of a 64 MiB grant, as the `ipc` suite measures it) in the same run, and
+ *   the total split into the state's transfer (against the same rate) and the rest of the move.
  * And the floor of every move: a directory freeze and thaw alone from nodes 1 and 2, the store
  * round trips a move's coordinator and target make.
  *
@@ -302,6 +303,15 @@ export const migrationSuite: Suite = {
             baselineIs: 'a daemon-hosted copyFrom of a 64 MiB grant between the same two daemons, before and after the moves',
           });
           out.push({ ...row, met: (row.slowdown ?? Infinity) <= 2 });
+          // Where the total goes: the state's transfer (snapshot sent, received whole, incarnation
+          // started) against the same bytes at the bulk copy rate, and the rest of the move
+          // (freeze, quiescence, drain, handover, flip), which does not grow with the state.
+          out.push(
+            latency(SUITE, 'state transfer of a move, 64 MiB vs 64 MiB at the bulk copy rate', median(r.reports.map((x) => x.transferMs)), atBulkRateMs, 'ms', {
+              note: 'measured at the source: from its snapshot until the target was prepared',
+            }),
+            ...distRows('total minus state transfer, state 64 MiB', r.reports.map((x) => x.totalMs - x.transferMs), { note: 'what a move costs beside its state' }),
+          );
         }
       }
       // The floor under every move: the store round trips of a freeze and a thaw, alone.

@@ -275,7 +275,9 @@ export class Directory extends Emitter<DirectoryEvents> {
    * Thaws `endpoint`, frozen at `epoch`; with `toNode` other than its owner, moves it there at
    * `epoch + 1` in the same transaction (under that node's registration lease). EDVSPROCSTS if it is
    * not frozen (the freeze expired), EDVSENDPOINT if it changed since the freeze, EDVSNOTBIND,
-   * EDVSNONODE / EDVSNODCNODE for a `toNode` not registered / not a member of the DC.
+   * EDVSNONODE / EDVSNODCNODE for a `toNode` not registered / not a member of the DC. With
+   * `toNode` and `adoptAs`, an entry that vanished during the move (its owner's lease ended) is
+   * published at `toNode` at `epoch + 1`; EDVSSLOTUSED if something newer holds the slot.
    */
   async thawEndpoint(dcid: number, endpoint: Endpoint, epoch: number, opts: ThawOptions = {}): Promise<EndpointRecord> {
     await this.opened();

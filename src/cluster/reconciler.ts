@@ -387,6 +387,13 @@ export class Reconciler {
             this.log.warn({ err, dcid: dc.dcid, endpoint: p.endpoint }, 'endpoint could not be published again yet');
             continue;
           }
+          // The same endpoint at an older epoch: it moved here and its entry is not flipped yet (the
+          // migration agent flips it); the older entry must not fence the newer incarnation.
+          const entry = this.directory.lookup(dc.dcid, p.endpoint);
+          if (entry !== undefined && entry.endpoint === p.endpoint && entry.epoch < p.epoch) {
+            this.log.warn({ dcid: dc.dcid, endpoint: p.endpoint, epoch: p.epoch, entryEpoch: entry.epoch }, 'endpoint moved here and its entry is not flipped yet: kept');
+            continue;
+          }
           this.log.warn({ err, dcid: dc.dcid, endpoint: p.endpoint }, 'endpoint could not be restored: its slot moved on; unbinding it');
           try {
             this.kernel.unbind(dc.dcid, p.endpoint);

@@ -18,6 +18,11 @@ import { accepts, owedOf } from './rendezvous.js';
 import { nodeOf, ownerOf, TRAFFIC_EPOCH, type Route } from './routes.js';
 import type { Waiter } from './waiter.js';
 
+/** Resends to a node still on an older epoch: 10 ms doubling to 200 ms, about 5 s in all. */
+const LAG_RETRIES = 30;
+const LAG_BACKOFF_MS = 10;
+const LAG_BACKOFF_MAX_MS = 200;
+
 interface SendOpBase {
   id: number;
   /** The node the request was sent to (and whose answers are accepted). */
@@ -28,6 +33,8 @@ interface SendOpBase {
   readonly type: number;
   readonly payload: Payload;
   redirects: number;
+  /** Resends to a node that answered with an older epoch than this node knows (see `retryLater`). */
+  lagRetries?: number;
   /** The caller gave up (timeout, abort) and a cancel went out. */
   cancelling: boolean;
 }
@@ -198,6 +205,9 @@ export class RemoteCalls {
     const proc = op.proc;
     if (route.kind === 'remote' || route.kind === 'group') {
       const target = nodeOf(route);
+      // It answered from an older epoch than the route's: the endpoint is on its way there (its
+      // mailbox not absorbed yet), so ask again shortly rather than fail.
+      if (target === from && epoch !== TRAFFIC_EPOCH && epoch < route.epoch && dc.nodes.has(target) && !this.k.downNodes.has(target)) return this.retryLater(op);
       if (target === from || !dc.nodes.has(target) || this.k.downNodes.has(target)) return false;
       op.redirects++;
       op.node = target;
@@ -218,6 +228,27 @@ export class RemoteCalls {
     const w = proc.recv;
     if (w === undefined || w.mode !== RecvMode.SendrecSending || w.from !== op.dst) return true;
     this.k.rendezvous.routeSendrec(proc, route, op.dst, msg, w, true);
+    return true;
+  }
+
+  /**
+   * Sends `op` again to the same node after a backoff, a bounded number of times. It stays
+   * outstanding meanwhile, so a timeout or abort cancels it there (that node answers it knows
+   * nothing of it, and the call fails with its own reason) and a node going down fails it.
+   */
+  private retryLater(op: SendOp | SendrecOp): boolean {
+    const n = op.lagRetries ?? 0;
+    if (n >= LAG_RETRIES) return false;
+    op.lagRetries = n + 1;
+    this.outstanding.set(op);
+    this.k.clock.setTimer(Math.min(LAG_BACKOFF_MAX_MS, LAG_BACKOFF_MS * 2 ** n), () => {
+      if (this.outstanding.get(op.id) !== op || op.cancelling) return;
+      this.outstanding.delete(op.id);
+      op.id = this.k.newId();
+      if (op.kind === 'sendrec') op.proc.sendrecOpId = op.id;
+      this.outstanding.set(op);
+      this.k.emit(op.node, { k: 'send', dc: op.dc.dcid, id: op.id, src: op.proc.endpoint, dst: op.dst, type: op.type, payload: op.payload, rec: op.kind === 'sendrec' });
+    });
     return true;
   }
 

@@ -88,6 +88,8 @@ export interface MigrationReport {
   readonly totalMs: number;
   readonly stateBytes: number;
   readonly handoverBytes: number;
+  /** The state's part of the move, measured at the source: from its snapshot until the target was prepared (state received, incarnation started). */
+  readonly transferMs: number;
 }
 
 export interface MigrationAgentOptions {
@@ -108,6 +110,18 @@ const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 const QUIESCE_POLL_MS = 1;
 /** How often the source sends the handover again until the target acknowledges it. */
 const HANDOVER_RESEND_MS = 100;
+/**
+ * After the drain the handover is the service's only copy: the source sends it again until the
+ * target takes it, and a prepared target waits for it, this long, however long the link between
+ * them is cut (a live source that rolled back says so at once).
+ */
+const HANDOVER_KEEP_MS = 5 * 60_000;
+/** How long a target that absorbed the service keeps trying to flip the directory to itself. */
+const FLIP_RETRY_MS = 5 * 60_000;
+const FLIP_BACKOFF_MS = 50;
+const FLIP_BACKOFF_MAX_MS = 1000;
+/** Errors of a flip that a later attempt may not meet: the store out of reach, this node not registered (yet), contention. */
+const FLIP_TRANSIENT = ['EDVSNONODE', 'EDVSNOTCONN', 'EDVSTIMEDOUT', 'EDVSBUSY'] as const;
 
 interface Coordination {
   readonly mid: string;
@@ -120,9 +134,12 @@ interface Coordination {
   readonly onProgress: ((stage: MigrationStage) => void) | undefined;
   drained: boolean;
   flipped: boolean;
+  /** It failed because its source or target went down: the directory is left to them and the freeze's deadline. */
+  nodeLost: boolean;
   blackoutMs: number | undefined;
   stateBytes: number;
   handoverBytes: number;
+  transferMs: number;
   settle: (err: DvsError | undefined) => void;
 }
 
@@ -145,6 +162,8 @@ interface Incoming {
   readonly state: Buffer | undefined;
   got: number;
   incarnation: IncomingIncarnation | undefined;
+  /** Its directory name, to publish it under should its entry vanish during the move. */
+  readonly name: string;
   aborted: boolean;
   absorbed: boolean;
 }
@@ -218,15 +237,17 @@ export class MigrationAgent {
         onProgress: opts.onProgress,
         drained: false,
         flipped: false,
+        nodeLost: false,
         blackoutMs: undefined,
         stateBytes: 0,
         handoverBytes: 0,
+        transferMs: 0,
         settle: (err) => {
           if (this.coordinating.get(mid) !== c) return;
           this.coordinating.delete(mid);
           this.clock.clearTimer(deadline);
           if (err === undefined) {
-            const report: MigrationReport = { mid, dcid, endpoint, from: c.from, to, epoch: c.epoch + 1, blackoutMs: c.blackoutMs ?? 0, totalMs: this.clock.now() - startedAt, stateBytes: c.stateBytes, handoverBytes: c.handoverBytes };
+            const report: MigrationReport = { mid, dcid, endpoint, from: c.from, to, epoch: c.epoch + 1, blackoutMs: c.blackoutMs ?? 0, totalMs: this.clock.now() - startedAt, stateBytes: c.stateBytes, handoverBytes: c.handoverBytes, transferMs: c.transferMs };
             this.log.info({ ...report }, 'migration: done');
             resolve(report);
             return;
@@ -238,8 +259,11 @@ export class MigrationAgent {
             this.post(c.from, dcid, body);
             this.post(to, dcid, body);
           }
-          // Nothing moved yet: the freeze goes, the endpoint stays where it was.
-          const undo = c.drained ? Promise.resolve() : this.directory.thawEndpoint(dcid, endpoint, c.epoch).then(noop, noop);
+          // Nothing moved yet: the freeze goes, the endpoint stays where it was. Not when a node of
+          // the move went down: the source may have drained unheard (its handover on the way), and
+          // a thaw would send callers back to it; a live source thaws as it rolls back, else the
+          // freeze's deadline does.
+          const undo = c.drained || c.nodeLost ? Promise.resolve() : this.directory.thawEndpoint(dcid, endpoint, c.epoch).then(noop, noop);
           void undo.then(() => reject(err));
         },
       };
@@ -265,6 +289,7 @@ export class MigrationAgent {
         if (m.handoverBytes !== undefined) c.handoverBytes = m.handoverBytes;
         if (m.stage === 'drained') c.drained = true;
         if (m.blackoutMs !== undefined) c.blackoutMs = m.blackoutMs;
+        if (m.transferMs !== undefined) c.transferMs = m.transferMs;
         this.progress(c, m.stage);
         break;
       case 'absorbed':
@@ -329,11 +354,13 @@ export class MigrationAgent {
       }
       const size = state?.byteLength ?? 0;
       this.report(o, { stage: 'snapshot', stateBytes: size });
+      const snapshotAt = this.clock.now();
       const prepared = new Promise<void>((resolve) => (o.prepared = resolve));
       this.post(m.to, dcid, { t: 'prepare', mid: m.mid, ep: m.ep, epoch: m.epoch, coord: m.coord, spec, size, freezeMs: m.freezeMs } satisfies PrepareMsg);
       if (state !== undefined) await Promise.race([this.sendState(m.to, dcid, m.mid, state), failed]);
       await Promise.race([prepared, failed]);
       if (o.stage !== 'preparing') return;
+      this.report(o, { stage: 'prepared', transferMs: this.clock.now() - snapshotAt });
       // The old incarnation's code lets go first (it must not see the drain end its receive), so
       // the drain must not fail after it: the endpoint is still in the receive of its snapshot.
       if (this.kernel.quiescence(dcid, m.ep)?.recv !== mark.recv) throw new DvsError('EDVSBUSY', `endpoint ${m.ep} received something since its state was taken`);
@@ -372,11 +399,11 @@ export class MigrationAgent {
 
   /**
    * After the drain the service lives only in the handover: a link that breaks with it in flight
-   * would lose it. Until the target acknowledges it (or the freeze's time is up), it goes again;
+   * would lose it. Until the target acknowledges it (or HANDOVER_KEEP_MS passed), it goes again;
    * the target takes the first copy and ignores the rest.
    */
   private async resendHandover(o: Outgoing, handover: Handover): Promise<void> {
-    const until = o.frozenAt + o.msg.freezeMs;
+    const until = this.clock.now() + HANDOVER_KEEP_MS;
     for (;;) {
       await this.sleep(HANDOVER_RESEND_MS);
       if (o.stage !== 'drained' || this.clock.now() >= until) return;
@@ -384,7 +411,7 @@ export class MigrationAgent {
     }
   }
 
-  private report(o: Outgoing, p: { stage: MigrationStage; stateBytes?: number; handoverBytes?: number; blackoutMs?: number }): void {
+  private report(o: Outgoing, p: { stage: MigrationStage; stateBytes?: number; handoverBytes?: number; blackoutMs?: number; transferMs?: number }): void {
     this.post(o.msg.coord, o.dcid, { t: 'progress', mid: o.msg.mid, ...p });
   }
 
@@ -409,7 +436,7 @@ export class MigrationAgent {
   // ---------------------------------------------------------------- target
 
   private onPrepare(from: number, dcid: number, m: PrepareMsg): void {
-    const inc: Incoming = { msg: m, dcid, from, state: m.size === 0 ? undefined : Buffer.allocUnsafe(m.size), got: 0, incarnation: undefined, aborted: false, absorbed: false };
+    const inc: Incoming = { msg: m, dcid, from, state: m.size === 0 ? undefined : Buffer.allocUnsafe(m.size), got: 0, incarnation: undefined, name: this.directory.lookup(dcid, m.ep)?.name ?? '', aborted: false, absorbed: false };
     this.incoming.set(m.mid, inc);
     // Calls that reach this node for the endpoint before its mailbox does (the source drained and
     // routes to us; this node's cache has not seen the freeze) park here until the absorb.
@@ -480,7 +507,7 @@ export class MigrationAgent {
     }
     this.post(inc.from, inc.dcid, { t: 'absorbed', mid: m.mid, flipped: false });
     try {
-      await this.flip(inc.dcid, m.ep, m.epoch, m.freezeMs);
+      await this.flip(inc.dcid, m.ep, m.epoch, m.freezeMs, inc.name);
       this.post(m.coord, inc.dcid, { t: 'absorbed', mid: m.mid, flipped: true });
     } catch (err) {
       const e = asDvsError(err);
@@ -491,14 +518,32 @@ export class MigrationAgent {
     }
   }
 
-  /** The directory entry moves here at the next epoch; when the freeze already expired, freeze again and move. */
-  private async flip(dcid: number, endpoint: Endpoint, epoch: number, freezeMs: number): Promise<void> {
-    try {
-      await this.directory.thawEndpoint(dcid, endpoint, epoch, { toNode: this.me });
-    } catch (err) {
-      if (!isDvsError(err, 'EDVSPROCSTS')) throw err;
-      await this.directory.freezeEndpoint(dcid, endpoint, epoch, freezeMs);
-      await this.directory.thawEndpoint(dcid, endpoint, epoch, { toNode: this.me });
+  /**
+   * The directory entry moves here at the next epoch; when the freeze already expired, freeze again
+   * and move. The live incarnation is here now: an entry that vanished with its old owner's lease
+   * (the source cut off from the store during the move) is published here afresh.
+   */
+  private async flip(dcid: number, endpoint: Endpoint, epoch: number, freezeMs: number, name: string): Promise<void> {
+    const opts = { toNode: this.me, adoptAs: name };
+    const until = this.clock.now() + FLIP_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        try {
+          await this.directory.thawEndpoint(dcid, endpoint, epoch, opts);
+        } catch (err) {
+          if (!isDvsError(err, 'EDVSPROCSTS')) throw err;
+          await this.directory.freezeEndpoint(dcid, endpoint, epoch, freezeMs);
+          await this.directory.thawEndpoint(dcid, endpoint, epoch, opts);
+        }
+        return;
+      } catch (err) {
+        // The service lives only here now: a store out of reach, or this node not registered again
+        // yet after losing its lease, is waited out; a refusal that names a newer owner is final.
+        const transient = FLIP_TRANSIENT.some((code) => isDvsError(err, code));
+        if (!transient || this.clock.now() >= until || this.kernel.procs(dcid).every((p) => p.endpoint !== endpoint || p.kind !== 'local')) throw err;
+        this.log.warn({ dcid, endpoint, attempt, err: asDvsError(err).message }, 'migration: the directory could not be flipped yet; retrying');
+        await this.sleep(Math.min(FLIP_BACKOFF_MAX_MS, FLIP_BACKOFF_MS * 2 ** Math.min(attempt, 10)));
+      }
     }
   }
 
@@ -532,10 +577,10 @@ export class MigrationAgent {
       else if (m.t === 'failed') this.abortIncoming(inc, new DvsError(m.code, m.message), false);
     } else if (inc !== undefined && from === inc.msg.coord && m.t === 'failed') {
       // Once prepared, only the source knows whether it drained (the coordinator may not have heard):
-      // a live source rolls back on the coordinator's word and says so; else the freeze's time ends the wait.
+      // a live source rolls back on the coordinator's word and says so; else HANDOVER_KEEP_MS ends the wait.
       const err = new DvsError(m.code, m.message);
       if (inc.incarnation === undefined) this.abortIncoming(inc, err, false);
-      else this.clock.setTimer(inc.msg.freezeMs, () => this.abortIncoming(inc, err, false));
+      else this.clock.setTimer(HANDOVER_KEEP_MS, () => this.abortIncoming(inc, err, false));
     }
     const o = this.outgoing.get(m.mid);
     if (o !== undefined) this.onSourceMsg(o, from, m);
@@ -555,11 +600,13 @@ export class MigrationAgent {
         continue;
       }
       // Prepared: the source may have drained already, its handover on the way (or coming again once
-      // the link is back); only the source's verdict, or the freeze's time, ends the wait.
-      this.clock.setTimer(inc.msg.freezeMs, () => this.abortIncoming(inc, err, false));
+      // the link is back); only the source's verdict, or HANDOVER_KEEP_MS, ends the wait.
+      this.clock.setTimer(HANDOVER_KEEP_MS, () => this.abortIncoming(inc, err, false));
     }
     for (const c of [...this.coordinating.values()]) {
-      if (c.from === node || (c.to === node && !c.flipped)) c.settle(err);
+      if (c.from !== node && (c.to !== node || c.flipped)) continue;
+      c.nodeLost = true;
+      c.settle(err);
     }
   }
 

@@ -67,6 +67,8 @@ export interface ProgressMsg {
   readonly stateBytes?: number;
   readonly handoverBytes?: number;
   readonly blackoutMs?: number;
+  /** With `prepared`: from the snapshot until the target had the whole state and its incarnation ready. */
+  readonly transferMs?: number;
 }
 
 /** Any party → the others: the move failed (before the flip nothing changed). */
@@ -144,6 +146,10 @@ export function parseMigrationMsg(body: Payload, data?: Uint8Array): MigrationMs
       if (m.blackoutMs !== undefined) {
         if (typeof m.blackoutMs !== 'number' || !(m.blackoutMs >= 0)) bad('blackoutMs is not a non-negative number');
         out.blackoutMs = m.blackoutMs;
+      }
+      if (m.transferMs !== undefined) {
+        if (typeof m.transferMs !== 'number' || !(m.transferMs >= 0)) bad('transferMs is not a non-negative number');
+        out.transferMs = m.transferMs;
       }
       return out;
     }

@@ -142,6 +142,40 @@ describe('freeze and thaw', () => {
     expect(seen.at(-1)).toBe('unbound:2:1:thawed');
   });
 
+  it('with a move whose entry vanished with its old owner’s lease: adoptAs publishes it at the new owner at epoch + 1 and deletes the marker; without it, or over a newer claim, refused', async () => {
+    const { clock, store, b, c, linkA, ep } = await twoNodes(1000);
+    await b.freezeEndpoint(0, ep, 0, 60_000);
+    // The owner (node 1) is cut off from the store while its endpoint moves: its lease ends, and the entry with it.
+    linkA.partitioned = true;
+    await advance(clock, 1500);
+    expect(c.lookup(0, ep)).toBeUndefined();
+    expect(await codeOf(b.thawEndpoint(0, ep, 0, { toNode: 2 }))).toBe('EDVSNOTBIND');
+    const leases = store.leaseCount;
+    const adopted = await b.thawEndpoint(0, ep, 0, { toNode: 2, adoptAs: 'srv' });
+    expect(adopted).toMatchObject({ endpoint: ep, node: 2, epoch: 1, frozen: false, name: 'srv' });
+    await c.waitForRevision(store.revision);
+    expect(c.lookup(0, ep)).toMatchObject({ node: 2, epoch: 1, frozen: false, name: 'srv' });
+    expect(await store.get('/dvs/dcs/0/frz/5')).toBeUndefined();
+    expect(store.leaseCount).toBe(leases - 1); // the freeze's lease revoked
+    // Under the new owner's lease: a second adoption of the same move is its own answer.
+    expect((await store.get('/dvs/dcs/0/eps/5'))?.lease).toBe(b.registeredNodes()[0]!.lease);
+    expect(await b.thawEndpoint(0, ep, 0, { toNode: 2, adoptAs: 'srv' })).toMatchObject({ node: 2, epoch: 1 });
+
+    // A slot claimed anew (a newer generation) after the entry vanished is never overwritten.
+    const { clock: clock2, store: store2, b: b2, c: c2, linkA: linkA2, ep: ep2 } = await twoNodes(1000);
+    await b2.freezeEndpoint(0, ep2, 0, 60_000);
+    linkA2.partitioned = true;
+    await advance(clock2, 1500);
+    const newer = await b2.claimEndpoint(0, 2, { slot: 5, name: 'other' });
+    expect(newer).not.toBe(ep2);
+    expect(await codeOf(b2.thawEndpoint(0, ep2, 0, { toNode: 2, adoptAs: 'srv' }))).toBe('EDVSENDPOINT'); // the slot holds another
+    // Released again: free, but its last generation is not this endpoint's.
+    await b2.releaseEndpoint(0, newer);
+    expect(await codeOf(b2.thawEndpoint(0, ep2, 0, { toNode: 2, adoptAs: 'srv' }))).toBe('EDVSSLOTUSED');
+    await c2.waitForRevision(store2.revision);
+    expect(c2.lookup(0, ep2)).toBeUndefined();
+  });
+
   it('a freeze whose coordinator vanished expires: every cache sees the endpoint thawed where it was', async () => {
     const { clock, store, a, b, c, ep } = await twoNodes(60_000);
     const seen = steps(c);

@@ -215,15 +215,20 @@ async function faultyMoves(seed: number, moves: readonly FaultyMove[], strictCli
   const down = (n: number): boolean => c.network.isCrashed(n);
   // The target of the move under way: where the service is when no kernel has it (the handover on its way).
   let inFlightTo: number | undefined;
+  let inFlightFrom: number | undefined;
   let killedAt: number | undefined;
   const excusedFrom = c.nodes.map(() => Infinity);
   const mon = monitor(r, (s) => {
     const holder = s.local[0] ?? inFlightTo;
     if (holder !== undefined && down(holder)) killedAt ??= c.now();
+    // Drained and not absorbed yet: the source, resending the handover, holds the service too; its
+    // crash fails the calls its node had in flight (in the simulator the node keeps its memory, so
+    // the service itself survives the crash).
+    const sourceDown = s.local.length === 0 && inFlightFrom !== undefined && down(inFlightFrom);
     for (const n of c.nodes) {
       // Clients on a crashed node, cut off from the service, or on a side of a partition during a move are excused from now on.
       if (excusedFrom[n] !== Infinity) continue;
-      if (down(n) || killedAt !== undefined || (holder !== undefined && cut(n, holder)) || (inFlightTo !== undefined && cutOff(n))) excusedFrom[n] = c.now();
+      if (down(n) || killedAt !== undefined || sourceDown || (holder !== undefined && cut(n, holder)) || (inFlightTo !== undefined && cutOff(n))) excusedFrom[n] = c.now();
     }
   });
   const load = callers(r);
@@ -256,6 +261,7 @@ async function faultyMoves(seed: number, moves: readonly FaultyMove[], strictCli
       }
       const started = c.now();
       inFlightTo = to;
+      inFlightFrom = source;
       const outcome = await r.agents[mv.via]!.migrate(DC, r.ep, to, { freezeMs: FREEZE_MS, quiesceMs: 500 }).then(
         (rep) => `moved ${rep.from}→${rep.to}#${rep.epoch}`,
         (err: unknown) => {
@@ -268,6 +274,7 @@ async function faultyMoves(seed: number, moves: readonly FaultyMove[], strictCli
       const healed = f.k === 'none' ? started : started + f.at + f.ms;
       await ctx.sleep(Math.max(0, healed - c.now()) + FREEZE_MS + TTL + 500);
       inFlightTo = undefined;
+      inFlightFrom = undefined;
       const s = sample(r);
       const hosting = c.nodes.filter((n) => r.hosts[n]!.get(DC, r.ep) !== undefined);
       if (s.frozen.length > 0) problems.push(`after ${outcomes.at(-1) ?? ''}: frozen on ${s.frozen.join(',')}`);
@@ -361,11 +368,51 @@ describe('migration under random schedules', () => {
     );
   }, 120_000);
 
+  it('moves with a crash or a partition of the source, the target or the coordinator at a random instant: one incarnation, no older route, nothing frozen, rollback before the drain, no count twice', async () => {
+    const role = fc.constantFrom<Role>('source', 'target', 'coord');
+    const fault: fc.Arbitrary<Fault> = fc.oneof(
+      fc.constant<Fault>({ k: 'none' }),
+      fc.record({ k: fc.constant('crash' as const), who: role, at: fc.integer({ min: 0, max: 60 }), ms: fc.integer({ min: 10, max: 3000 }) }),
+      fc.record({ k: fc.constant('partition' as const), a: role, b: role, at: fc.integer({ min: 0, max: 60 }), ms: fc.integer({ min: 10, max: 3000 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 0x7fffffff }),
+        fc.array(fc.record({ via: node, to: node, after: fc.integer({ min: 0, max: 80 }), fault }), { minLength: 1, maxLength: 3 }),
+        async (seed, moves) => faultyMoves(seed, moves, true),
+      ),
+      { numRuns: runs(30) },
+    );
+  }, 300_000);
+
   it('a handover lost to a partition of source and target right after the drain is sent again: the service moves instead of being lost (regression)', async () => {
     // Found by the crash property (seed -66144925, path 15:2:29:29:18:1:5:7:1:3:3:0:0:2:2:5:3:3:3:3): the
     // partition dropped the handover; the source had retired its incarnation, the target aborted its
     // own on nodeDown, and no node had the service any more.
     await faultyMoves(0, [{ via: 1, to: 0, after: 0, fault: { k: 'partition', a: 'target', b: 'source', at: 27, ms: 50 } }], false);
+  }, 60_000);
+
+  it('a source cut off from the store long enough to lose its lease after the drain: the target publishes the vanished entry itself (regression)', async () => {
+    // Found by the crash property: the entry went with the source's lease, the target's flip found
+    // nothing to thaw, and the service ran on the target with no directory entry.
+    await faultyMoves(2147483621, [{ via: 0, to: 0, after: 40, fault: { k: 'crash', who: 'source', at: 17, ms: 477 } }], true);
+  }, 60_000);
+
+  it('a target cut off past its lease right after the drain: it flips once registered again and is not fenced by the older entry (regression)', async () => {
+    // Found by the crash property: the flip failed once (the target not registered), was not tried
+    // again, and the target's re-registration unbound the only incarnation as fenced by epoch 0.
+    await faultyMoves(0, [{ via: 0, to: 0, after: 0, fault: { k: 'crash', who: 'target', at: 21, ms: 562 } }, { via: 0, to: 0, after: 0, fault: { k: 'none' } }], true);
+  }, 60_000);
+
+  it('a source down briefly after the drain: callers are excused, the coordinator does not thaw the entry back to the drained source (regression)', async () => {
+    await faultyMoves(0, [{ via: 0, to: 0, after: 0, fault: { k: 'none' } }, { via: 0, to: 0, after: 0, fault: { k: 'crash', who: 'source', at: 29, ms: 10 } }], true);
+  }, 60_000);
+
+  it('a sender told "moved" by the target before it absorbed (an older epoch than its route knows) asks the target again instead of failing (regression)', async () => {
+    // Found by the crash property: the target's route had followed the expired freeze back to the
+    // source; the source said "at the target, epoch 1", the target "at the source, epoch 0", and the
+    // caller on the third node failed EDVSNONODE.
+    await faultyMoves(0, [{ via: 0, to: 0, after: 0, fault: { k: 'partition', a: 'target', b: 'source', at: 21, ms: 1426 } }, { via: 0, to: 0, after: 0, fault: { k: 'crash', who: 'source', at: 0, ms: 10 } }], true);
   }, 60_000);
 
   it('a service that refuses to move: migrate rejects with EDVSMIGRATE and nothing changes', async () => {

@@ -12,13 +12,19 @@ import type { DirectoryContext } from './context.js';
 import { dcSpace } from './dc-space.js';
 import type { EndpointValue } from './endpoint-claims.js';
 import { fail, noop } from './failures.js';
-import { entriesOf, isInt, parseDc, parseEndpoint, parseFreeze, parseNode } from './parse.js';
+import { checkName, entriesOf, isInt, parseDc, parseEndpoint, parseFreeze, parseNode } from './parse.js';
 import type { EndpointRecord } from './records.js';
 import type { TxnOutcome } from './txn-runner.js';
 
 export interface ThawOptions {
   /** Move the endpoint to this node (at the next epoch, under its registration lease) as it thaws. */
   readonly toNode?: number;
+  /**
+   * With `toNode`: the entry may be gone because its owner's registration lease ended while the
+   * endpoint moved (the owner was cut off from the store). Then it is published at `toNode`, at the
+   * next epoch and under this name, provided nothing newer holds the slot.
+   */
+  readonly adoptAs?: string;
 }
 
 /** The longest freeze: the store's longest lease. */
@@ -120,6 +126,9 @@ export class EndpointFreezes {
       if (lostOnce && rec?.endpoint === endpoint && marker?.endpoint !== endpoint) {
         if (plannedMove ? rec.node === toNode && rec.epoch === epoch + 1 : rec.epoch === epoch) return rec;
       }
+      // The same move made already (a thaw repeated after its answer was lost to its caller).
+      if (toNode !== undefined && rec?.endpoint === endpoint && rec.node === toNode && rec.epoch === epoch + 1 && marker?.endpoint !== endpoint) return rec;
+      if (rec === undefined && toNode !== undefined && opts.adoptAs !== undefined) return this.adopt(dcid, endpoint, epoch, toNode, opts.adoptAs);
       if (rec === undefined) fail('EDVSNOTBIND', `endpoint ${format(endpoint)} of DC ${dcid} is not published`, { dcid, endpoint });
       checkRecord(rec, dcid, endpoint, epoch, format);
       if (frzKv === undefined || marker?.endpoint !== endpoint) fail('EDVSPROCSTS', `endpoint ${format(endpoint)} of DC ${dcid} is not frozen (its freeze expired, or it never was)`, { dcid, endpoint });
@@ -161,6 +170,58 @@ export class EndpointFreezes {
       [epKv, frzKv, dcKv, nodeKv] = r.results.map((x) => entriesOf(x)[0]);
     }
     return fail('EDVSBUSY', `could not thaw endpoint ${format(endpoint)} of DC ${dcid}: too much contention`);
+  }
+
+  /**
+   * Publishes `endpoint`, whose entry vanished while it was frozen at `epoch`, at `toNode` at
+   * `epoch + 1`: only while its slot is free, unreserved and its last generation is still this
+   * endpoint's (as `restore` of a claim requires), and deletes the freeze marker in the same
+   * transaction. EDVSSLOTUSED when something newer holds the slot.
+   */
+  private async adopt(dcid: number, endpoint: Endpoint, epoch: number, toNode: number, name: string): Promise<EndpointRecord> {
+    const { store, keys, txns, cache, settings } = this.ctx;
+    const space = await dcSpace(this.ctx, dcid);
+    const slot = space.checkEndpoint(endpoint);
+    const generation = space.generationOf(endpoint);
+    const epKey = keys.endpoint(dcid, slot);
+    const frzKey = keys.freeze(dcid, slot);
+    const reads: TxnOp[] = [
+      { op: 'get', key: epKey },
+      { op: 'get', key: frzKey },
+      { op: 'get', key: keys.dc(dcid) },
+      { op: 'get', key: keys.node(toNode) },
+    ];
+    for (let attempt = 0; attempt < settings.maxRetries; attempt++) {
+      const [epKv, frzKv, dcKv, nodeKv] = await this.read(reads);
+      const held = epKv === undefined ? undefined : parseEndpoint(epKv, dcid, slot);
+      // An earlier attempt whose reply was lost, or a concurrent one of the same move.
+      if (held?.endpoint === endpoint && held.node === toNode && held.epoch === epoch + 1) return held;
+      if (held !== undefined) fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} moved on; endpoint ${space.format(endpoint)} cannot be adopted`, { dcid, slot, endpoint });
+      const owner = this.newOwner(dcid, toNode, dcKv, nodeKv);
+      const marker = frzKv === undefined ? undefined : parseFreeze(frzKv);
+      const value: EndpointValue = { endpoint, generation, node: toNode, name: checkName(name, `ep${slot}`), epoch: epoch + 1 };
+      const success: TxnOp[] = [{ op: 'put', key: epKey, value: { ...value }, lease: owner.lease }];
+      if (marker?.endpoint === endpoint) success.push({ op: 'delete', key: frzKey });
+      const { r } = await txns.run({
+        compare: [
+          ...owner.compare,
+          { key: epKey, exists: false },
+          { key: keys.reservation(dcid, slot), exists: false },
+          { key: keys.generation(dcid, slot), value: generation },
+          { key: frzKey, modRevision: frzKv?.modRevision ?? 0 },
+        ],
+        success,
+        failure: [{ op: 'get', key: keys.generation(dcid, slot) }, { op: 'get', key: keys.reservation(dcid, slot) }],
+      });
+      if (r.succeeded) {
+        if (marker?.endpoint === endpoint && marker.lease !== 0) await store.revokeLease(marker.lease).catch(noop);
+        await cache.catchUp(r.revision);
+        return { endpoint, generation, node: toNode, name: value.name, epoch: epoch + 1, slot, dcid, frozen: false, modRevision: r.revision };
+      }
+      const [genKv, resKv] = r.results.map((x) => entriesOf(x)[0]);
+      if (resKv !== undefined || genKv?.value !== generation) fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} moved on; endpoint ${space.format(endpoint)} cannot be adopted`, { dcid, slot, endpoint });
+    }
+    return fail('EDVSBUSY', `could not adopt endpoint ${space.format(endpoint)} of DC ${dcid}: too much contention`);
   }
 
   /** The lease an endpoint moved to `toNode` lives under, and the compares that keep it and the membership as read. */
