@@ -30,19 +30,25 @@ describe('routes and epochs', () => {
     assertClean(sim, await sim.run({ maxTime: 10 }));
   });
 
-  it('a "moved" answer with an older epoch does not override the route; one with a newer epoch is followed', async () => {
+  it('a "moved" answer with an older epoch does not override the route (the call asks again, for a bounded time); one with a newer epoch is followed', async () => {
     const sim = new Simulation({ seed: 2, nodes: 3, latency: FIXED });
     const s = sim.bind(2, { slot: 3, name: 's' });
     const c = sim.bind(0, { name: 'c' });
-    // Node 0 believes s is on node 1 at epoch 2; node 1 says "on node 2" but only at epoch 1.
+    // Node 0 believes s is on node 1 at epoch 2; node 1 says "on node 2" but only at epoch 1: the
+    // endpoint may be on its way to node 1, so node 0 asks node 1 again with a backoff, then gives up.
     sim.kernel(0).bindRemote(sim.dcid, s.endpoint, 1, undefined, 2);
     sim.kernel(1).bindRemote(sim.dcid, s.endpoint, 2, undefined, 1);
     let first: Outcome<Message> | undefined;
+    let failedAt = 0;
+    const startedAt = sim.now();
     sim.spawn('client', async () => {
       first = await outcome(sim, c.sendrec(s.endpoint, { type: 1, payload: 1 }));
+      failedAt = sim.now();
     });
-    assertClean(sim, await sim.run({ maxTime: 1000 }));
+    assertClean(sim, await sim.run({ maxTime: sim.now() + 20_000 }));
     expect(first).toMatchObject({ ok: false, code: 'EDVSNONODE' });
+    expect(failedAt - startedAt).toBeGreaterThan(3000);
+    expect(failedAt - startedAt).toBeLessThan(10_000);
     expect(sim.kernel(0).route(sim.dcid, s.endpoint)).toMatchObject({ node: 1, epoch: 2 });
 
     // Now node 1 knows a newer location: node 0 follows it and the call succeeds.
@@ -55,7 +61,7 @@ describe('routes and epochs', () => {
     sim.spawn('client2', async () => {
       second = await outcome(sim, c.sendrec(s.endpoint, { type: 1, payload: 2 }));
     });
-    assertClean(sim, await sim.run({ maxTime: 2000 }));
+    assertClean(sim, await sim.run({ maxTime: sim.now() + 2000 }));
     expect(second?.ok).toBe(true);
     expect(second?.value?.payload).toBe('ok');
     expect(sim.kernel(0).route(sim.dcid, s.endpoint)).toMatchObject({ node: 2, epoch: 3 });
