@@ -510,8 +510,11 @@ export class RouteMoves {
   /** A client of this node waiting for the moved endpoint's reply now waits for it locally. */
   private localClient(dc: DcState, server: Endpoint, r: HandoverReply): void {
     const client = ownerOf(dc.routes.at(dc.space.slotOf(r.client)));
-    const w = client?.recv;
-    if (client === undefined || client.endpoint !== r.client || w === undefined || w.mode !== RecvMode.SendrecReply || w.from !== server || client.sendrecOpId !== r.id) return;
+    if (client === undefined || client.endpoint !== r.client || client.sendrecOpId !== r.id) return;
+    // A taken sendrec gets no send-ack of its own: the caller may still be in its send phase.
+    if (client.recv?.mode === RecvMode.SendrecSending && client.recv.from === server) this.k.remote.takeHome(dc, server, r.id);
+    const w = client.recv;
+    if (w === undefined || w.mode !== RecvMode.SendrecReply || w.from !== server) return;
     w.node = undefined;
     w.waiter.onExpire = () => {
       if (client.recv === w) client.recv = undefined;

@@ -479,6 +479,31 @@ export class RemoteCalls {
   }
 
   /** Another node now holds these requests of ours for `ep` (its `moved` frame): their answers come from there. */
+  /**
+   * A sendrec of this node whose request `ep` took was handed over to this very node (the server
+   * moved here): its outstanding send phase ends as if acknowledged, and the caller waits for the
+   * reply locally. False if no such call is outstanding.
+   */
+  takeHome(dc: DcState, ep: Endpoint, id: number): boolean {
+    const op = this.outstanding.get(id);
+    if (op?.kind !== 'sendrec' || op.dc !== dc || op.dst !== ep) return false;
+    this.outstanding.delete(id);
+    const proc = op.proc;
+    proc.sending--;
+    proc.counters.rmtSent++;
+    const w = proc.recv;
+    if (w === undefined || w.mode !== RecvMode.SendrecSending || w.from !== ep) return false;
+    if (op.cancelling) {
+      // The caller gave up meanwhile: nothing is owed to it any more.
+      proc.recv = undefined;
+      w.waiter.rejectExpired({ endpoint: ep });
+      return false;
+    }
+    w.mode = RecvMode.SendrecReply;
+    w.node = undefined;
+    return true;
+  }
+
   retarget(dc: DcState, ep: Endpoint, node: number, ids: readonly number[]): void {
     for (const id of ids) {
       const op = this.outstanding.get(id);
