@@ -480,7 +480,7 @@ describe('DS state: snapshot and restore', { timeout: 10_000 }, () => {
   it('after a real move (freeze, snapshot, drain, absorb on another node) the waiters are answered from the new node', async () => {
     await moveWithWaiters([0, 1]);
   });
-  it.skip('after a real move, a waiter on the target node is answered too (kernel: absorb drops its owed reply)', async () => {
+  it('after a real move, a waiter on the target node is answered too (its sendrec still in its send phase when the mailbox arrived: regression)', async () => {
     await moveWithWaiters([2]);
   });
 });
