@@ -170,6 +170,8 @@ describe('mailbox handover', () => {
     const notifier = sim.bind(1, { slot: 4, name: 'n' });
     const taken0 = sim.bind(0, { name: 'taken0' });
     const taken1 = sim.bind(1, { name: 'taken1' });
+    // On the node the server moves to: its sendrec, taken, is still in its send phase there (a taken sendrec has no send-ack).
+    const taken2 = sim.bind(2, { name: 'taken2' });
     const q0 = sim.bind(0, { name: 'q0' });
     const q1 = sim.bind(1, { name: 'q1' });
     const q2 = sim.bind(2, { name: 'q2' });
@@ -179,13 +181,14 @@ describe('mailbox handover', () => {
     const call = (name: string, p: Promise<unknown>): void => {
       sim.spawn(name, async () => results.set(name, await outcome(sim, p)));
     };
-    // Two requests taken by the server before it moves: it owes them replies.
+    // Three requests taken by the server before it moves: it owes them replies.
     call('taken0', taken0.sendrec(s.endpoint, { type: 1, payload: 'taken0' }));
     call('taken1', taken1.sendrec(s.endpoint, { type: 1, payload: 'taken1' }));
+    call('taken2', taken2.sendrec(s.endpoint, { type: 1, payload: 'taken2' }));
     const owed: Message[] = [];
     let retired: Outcome<Message> | undefined;
     sim.spawn('old server', async () => {
-      owed.push(await s.receiveRequest(), await s.receiveRequest());
+      owed.push(await s.receiveRequest(), await s.receiveRequest(), await s.receiveRequest());
       // Quiescent: blocked in a receive that nothing answers, until the move ends it.
       retired = await outcome(sim, s.receive(idle.endpoint));
     });
@@ -198,7 +201,7 @@ describe('mailbox handover', () => {
     });
     let moved: Process | undefined;
     sim.after(100, () => {
-      expect(owed.map((m) => m.payload).sort()).toEqual(['taken0', 'taken1']);
+      expect(owed.map((m) => m.payload).sort()).toEqual(['taken0', 'taken1', 'taken2']);
       freezeEverywhere(sim, s.endpoint, 0);
       // A caller while frozen parks on its own node.
       call('late', late.sendrec(s.endpoint, { type: 1, payload: 'late' }));
@@ -208,7 +211,7 @@ describe('mailbox handover', () => {
       expect(h.epoch).toBe(1);
       expect(h.queued.map((q) => q.payload)).toEqual(['q0', 'q1', 'q2']);
       expect(h.notifies).toHaveLength(1);
-      expect(h.owed).toHaveLength(2);
+      expect(h.owed).toHaveLength(3);
       // Plain data: it survives a trip through JSON (and so msgpack) unchanged.
       const wire = JSON.parse(JSON.stringify(h)) as typeof h;
       moved = sim.kernel(2).absorb(wire, { name: 's' });
@@ -227,7 +230,7 @@ describe('mailbox handover', () => {
       });
     });
     assertClean(sim, await sim.run({ maxTime: 5000 }));
-    for (const name of ['taken0', 'taken1', 'q0', 'q1', 'late']) {
+    for (const name of ['taken0', 'taken1', 'taken2', 'q0', 'q1', 'late']) {
       const r = results.get(name);
       expect(r?.ok, name).toBe(true);
       expect((r?.value as Message).payload, name).toBe(`re:${name}`);
