@@ -5,6 +5,7 @@
  * instant run in a seed-determined order); without one, ties fire in the order they were set.
  */
 import type { Clock, TimerHandle } from '../kernel/clock.js';
+import { MinHeap } from '../kernel/min-heap.js';
 
 interface Timer {
   readonly time: number;
@@ -38,7 +39,7 @@ export class SimClock implements Clock {
   private current: number;
   private seq = 0;
   private live = 0;
-  private readonly heap: Timer[] = [];
+  private readonly heap = new MinHeap<Timer>(before);
   private readonly tieBreak: (() => number) | undefined;
 
   constructor(opts: SimClockOptions = {}) {
@@ -54,7 +55,7 @@ export class SimClock implements Clock {
   setTimer(ms: number, fn: () => void, label?: string): TimerHandle {
     const delay = Number.isFinite(ms) && ms > 0 ? ms : 0;
     const t: Timer = { time: this.current + delay, rank: this.tieBreak?.() ?? 0, seq: this.seq++, fn, label, cancelled: false };
-    this.push(t);
+    this.heap.push(t);
     this.live++;
     return t;
   }
@@ -74,13 +75,13 @@ export class SimClock implements Clock {
   /** Due time of the next timer, or undefined when none is pending. */
   peekTime(): number | undefined {
     this.dropCancelled();
-    return this.heap[0]?.time;
+    return this.heap.peek()?.time;
   }
 
   /** Runs the next timer: advances time to it, then calls it. Returns what ran, or undefined if none. */
   step(): FiredTimer | undefined {
     this.dropCancelled();
-    const t = this.pop();
+    const t = this.heap.pop();
     if (t === undefined) return undefined;
     t.cancelled = true;
     this.live--;
@@ -106,39 +107,7 @@ export class SimClock implements Clock {
   }
 
   private dropCancelled(): void {
-    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
-  }
-
-  private push(t: Timer): void {
-    const h = this.heap;
-    h.push(t);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(t, h[parent]!)) break;
-      h[i] = h[parent]!;
-      i = parent;
-    }
-    h[i] = t;
-  }
-
-  private pop(): Timer | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (top === undefined || last === undefined || h.length === 0) return top;
-    let i = 0;
-    const n = h.length;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && before(h[r]!, h[l]!) ? r : l;
-      if (!before(h[c]!, last)) break;
-      h[i] = h[c]!;
-      i = c;
-    }
-    h[i] = last;
-    return top;
+    while (this.heap.peek()?.cancelled === true) this.heap.pop();
   }
 }
+

@@ -7,6 +7,7 @@
  */
 import type { Endpoint } from '../../ipc/endpoint.js';
 import { DvsError } from '../../ipc/errors.js';
+import { MinHeap } from '../../kernel/min-heap.js';
 import { DS_MAX_WAITERS, DS_MAX_WAITERS_PER_NAME } from './ds-messages.js';
 
 export interface Waiter {
@@ -28,7 +29,7 @@ export class WaiterSet {
   private readonly bySource = new Map<Endpoint, Waiter>();
   private readonly byName = new Map<string, Set<Waiter>>();
   /** Min-heap by (deadline, seq); answered or withdrawn waiters stay until they surface or a rebuild. */
-  private heap: Waiter[] = [];
+  private readonly heap = new MinHeap<Waiter>((a, b) => a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq));
   private seq = 0;
 
   constructor(private readonly limits: WaiterLimits = { perName: DS_MAX_WAITERS_PER_NAME, total: DS_MAX_WAITERS }) {}
@@ -55,7 +56,7 @@ export class WaiterSet {
     this.bySource.set(source, w);
     if (same === undefined) this.byName.set(name, new Set([w]));
     else same.add(w);
-    this.push(w);
+    this.heap.push(w);
     return w;
   }
 
@@ -82,7 +83,7 @@ export class WaiterSet {
     for (;;) {
       const top = this.peek();
       if (top === undefined || top.deadline > now) return out;
-      this.pop();
+      this.heap.pop();
       this.forget(top);
       out.push(top);
     }
@@ -102,7 +103,7 @@ export class WaiterSet {
     for (const w of this.bySource.values()) w.live = false;
     this.bySource.clear();
     this.byName.clear();
-    this.heap = [];
+    this.heap.retain(() => false);
   }
 
   // ---------------------------------------------------------------- internals
@@ -115,51 +116,16 @@ export class WaiterSet {
     set?.delete(w);
     if (set?.size === 0) this.byName.delete(w.name);
     // Dead entries are dropped as they surface; rebuild when they outnumber the live ones.
-    if (this.heap.length > 2 * this.bySource.size + 64) this.rebuild();
+    if (this.heap.size > 2 * this.bySource.size + 64) this.rebuild();
   }
 
   private peek(): Waiter | undefined {
-    while (this.heap.length > 0 && !this.heap[0]!.live) this.pop();
-    return this.heap[0];
+    while (this.heap.peek()?.live === false) this.heap.pop();
+    return this.heap.peek();
   }
 
   private rebuild(): void {
-    const live = this.heap.filter((w) => w.live);
-    this.heap = [];
-    for (const w of live) this.push(w);
-  }
-
-  private static before(a: Waiter, b: Waiter): boolean {
-    return a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq);
-  }
-
-  private push(w: Waiter): void {
-    const h = this.heap;
-    h.push(w);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!WaiterSet.before(h[i]!, h[parent]!)) break;
-      [h[i], h[parent]] = [h[parent]!, h[i]!];
-      i = parent;
-    }
-  }
-
-  private pop(): void {
-    const h = this.heap;
-    const last = h.pop();
-    if (last === undefined || h.length === 0) return;
-    h[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < h.length && WaiterSet.before(h[l]!, h[m]!)) m = l;
-      if (r < h.length && WaiterSet.before(h[r]!, h[m]!)) m = r;
-      if (m === i) return;
-      [h[i], h[m]] = [h[m]!, h[i]!];
-      i = m;
-    }
+    this.heap.retain((w) => w.live);
   }
 }
+
