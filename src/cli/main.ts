@@ -16,6 +16,7 @@ import { parseEnvPairs, runOnNode } from './run-command.js';
 import { drainNode, formatDrainOutcome, formatMigration, listServices, migrateEndpoint, startService } from './migrate-command.js';
 import { formatRunTable } from './run-table.js';
 import { formatSelfViews, formatStatus } from './status-table.js';
+import { formatVosView, vosDown, vosStatus, vosUp } from './vos-command.js';
 
 function int(value: string): number {
   const n = Number(value);
@@ -288,6 +289,41 @@ service
   .action(async (opts: { dir: string; json?: boolean; timeout: number }) => {
     const rows = await listServices(opts.dir, { timeoutMs: opts.timeout });
     out(opts.json, rows, () => ['DC  endpoint  node  name              module', ...rows.map((r) => `${String(r.dcid).padEnd(3)} ${String(r.endpoint).padStart(8)}  ${String(r.node).padStart(4)}  ${r.name.padEnd(17)} ${r.module}`)].join('\n'));
+  });
+
+const vos = program.command('vos').description('the Virtual Operating System of a DC: its system servers (docs/vos/boot.md)');
+vos
+  .command('up')
+  .description('boot a VOS on a DC from a spec file; waits until each server is bound')
+  .requiredOption('--spec <file>', 'the VOS spec (JSON, docs/vos/spec.md)')
+  .option('--replace', 'replace the VOS the DC runs already')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('the coordination store and for the servers'))
+  .action(async (opts: { spec: string; replace?: boolean; dir: string; json?: boolean; timeout: number }) => {
+    const v = await vosUp(opts.dir, opts.spec, { timeoutMs: opts.timeout, ...(opts.replace === true ? { replace: true } : {}) });
+    out(opts.json, v, () => formatVosView(v));
+  });
+vos
+  .command('down')
+  .description("stop a DC's VOS; waits until none of its servers is bound")
+  .requiredOption('--dc <dcid>', 'the DC', int)
+  .addOption(dirOption())
+  .addOption(timeoutOption('the coordination store and for the servers'))
+  .action(async (opts: { dc: number; dir: string; timeout: number }) => {
+    await vosDown(opts.dir, opts.dc, { timeoutMs: opts.timeout });
+    console.log(`the VOS of DC ${opts.dc} is down`);
+  });
+vos
+  .command('status')
+  .description("a DC's VOS: each server, its slot, where it is placed and where it runs now")
+  .requiredOption('--dc <dcid>', 'the DC', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption())
+  .action(async (opts: { dc: number; dir: string; json?: boolean; timeout: number }) => {
+    const v = await vosStatus(opts.dir, opts.dc, { timeoutMs: opts.timeout });
+    out(opts.json, v, () => formatVosView(v));
   });
 
 program

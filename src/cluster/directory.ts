@@ -35,7 +35,9 @@ import { SlotPool } from './directory/slot-pool.js';
 import { TxnRunner } from './directory/txn-runner.js';
 import { Emitter } from './emitter.js';
 import { DirectoryKeys } from './keys.js';
-import type { CoordinationStore } from './store.js';
+import { DvsError } from '../ipc/errors.js';
+import type { Compare, CoordinationStore, StoreValue } from './store.js';
+import type { VosRecordEntry } from './directory/records.js';
 
 export {
   NAME_MAX,
@@ -47,6 +49,8 @@ export {
   type NodeEvent,
   type DcEvent,
   type EndpointEvent,
+  type VosRecordEntry,
+  type VosRecordEvent,
   type DirectoryEvents,
 } from './directory/records.js';
 export type { DirectoryOptions, RegisterOptions, ClaimOptions, ReleaseOptions } from './directory/options.js';
@@ -215,6 +219,39 @@ export class Directory extends Emitter<DirectoryEvents> {
   async removeNode(dcid: number, node: number): Promise<DcRecord> {
     await this.opened();
     return this.admin.removeNode(dcid, node);
+  }
+
+  // ---------------------------------------------------------------- VOS records
+
+  /** The DC's VOS record (opaque to the directory), if one is stored. */
+  vosRecord(dcid: number): VosRecordEntry | undefined {
+    return this.cache.vos(dcid);
+  }
+
+  /**
+   * Stores the DC's VOS record: EDVSBADDCID when the DC does not exist, EDVSEXIST when it has one
+   * already and `replace` is not set. Resolves once the cache reflects it.
+   */
+  async putVosRecord(dcid: number, value: StoreValue, opts: { replace?: boolean } = {}): Promise<VosRecordEntry> {
+    await this.opened();
+    const key = this.keys.vos(dcid);
+    const compare: Compare[] = [{ key: this.keys.dc(dcid), exists: true }];
+    if (opts.replace !== true) compare.push({ key, exists: false });
+    const r = await this.store.txn({ compare, success: [{ op: 'put', key, value }] });
+    if (!r.succeeded) {
+      if (this.cache.dc(dcid) === undefined) throw new DvsError('EDVSBADDCID', `DC ${dcid} does not exist`, { details: { dcid } });
+      throw new DvsError('EDVSEXIST', `DC ${dcid} runs a VOS already`, { details: { dcid } });
+    }
+    await this.cache.catchUp(r.revision);
+    return { dcid, value, modRevision: r.revision };
+  }
+
+  /** Removes the DC's VOS record; false when it had none. */
+  async removeVosRecord(dcid: number): Promise<boolean> {
+    await this.opened();
+    const r = await this.store.delete(this.keys.vos(dcid));
+    await this.cache.catchUp(r.revision);
+    return r.deleted > 0;
   }
 
   // ---------------------------------------------------------------- endpoints

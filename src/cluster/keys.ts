@@ -12,12 +12,13 @@
  *                                       generation it will bind
  *   <root>/dcs/<dcid>/frz/<slot>        {endpoint, epoch, recordRevision, ms}:      under a lease of its own
  *                                       the endpoint is frozen at that epoch        (ms long)
+ *   <root>/dcs/<dcid>/vos               the DC's VOS record (src/vos/vos-record.ts)  persistent
  */
 
 export type ParsedKey =
   | { readonly kind: 'node'; readonly nodeId: number }
   | { readonly kind: 'incarnation'; readonly nodeId: number }
-  | { readonly kind: 'dc'; readonly dcid: number }
+  | { readonly kind: 'dc' | 'vos'; readonly dcid: number }
   | { readonly kind: 'ep' | 'gen' | 'resv' | 'frz'; readonly dcid: number; readonly slot: number };
 
 const INT = /^(0|-?[1-9][0-9]{0,8})$/;
@@ -68,6 +69,11 @@ export class DirectoryKeys {
     return `${this.root}/dcs/${dcid}/frz/${slot}`;
   }
 
+  /** The DC's VOS record: opaque to the directory, read by the VOS layer. */
+  vos(dcid: number): string {
+    return `${this.root}/dcs/${dcid}/vos`;
+  }
+
   /** What a key names, or undefined for keys outside the layout (ignored by the directory). */
   parse(key: string): ParsedKey | undefined {
     if (!key.startsWith(this.prefix)) return undefined;
@@ -82,6 +88,7 @@ export class DirectoryKeys {
     const dcid = int(a);
     if (dcid === undefined || dcid < 0) return undefined;
     if (parts.length === 2) return { kind: 'dc', dcid };
+    if (parts.length === 3 && sub === 'vos') return { kind: 'vos', dcid };
     if (parts.length !== 4) return undefined;
     const slot = int(b);
     if (slot === undefined) return undefined;

@@ -27,6 +27,8 @@ import { lockDataDir, unlockDataDir } from './data-dir-lock.js';
 import { DIAGNOSTICS } from './diagnostics.js';
 import { ProcServer } from './proc-server.js';
 import { Supervisor } from './supervisor.js';
+import { vosOps } from './proc-vos.js';
+import { VosManager } from './vos-manager.js';
 import { readClusterKeyFile } from '../transport/cluster-key.js';
 import { createTokenFile, readTokenFile } from '../transport/proc-token.js';
 
@@ -71,6 +73,7 @@ export class Daemon {
   /** The OS programs this daemon runs (`dvs run`); created with the process socket. */
   private supervisorOf: Supervisor | undefined;
   private services: NodeServices | undefined;
+  private vos: VosManager | undefined;
   private runtime!: NodeRuntimeInfo;
   /** The data directory's lock file, once taken. */
   private lockFile: string | undefined;
@@ -189,8 +192,19 @@ export class Daemon {
       dataDir: config.dataDir,
       logger: log.child({ sub: 'run' }),
       endpointsOf: (run) => this.procServer.endpointsOfRun(run),
+      onEnded: (info) => this.vos?.runEnded(info.run),
     });
     this.supervisorOf = supervisor;
+    const vos = new VosManager({
+      nodeId: node,
+      directory: this.directory,
+      services: this.services,
+      supervisor,
+      dataDir: config.dataDir,
+      env: { DVS_SOCKET: paths.socket, DVS_TOKEN_FILE: paths.token },
+      logger: log.child({ sub: 'vos' }),
+    });
+    this.vos = vos;
     const runHosting = new RunHosting({ kernel: this.kernel, supervisor, procServer: () => this.procServer, logger: log.child({ sub: 'services' }) });
     this.services.addHosting(runHosting);
     this.procServer = new ProcServer({
@@ -202,11 +216,12 @@ export class Daemon {
       bind: (dcid, o) => runHosting.bind(dcid, o) ?? reconciler.bind(dcid, o),
       info: () => this.diagnostics(),
       runs: supervisor,
-      ops: serviceOps(this.services),
+      ops: new Map([...serviceOps(this.services), ...vosOps(vos)]),
       // A remote call past its timeout may wait until the far node is declared down.
       settleMs: config.timing.deadMs,
     });
     await this.procServer.start();
+    vos.start();
 
     this.runtime = {
       nodeId: config.nodeId,
@@ -313,7 +328,8 @@ export class Daemon {
     // Without the lock nothing here is ours: the files in the directory belong to the daemon holding it.
     if (this.lockFile === undefined) return;
     log.info('stopping');
-    // Programs first: they are told to end while the socket still serves their last calls.
+    // VOS servers first (they would be started again), then programs: they are told to end while the socket still serves their last calls.
+    await this.vos?.stop().catch((err: unknown) => log.warn({ err }, 'stopping VOS servers'));
     await this.supervisorOf?.stopAll().catch((err: unknown) => log.warn({ err }, 'stopping programs'));
     await this.procServer?.close().catch((err: unknown) => log.warn({ err }, 'process server close'));
     await this.services?.stop().catch((err: unknown) => log.warn({ err }, 'services stop'));

@@ -5,7 +5,6 @@
  * program under the supervisor through its connection).
  */
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { Directory } from '../cluster/directory.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
@@ -16,7 +15,7 @@ import type { Logger } from '../runtime/logger.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { CoroutineHost, isCoroutineSpec, type HostedCoroutine } from '../services/coroutine-host.js';
 import { MigrationAgent, type IncomingIncarnation, type MigrateOptions, type MigrationReport, type PrepareRequest, type ServiceHosting } from '../services/migration-agent.js';
-import type { ServiceFactory } from '../services/service.js';
+import { loadServiceFactory } from '../services/service-module.js';
 
 /** A hosting for endpoints this node runs in another way (programs under the supervisor). */
 export interface HostingPart extends ServiceHosting {
@@ -51,7 +50,7 @@ export class NodeServices {
     this.coroutines = new CoroutineHost({
       nodeId: opts.nodeId,
       kernel: opts.kernel,
-      factory: (module) => loadFactory(module),
+      factory: (module) => loadServiceFactory(module),
       bind: opts.bind,
       logger: opts.logger,
     });
@@ -104,18 +103,4 @@ export class NodeServices {
     if (this.coroutines.owns(dcid, endpoint)) return this.coroutines;
     return this.parts.find((p) => p.owns(dcid, endpoint));
   }
-}
-
-/** The factory an ES module exports: `default`, or `createService`. */
-async function loadFactory(module: string): Promise<ServiceFactory> {
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pathToFileURL(module).href)) as Record<string, unknown>;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DvsError(code === 'ERR_MODULE_NOT_FOUND' ? 'EDVSNOENT' : 'EDVSNOEXEC', `cannot load service module ${module}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const f = mod.default ?? mod.createService;
-  if (typeof f !== 'function') throw new DvsError('EDVSNOEXEC', `service module ${module} exports no factory (default or createService)`);
-  return f as ServiceFactory;
 }

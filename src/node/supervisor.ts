@@ -26,6 +26,8 @@ export interface SupervisorOptions {
   readonly logger?: Logger;
   /** The endpoints bound by connections that said they belong to `run` (hello field `run`). */
   readonly endpointsOf?: (run: number) => readonly RunEndpoint[];
+  /** Told when a run has ended: exited, retired, or failed to start. */
+  readonly onEnded?: (info: RunInfo) => void;
 }
 
 interface Run {
@@ -136,6 +138,7 @@ export class Supervisor {
         r.endedAt = Date.now();
         this.remember(r);
         r.markEnded();
+        this.opts.onEnded?.(this.infoOf(r));
         this.logger.warn({ run: r.run, program: spec.program, err: err.message }, 'program failed to start');
         reject(e);
       };
@@ -175,6 +178,7 @@ export class Supervisor {
     this.live.delete(r.run);
     this.remember(r);
     r.markEnded();
+    this.opts.onEnded?.(this.infoOf(r));
     const fields = { run: r.run, pid: r.pid, code, signal, program: r.spec.program };
     if (r.retiring) this.logger.info(fields, 'program retired: it moved to another node');
     else if (code === 0 || r.stopping) this.logger.info(fields, 'program exited');

@@ -11,7 +11,7 @@ import type { DirectoryKeys, ParsedKey } from '../keys.js';
 import type { CoordinationStore, KeyValue, Unsubscribe, WatchEvent } from '../store.js';
 import { asDvsError, fail } from './failures.js';
 import { parseDc, parseEndpoint, parseFreeze, parseNode, parseReservation, withFreeze } from './parse.js';
-import type { DcRecord, EmitDirectoryEvent, EndpointRecord, FreezeMarker, GenEntry, NodeRecord, Reservation } from './records.js';
+import type { DcRecord, EmitDirectoryEvent, EndpointRecord, FreezeMarker, GenEntry, NodeRecord, Reservation, VosRecordEntry } from './records.js';
 
 /** Everything cached of one DC. A DC's keys may be cached before its record (not in a normal order of writes). */
 export interface DcState {
@@ -45,6 +45,7 @@ interface RevisionWaiter {
 export class DirectoryCache {
   private readonly nodeMap = new Map<number, NodeRecord>();
   private readonly dcMap = new Map<number, DcState>();
+  private readonly vosMap = new Map<number, VosRecordEntry>();
   /** Every cached key and its modRevision, to diff against a fresh read on resync. */
   private readonly known = new Map<string, number>();
   private rev = 0;
@@ -158,6 +159,10 @@ export class DirectoryCache {
     const s = this.dcMap.get(dcid);
     if (s === undefined) return [];
     return [...s.eps.values()].sort((a, b) => a.slot - b.slot);
+  }
+
+  vos(dcid: number): VosRecordEntry | undefined {
+    return this.vosMap.get(dcid);
   }
 
   endpointAt(dcid: number, slot: number): EndpointRecord | undefined {
@@ -305,6 +310,16 @@ export class DirectoryCache {
         return this.applyNode(p.nodeId, key, kv);
       case 'dc':
         return this.applyDc(p.dcid, key, kv);
+      case 'vos': {
+        if (kv === undefined) {
+          if (this.vosMap.delete(p.dcid)) this.hooks.emit('vos', { type: 'removed', dcid: p.dcid });
+          return;
+        }
+        const entry: VosRecordEntry = { dcid: p.dcid, value: kv.value, modRevision: kv.modRevision };
+        this.vosMap.set(p.dcid, entry);
+        this.hooks.emit('vos', { type: 'set', entry });
+        return;
+      }
       case 'gen': {
         const s = this.dcState(p.dcid);
         if (kv === undefined) s.gens.delete(p.slot);
@@ -425,6 +440,7 @@ function rank(p: ParsedKey | undefined): number {
     case 'gen':
     case 'resv':
     case 'frz':
+    case 'vos':
       return 2;
     case 'ep':
       return 3;

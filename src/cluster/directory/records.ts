@@ -64,12 +64,20 @@ export interface EndpointRecord {
 
 export type NodeEvent = { readonly type: 'up' | 'changed' | 'down'; readonly node: NodeRecord };
 export type DcEvent = { readonly type: 'created' | 'changed' | 'removed'; readonly dc: DcRecord; readonly previous?: DcRecord };
+/** A DC's VOS record (opaque here) as stored, with the revision it was written at. */
+export interface VosRecordEntry {
+  readonly dcid: number;
+  readonly value: StoreValue;
+  readonly modRevision: number;
+}
+export type VosRecordEvent = { readonly type: 'set'; readonly entry: VosRecordEntry } | { readonly type: 'removed'; readonly dcid: number };
 export type EndpointEvent = { readonly type: 'bound' | 'unbound'; readonly endpoint: EndpointRecord; readonly previous?: EndpointRecord };
 
 export interface DirectoryEvents {
   node: NodeEvent;
   dc: DcEvent;
   endpoint: EndpointEvent;
+  vos: VosRecordEvent;
   /** A node registered here lost its lease: the cluster considers it dead; re-register (a new incarnation). */
   leaseLost: { readonly nodeId: number; readonly error: DvsError };
   /** The cache was rebuilt from a fresh read after its watch ended (compaction, store reset). */

@@ -1,0 +1,55 @@
+/**
+ * The system servers a VOS spec names, as service modules (docs/migration.md §1): where each one's
+ * code is, and the arguments its factory gets on a node. The same module runs as a coroutine in a
+ * node daemon (unikernel) or in a process of its own (multiserver); custom servers are the
+ * operator's modules.
+ */
+import { fileURLToPath } from 'node:url';
+import { DvsError } from '../ipc/errors.js';
+import type { Payload } from '../ipc/payload.js';
+import type { VosUnit } from './layout.js';
+import type { VosLimits } from './spec.js';
+
+/** The module of each server built so far, relative to this file. */
+const MODULES: Readonly<Record<string, string>> = Object.freeze({
+  systask: './systask/systask-server.js',
+  pm: './pm/pm-server.js',
+  ds: './ds/ds-server.js',
+});
+
+/** The absolute path of the module that serves `unit`; EDVSNOSYS for a server not built yet. */
+export function serverModule(unit: Pick<VosUnit, 'server' | 'module' | 'name'>): string {
+  if (unit.server === 'custom') {
+    if (unit.module === undefined) throw new DvsError('EDVSINVAL', `custom server ${unit.name} names no module`);
+    return unit.module;
+  }
+  const rel = MODULES[unit.server];
+  if (rel === undefined) throw new DvsError('EDVSNOSYS', `the ${unit.server} server is not part of this DVS yet`, { details: { server: unit.server } });
+  return fileURLToPath(new URL(rel, import.meta.url));
+}
+
+/** What a node tells its servers about their surroundings. */
+export interface UnitContext {
+  readonly dcid: number;
+  /** The node the unit runs on now (a taken-over unit runs off its placed node). */
+  readonly node: number;
+  /** The DC's nodes. */
+  readonly nodes: readonly number[];
+  /** Where SYSTASK writes its processes' output. */
+  readonly logDir: string;
+  readonly limits?: VosLimits;
+  /** Environment every VOS process gets (how to reach the node's daemon). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** The factory arguments of `unit` (docs/vos/boot.md, "Server arguments"). */
+export function serverArgs(unit: Pick<VosUnit, 'server'>, ctx: UnitContext): Payload {
+  switch (unit.server) {
+    case 'systask':
+      return { dcid: ctx.dcid, node: ctx.node, logDir: ctx.logDir, env: { ...ctx.env }, ...(ctx.limits === undefined ? {} : { limits: { ...ctx.limits } }) };
+    case 'pm':
+      return { dcid: ctx.dcid, nodes: [...ctx.nodes] };
+    default:
+      return { dcid: ctx.dcid, node: ctx.node };
+  }
+}
