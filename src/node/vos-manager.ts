@@ -26,6 +26,8 @@ const SERVICE_PROGRAM = fileURLToPath(new URL('../client/service-program.js', im
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 5000;
 const NAME_MAX = 32;
+/** A server that ran this long before it ended starts again without backoff. */
+const HEALTHY_MS = 30_000;
 
 export interface VosManagerOptions {
   readonly nodeId: number;
@@ -45,6 +47,7 @@ interface Started {
   readonly kind: 'coroutine' | 'program';
   readonly endpoint?: Endpoint;
   readonly run?: number;
+  readonly startedAt: number;
 }
 
 export class VosManager {
@@ -157,6 +160,7 @@ export class VosManager {
     for (const [key, s] of [...this.started]) {
       if (!this.isRunning(s)) {
         this.started.delete(key);
+        if (Date.now() - s.startedAt >= HEALTHY_MS) this.retries.delete(key);
         this.noteFailure(key);
         continue;
       }
@@ -214,10 +218,10 @@ export class VosManager {
       let s: Started;
       if (unit.shape === 'unikernel') {
         const h = await this.opts.services.coroutines.start(dcid, { factory: module, args, slot: unit.slot, name });
-        s = { dcid, unit, kind: 'coroutine', endpoint: h.endpoint };
+        s = { dcid, unit, kind: 'coroutine', endpoint: h.endpoint, startedAt: Date.now() };
       } else {
         const info = await this.opts.supervisor.start({ dcid, program: process.execPath, args: [SERVICE_PROGRAM, module], env: { DVS_SERVICE_ARGS: JSON.stringify(args) }, slot: unit.slot, name });
-        s = { dcid, unit, kind: 'program', run: info.run };
+        s = { dcid, unit, kind: 'program', run: info.run, startedAt: Date.now() };
       }
       if (this.stopped) {
         this.started.set(key, s);
