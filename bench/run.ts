@@ -6,8 +6,9 @@ import { clusterSuite } from './suites/cluster.js';
 import { ipcSuite } from './suites/ipc.js';
 import { kernelSuite } from './suites/kernel.js';
 import { migrationSuite } from './suites/migration.js';
+import { vosSuite } from './suites/vos.js';
 
-const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite, migrationSuite];
+const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite, migrationSuite, vosSuite];
 
 // Every process the suites start (daemons and raw baselines alike) runs with the malloc settings
 // `dvs cluster up` gives daemons; this process itself started without them.

@@ -10,33 +10,10 @@ import { systemClock } from '../../src/runtime/system-clock.js';
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { FRAME_TAG_BYTES, FrameOpener, FrameSealer } from '../../src/transport/frame-mac.js';
 import { encodeFrame, FRAME_HEADER_BYTES, FrameDecoder } from '../../src/transport/framing.js';
+import { promisePingPong } from '../ping-pong.js';
 import { compare, latency, latencySamples, opsPerSecond, percentile, throughput, type BenchResult, type Suite } from '../harness.js';
 
 const SUITE = 'kernel';
-
-/** Two async functions handing a value back and forth through promises: the baseline. */
-function promisePingPong(): { call: (v: number) => Promise<number>; stop: () => void } {
-  let serve: ((v: number) => void) | undefined;
-  let answer: ((v: number) => void) | undefined;
-  let running = true;
-  void (async () => {
-    while (running) {
-      const v = await new Promise<number>((r) => (serve = r));
-      answer!(v + 1);
-    }
-  })();
-  return {
-    call: (v: number) => {
-      const p = new Promise<number>((r) => (answer = r));
-      serve!(v);
-      return p;
-    },
-    stop: () => {
-      running = false;
-      serve?.(0);
-    },
-  };
-}
 
 function echoServer(server: Process): void {
   void (async () => {

@@ -63,7 +63,8 @@ export class Cascade {
     proc.sending = 0;
     const w = proc.recv;
     proc.recv = undefined;
-    w?.waiter.reject(shutdown());
+    // A silenced incarnation's code let go: its pending receive never settles.
+    if (!proc.silent) w?.waiter.reject(shutdown());
     box.notifies = undefined;
     box.owed = undefined;
     proc.grants = undefined;

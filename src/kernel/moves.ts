@@ -362,7 +362,8 @@ export class RouteMoves {
    * without a cascade: its queued senders, pending notifications and owed replies leave in the
    * handover (local senders and clients now wait for `toNode`), the route here becomes
    * remote(toNode, epoch + 1), and calls parked here follow it there. EDVSBUSY unless the process is
-   * quiescent (blocked in a receive, no call of its own in progress); that receive ends (EDVSSHUTDOWN).
+   * quiescent (blocked in a receive, no call of its own in progress); that receive ends (EDVSSHUTDOWN),
+   * or never settles when the process was silenced.
    */
   drain(dc: DcState, endpoint: Endpoint, toNode: number, since?: Quiescence): Handover {
     const route = dc.routes.lookup(endpoint);
@@ -395,7 +396,7 @@ export class RouteMoves {
     proc.alive = false;
     proc.recv = undefined;
     proc.grants = undefined;
-    w?.waiter.reject(new DvsError('EDVSSHUTDOWN', `endpoint moved to node ${toNode}`, { details: { endpoint, node: toNode } }));
+    if (!proc.silent) w?.waiter.reject(new DvsError('EDVSSHUTDOWN', `endpoint moved to node ${toNode}`, { details: { endpoint, node: toNode } }));
     if (route.timer !== undefined) this.k.clock.clearTimer(route.timer);
     route.timer = undefined;
     const next: RemoteRoute = { kind: 'remote', endpoint, slot: route.slot, node: toNode, epoch, name: proc.name };

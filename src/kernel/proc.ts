@@ -73,6 +73,8 @@ export class LocalProc {
   /** System slots this process may send to; null = all. */
   ipcTo: ReadonlySet<number> | null;
   alive = true;
+  /** Its code let go before a move's drain (Process.silence): the receive the drain ends never settles. */
+  silent = false;
 
   /** Queued senders, pending notifications and the replies owed to remote clients. */
   readonly mailbox = new Mailbox();

@@ -1,8 +1,9 @@
 /**
  * Runs one incarnation of a service over an endpoint's M3-IPC handle. When the endpoint moves away
- * (the kernel drained it: its pending receive fails with EDVSSHUTDOWN) the runner is retired first,
- * so that failure and every later call of the old incarnation never settle: the service code does
- * not see the move at all, and its new incarnation continues on the other node.
+ * (the kernel drains it, which ends its pending receive) the runner is retired first, so that
+ * receive and every later call of the old incarnation never settle: the service code does not see
+ * the move at all, and its new incarnation continues on the other node. A kernel Process does this
+ * itself (silence); other handles are wrapped.
  */
 import type { CallOptions, CopyFromOptions, GrantOptions, GrantRef, M3Ipc, NotifyOptions, NotifyOutcome } from '../ipc/calls.js';
 import type { Endpoint } from '../ipc/endpoint.js';
@@ -32,7 +33,8 @@ export class ServiceRunner {
     readonly service: Service,
     private readonly opts: RunnerOptions,
   ) {
-    this.ipc = new RetiringIpc(inner, () => this.retiredFlag);
+    // A kernel handle silences its receive at the drain itself, with no wrapper on every call.
+    this.ipc = isSilenceable(inner) ? inner : new RetiringIpc(inner, () => this.retiredFlag);
   }
 
   get retired(): boolean {
@@ -65,6 +67,7 @@ export class ServiceRunner {
   retire(): void {
     if (this.retiredFlag) return;
     this.retiredFlag = true;
+    if (isSilenceable(this.inner)) this.inner.silence();
     this.abort.abort();
   }
 
@@ -72,6 +75,15 @@ export class ServiceRunner {
     if (this.retiredFlag) return;
     this.opts.onEnd?.(err);
   }
+}
+
+/** An M3-IPC handle whose pending receive a move's drain can leave unsettled (the kernel's Process). */
+interface Silenceable extends M3Ipc {
+  silence(): void;
+}
+
+function isSilenceable(ipc: M3Ipc): ipc is Silenceable {
+  return typeof (ipc as Partial<Silenceable>).silence === 'function';
 }
 
 /** The calls of an endpoint; once retired, whatever is pending or called never settles. */

@@ -1,0 +1,48 @@
+/**
+ * The `vos` bench suite's client server: asked `{n, peer}`, it makes n sendrecs to the server at
+ * `peer` (the echo service, in the same shape) and then n rounds of a bare promise ping-pong in its
+ * own process, and answers the µs per call of each: server-to-server IPC beside its floor, both
+ * measured where the server runs.
+ */
+import { performance } from 'node:perf_hooks';
+import type { M3Ipc, Payload } from '../../src/ipc/index.js';
+import { isNotification } from '../../src/ipc/index.js';
+import type { Service } from '../../src/services/service.js';
+import { promisePingPong } from '../ping-pong.js';
+
+async function perCall(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await op(i);
+  return ((performance.now() - t0) * 1000) / n;
+}
+
+export default function createService(): Service {
+  return {
+    async run(ipc: M3Ipc): Promise<void> {
+      for (;;) {
+        let m;
+        try {
+          m = await ipc.receiveRequest();
+        } catch {
+          return;
+        }
+        if (isNotification(m)) continue;
+        const { n, peer } = m.payload as { n: number; peer: number };
+        const msg = { type: 1, payload: 1 };
+        let answer: Payload;
+        try {
+          await perCall(Math.min(n, 1000), () => ipc.sendrec(peer, msg));
+          const sendrecUs = await perCall(n, () => ipc.sendrec(peer, msg));
+          const pp = promisePingPong();
+          await perCall(Math.min(n, 1000), (i) => pp.call(i));
+          const promiseUs = await perCall(n, (i) => pp.call(i));
+          pp.stop();
+          answer = { sendrecUs, promiseUs };
+        } catch (err) {
+          answer = { error: err instanceof Error ? err.message : String(err) };
+        }
+        await ipc.reply(m.source, { type: 0, payload: answer });
+      }
+    },
+  };
+}

