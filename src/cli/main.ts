@@ -17,6 +17,7 @@ import { drainNode, formatDrainOutcome, formatMigration, listServices, migrateEn
 import { formatRunTable } from './run-table.js';
 import { formatSelfViews, formatStatus } from './status-table.js';
 import { formatVosView, vosDown, vosStatus, vosUp } from './vos-command.js';
+import { formatVosPs, vosProcesses, vosRun } from './vos-ps.js';
 
 function int(value: string): number {
   const n = Number(value);
@@ -203,7 +204,10 @@ program
   .action(async (opts: { dc?: number; dir: string; json?: boolean; timeout: number }) => {
     const unanswered: string[] = [];
     const found = await clusterProcesses(opts.dir, opts.dc, { timeoutMs: opts.timeout, onUnanswered: (nodeId, err) => unanswered.push(`node ${nodeId}: ${err.message}`) });
-    out(opts.json, found, () => formatProcTable(found.procs).trimEnd() + (found.runs.length === 0 ? '' : `\n\n${formatRunTable(found.runs)}`));
+    // A DC that runs a VOS: PM's table too (its processes on every node, their state and resource use).
+    const vos = opts.dc === undefined ? undefined : await vosProcesses(opts.dir, opts.dc, { timeoutMs: opts.timeout }).catch((err: unknown) => (isDvsError(err, 'EDVSNOENT') ? undefined : Promise.reject(err as Error)));
+    const dcid = opts.dc;
+    out(opts.json, vos === undefined ? found : { ...found, vos }, () => formatProcTable(found.procs).trimEnd() + (found.runs.length === 0 ? '' : `\n\n${formatRunTable(found.runs)}`) + (vos === undefined || dcid === undefined ? '' : `\n\n${formatVosPs(dcid, vos)}`));
     // The rows of a live daemon that did not answer are missing: say so, and exit accordingly.
     for (const line of unanswered) console.error(`dvs: ${line}`);
     if (unanswered.length > 0) process.exitCode = EXIT.unreachable;
@@ -213,7 +217,8 @@ program
   .command('run')
   .description("have a node's daemon start a program (put -- before the program and its arguments)")
   .requiredOption('--dc <dcid>', 'the DC the program works in (DVS_DC)', int)
-  .requiredOption('--node <n>', 'the node to run it on', int)
+  .option('--node <n>', 'the node to run it on (required without --vos; with it, default: the least loaded)', int)
+  .option('--vos', "start it as a VOS process, through the DC's PM (dvs ps --dc shows it)")
   .option('--slot <slot>', 'the slot it should bind (DVS_SLOT)', int)
   .option('--name <name>', 'its name (DVS_NAME)')
   .option('--cwd <dir>', 'its working directory (default: the daemon\'s)')
@@ -223,8 +228,16 @@ program
   .addOption(dirOption())
   .addOption(jsonOption())
   .addOption(timeoutOption('the daemon'))
-  .action(async (command: string, args: string[], opts: { dc: number; node: number; slot?: number; name?: string; cwd?: string; env: string[]; dir: string; json?: boolean; timeout: number }) => {
+  .action(async (command: string, args: string[], opts: { dc: number; node?: number; vos?: boolean; slot?: number; name?: string; cwd?: string; env: string[]; dir: string; json?: boolean; timeout: number }) => {
     const env = parseEnvPairs(opts.env);
+    if (opts.vos === true) {
+      if (opts.slot !== undefined || opts.name !== undefined) throw new InvalidArgumentError('--slot and --name are for daemon programs, not VOS processes');
+      const req = { program: command, args, ...(opts.node === undefined ? {} : { node: opts.node }), ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }), ...(opts.env.length === 0 ? {} : { env }) };
+      const v = await vosRun(opts.dir, opts.dc, req, { timeoutMs: opts.timeout });
+      out(opts.json, { dcid: opts.dc, ...v }, () => `VOS process ${v.pid} of DC ${opts.dc} on node ${v.node}`);
+      return;
+    }
+    if (opts.node === undefined) throw new InvalidArgumentError('--node is required (or --vos, to let PM choose)');
     const spec = {
       dcid: opts.dc,
       program: command,

@@ -2,12 +2,13 @@
  * The VOS for applications (docs/vos/boot.md, "From an application"): where a DC's system servers
  * are (the daemon's `vos` request), and typed clients of them over a bound endpoint of the
  * caller. A server that restarted or was taken over by another node holds the same slot at a new
- * endpoint; calls that find its old endpoint gone look the server up again and retry once.
+ * endpoint; a call that finds its old endpoint gone looks the server up again and is made once more.
  */
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError, isDvsError } from '../ipc/errors.js';
 import type { M3Ipc } from '../ipc/calls.js';
 import { DsClient, type DsClientOptions } from '../vos/ds/ds-client.js';
+import { PmClient, type PmClientOptions } from '../vos/pm/pm-client.js';
 import type { VosServerView, VosView } from '../vos/vos-view.js';
 import type { DvsClient } from './client.js';
 import type { RemoteProcess } from './remote-process.js';
@@ -19,11 +20,16 @@ export async function vosLayout(client: DvsClient, dcid: number): Promise<VosVie
   return (await client.call('vos', { dcid })) as VosView;
 }
 
-/** Errors that say a server's endpoint is gone (it restarted elsewhere, or at a new generation). */
-const GONE = ['EDVSDEADSRCDST', 'EDVSDSTDIED', 'EDVSENDPOINT', 'EDVSNOTBIND', 'EDVSBADDEST'] as const;
+/**
+ * Errors that say a server's endpoint is gone before the call reached it (it restarted, or was
+ * taken over, at a new generation of its slot): safe to make again at its new endpoint. A server
+ * that died with the call in hand (EDVSDEADSRCDST, EDVSDSTDIED) may have acted on it, so those
+ * reach the caller (PM's wait retries them itself, by its waitId).
+ */
+const UNDELIVERED = ['EDVSENDPOINT', 'EDVSNOTBIND', 'EDVSBADDEST'] as const;
 
-export function isGoneError(err: unknown): boolean {
-  return GONE.some((c) => isDvsError(err, c));
+export function isUndeliveredError(err: unknown): boolean {
+  return UNDELIVERED.some((c) => isDvsError(err, c));
 }
 
 export interface OpenVosOptions {
@@ -43,6 +49,8 @@ function envDc(): number | undefined {
 /** A DC's VOS seen from one endpoint of a process. */
 export class Vos {
   private view: VosView;
+  /** The end of the last call: one endpoint has one thread of control, so calls from this Vos are made one at a time. */
+  private tail: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly client: DvsClient,
@@ -87,18 +95,48 @@ export class Vos {
   }
 
   /**
-   * Calls `server` through a client built on its current endpoint; when the endpoint is gone, looks
-   * the server up again and calls once more (only calls safe to repeat should pass `retry`).
+   * Calls `server` through a client built on its current endpoint; when the call did not reach it
+   * because that endpoint is gone, looks the server up again and calls once more. Calls wait for
+   * the ones before them (a long PM wait holds the others: open another Vos to wait and work at once).
    */
-  async call<C, T>(server: string, make: (ipc: M3Ipc, endpoint: Endpoint) => C, fn: (c: C) => Promise<T>, retry = true): Promise<T> {
+  call<C, T>(server: string, make: (ipc: M3Ipc, endpoint: Endpoint) => C, fn: (c: C) => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => this.callNow(server, make, fn));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async callNow<C, T>(server: string, make: (ipc: M3Ipc, endpoint: Endpoint) => C, fn: (c: C) => Promise<T>): Promise<T> {
     const ep = await this.endpointOf(server);
     try {
       return await fn(make(this.process, ep));
     } catch (err) {
-      if (!retry || !isGoneError(err)) throw err;
+      if (!isUndeliveredError(err)) throw err;
       const again = await this.endpointOf(server, true);
       return fn(make(this.process, again));
     }
+  }
+
+  /** This process's own VOS pid when PM started it (DVS_VOS_PID), else 1 (the DC's init). */
+  get pid(): number {
+    const v = Number(process.env.DVS_VOS_PID);
+    return Number.isSafeInteger(v) && v > 1 ? v : 1;
+  }
+
+  /**
+   * PM, the process manager (docs/vos/pm.md). A wait that PM's restart interrupts is retried by
+   * the client with its waitId, PM looked up again for each retry.
+   */
+  pm<T>(fn: (pm: PmClient) => Promise<T>, opts: PmClientOptions = {}): Promise<T> {
+    const o = this.timeoutMs === undefined || opts.timeoutMs !== undefined ? opts : { ...opts, timeoutMs: this.timeoutMs };
+    const make = (ipc: M3Ipc, ep: Endpoint): PmClient => {
+      let first = true;
+      return new PmClient(ipc, () => {
+        if (!first) return this.endpointOf('pm', true);
+        first = false;
+        return ep;
+      }, o);
+    };
+    return this.call('pm', make, fn);
   }
 
   /** DS, the name server (docs/vos/ds.md). */

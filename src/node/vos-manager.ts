@@ -7,6 +7,7 @@
  * directory decides who serves it: nobody starts a server whose slot is held, so a server that
  * moved, or one taken over, is never started twice. Driven by directory events only.
  */
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,7 +61,12 @@ export class VosManager {
   private timerAt = Infinity;
   private stopped = false;
 
-  constructor(private readonly opts: VosManagerOptions) {}
+  /** Cgroups of this daemon's DCs are `<prefix>dc<dcid>-n<node>`: the prefix names the data directory, so daemons sharing a host never touch each other's. */
+  private readonly containerPrefix: string;
+
+  constructor(private readonly opts: VosManagerOptions) {
+    this.containerPrefix = `dvs-${createHash('sha256').update(path.resolve(opts.dataDir)).digest('hex').slice(0, 8)}-`;
+  }
 
   start(): void {
     const d = this.opts.directory;
@@ -212,7 +218,7 @@ export class VosManager {
       const logDir = path.join(this.opts.dataDir, 'vos', String(dcid), 'logs');
       await mkdir(logDir, { recursive: true, mode: 0o700 });
       const boot = this.boots.get(dcid)?.boot;
-      const args = serverArgs(unit, { dcid, node: this.opts.nodeId, nodes: dc.nodes, logDir, env: this.opts.env, ...(boot?.spec.limits === undefined ? {} : { limits: boot.spec.limits }) });
+      const args = serverArgs(unit, { dcid, node: this.opts.nodeId, nodes: dc.nodes, logDir, env: this.opts.env, dcLimits: dc.limits, containerPrefix: this.containerPrefix, ...(boot?.spec.limits === undefined ? {} : { limits: boot.spec.limits }) });
       const module = serverModule(unit);
       const name = (unit.server === 'custom' ? path.basename(unit.module ?? unit.name) : unit.key).slice(0, NAME_MAX);
       let s: Started;

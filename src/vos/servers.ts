@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { DvsError } from '../ipc/errors.js';
+import type { DcLimits } from '../ipc/limits.js';
 import type { Payload } from '../ipc/payload.js';
 import type { VosUnit } from './layout.js';
 import type { VosLimits } from './spec.js';
@@ -38,17 +39,21 @@ export interface UnitContext {
   /** Where SYSTASK writes its processes' output. */
   readonly logDir: string;
   readonly limits?: VosLimits;
+  /** The DC's endpoint space (PM finds SYSTASKs' endpoints by it). */
+  readonly dcLimits: DcLimits;
   /** Environment every VOS process gets (how to reach the node's daemon). */
   readonly env: Readonly<Record<string, string>>;
+  /** Prefix of the DC's cgroup names on this node: apart from other daemons sharing the host. */
+  readonly containerPrefix: string;
 }
 
 /** The factory arguments of `unit` (docs/vos/boot.md, "Server arguments"). */
 export function serverArgs(unit: Pick<VosUnit, 'server'>, ctx: UnitContext): Payload {
   switch (unit.server) {
     case 'systask':
-      return { dcid: ctx.dcid, node: ctx.node, logDir: ctx.logDir, env: { ...ctx.env }, ...(ctx.limits === undefined ? {} : { limits: { ...ctx.limits } }) };
+      return { dcid: ctx.dcid, node: ctx.node, logDir: ctx.logDir, env: { ...ctx.env }, prefix: ctx.containerPrefix, ...(ctx.limits === undefined ? {} : { limits: { ...ctx.limits } }) };
     case 'pm':
-      return { dcid: ctx.dcid, nodes: [...ctx.nodes] };
+      return { dcid: ctx.dcid, nodes: [...ctx.nodes], limits: { ...ctx.dcLimits } };
     default:
       return { dcid: ctx.dcid, node: ctx.node };
   }
