@@ -39,7 +39,13 @@ export interface OpenVosOptions {
   readonly process?: RemoteProcess;
   readonly name?: string;
   readonly timeoutMs?: number;
+  /** How long a PM wait interrupted by PM's end waits for PM to be back (restarted, taken over) before it retries. Default 30 s. */
+  readonly rebindMs?: number;
 }
+
+/** How long a retried PM wait waits for PM to be back at a new endpoint, by default. */
+const REBIND_MS = 30_000;
+const REBIND_POLL_MS = 100;
 
 function envDc(): number | undefined {
   const v = process.env.DVS_DC;
@@ -59,6 +65,7 @@ export class Vos {
     private readonly owned: boolean,
     view: VosView,
     private readonly timeoutMs: number | undefined,
+    private readonly rebindMs: number,
   ) {
     this.view = view;
   }
@@ -68,7 +75,7 @@ export class Vos {
     if (dcid === undefined) throw new DvsError('EDVSBADDCID', 'no DC given (dcid, or DVS_DC in the environment)');
     const view = await vosLayout(client, dcid);
     const p = opts.process ?? (await client.bind(dcid, { name: opts.name ?? 'vos-client' }));
-    return new Vos(client, dcid, p, opts.process === undefined, view, opts.timeoutMs);
+    return new Vos(client, dcid, p, opts.process === undefined, view, opts.timeoutMs, opts.rebindMs ?? REBIND_MS);
   }
 
   /** The servers as last looked up. */
@@ -129,12 +136,16 @@ export class Vos {
   pm<T>(fn: (pm: PmClient) => Promise<T>, opts: PmClientOptions = {}): Promise<T> {
     const o = this.timeoutMs === undefined || opts.timeoutMs !== undefined ? opts : { ...opts, timeoutMs: this.timeoutMs };
     const make = (ipc: M3Ipc, ep: Endpoint): PmClient => {
-      let first = true;
-      return new PmClient(ipc, () => {
-        if (!first) return this.endpointOf('pm', true);
-        first = false;
-        return ep;
-      }, o);
+      let last: Endpoint | undefined;
+      return new PmClient(
+        ipc,
+        async () => {
+          // A retried wait: PM went away; its successor binds the slot at a new endpoint.
+          last = last === undefined ? ep : await this.endpointAfter('pm', last, this.rebindMs);
+          return last;
+        },
+        o,
+      );
     };
     return this.call('pm', make, fn);
   }
@@ -147,6 +158,17 @@ export class Vos {
 
   async close(): Promise<void> {
     if (this.owned && this.process.bound) await this.process.unbind().catch(() => undefined);
+  }
+
+  /** The endpoint of `server` once it is another than `old` (it restarted or was taken over), looking it up every 100 ms for at most `waitMs`; then whatever it is. */
+  private async endpointAfter(server: string, old: Endpoint, waitMs: number): Promise<Endpoint> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      await this.refresh();
+      const ep = this.find(server)?.endpoint;
+      if ((ep !== undefined && ep !== old) || Date.now() >= deadline) return ep ?? this.endpointOf(server);
+      await new Promise((r) => setTimeout(r, REBIND_POLL_MS));
+    }
   }
 
   private find(server: string): VosServerView | undefined {
