@@ -231,13 +231,13 @@ program
   .action(async (command: string, args: string[], opts: { dc: number; node?: number; vos?: boolean; slot?: number; name?: string; cwd?: string; env: string[]; dir: string; json?: boolean; timeout: number }) => {
     const env = parseEnvPairs(opts.env);
     if (opts.vos === true) {
-      if (opts.slot !== undefined || opts.name !== undefined) throw new InvalidArgumentError('--slot and --name are for daemon programs, not VOS processes');
+      if (opts.slot !== undefined || opts.name !== undefined) throw new DvsError('EDVSINVAL', '--slot and --name are for daemon programs, not VOS processes');
       const req = { program: command, args, ...(opts.node === undefined ? {} : { node: opts.node }), ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }), ...(opts.env.length === 0 ? {} : { env }) };
       const v = await vosRun(opts.dir, opts.dc, req, { timeoutMs: opts.timeout });
       out(opts.json, { dcid: opts.dc, ...v }, () => `VOS process ${v.pid} of DC ${opts.dc} on node ${v.node}`);
       return;
     }
-    if (opts.node === undefined) throw new InvalidArgumentError('--node is required (or --vos, to let PM choose)');
+    if (opts.node === undefined) throw new DvsError('EDVSINVAL', '--node is required (or --vos, to let PM choose)');
     const spec = {
       dcid: opts.dc,
       program: command,
