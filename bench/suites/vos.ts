@@ -168,11 +168,81 @@ export const vosSuite: Suite = {
   },
 };
 
-/** Filled in with PM: spawn latency rows. */
+/** µs samples of `n` sequential runs of `op`, after `warm` unmeasured ones. */
+async function samples(n: number, warm: number, op: () => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < warm; i++) await op();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await op();
+    out.push((performance.now() - t0) * 1000);
+  }
+  return out;
+}
+
+/** child_process.spawn of `program`, resolved once it runs (its spawn event) or once it exited. */
+function spawnPlain(program: string, untilExit: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, [], { stdio: 'ignore' });
+    child.once('error', reject);
+    if (untilExit) child.once('exit', () => resolve());
+    else child.once('spawn', () => resolve());
+  });
+}
+
+/**
+ * Spawn through PM from a client on node 0: to node 0 (local) and node 1 (remote), the time of
+ * the spawn call alone (PM's answer: SYSTASK started it) and of spawn + wait (its exit reported),
+ * beside child_process.spawn of the same program from this process; and one sendrec from node 0
+ * to an echo server on node 1, the least a remote spawn adds.
+ */
 async function spawnCases(env: Env, n: number): Promise<BenchResult[]> {
-  void env;
-  void n;
-  void spawn;
-  void Vos;
-  return [];
+  const PROGRAM = '/bin/true';
+  const view = await env.boot('pm.json', {
+    dc: DC_PM,
+    servers: [
+      { name: 'systask', shape: 'unikernel' },
+      { name: 'pm', node: 0, shape: 'unikernel' },
+      { name: `custom:${ECHO}`, node: 1, shape: 'unikernel', host: 'echo' },
+    ],
+  });
+  const c = await env.client(0);
+  const vos = await Vos.open(c, { dcid: DC_PM, name: 'bench-pm' });
+  try {
+    const spawnOnly = (node: number) => () => vos.pm(async (pm) => {
+      const { pid } = await pm.spawn(PROGRAM, [], { node });
+      return pid;
+    });
+    const pids: number[] = [];
+    const spawnAndWait = (node: number) => () =>
+      vos.pm(async (pm) => {
+        const { pid } = await pm.spawn(PROGRAM, [], { node });
+        await pm.wait({ pid, timeoutMs: 30_000 });
+      });
+    const warm = 5;
+    const localSpawn = await samples(n, warm, async () => pids.push(await spawnOnly(0)()));
+    const remoteSpawn = await samples(n, warm, async () => pids.push(await spawnOnly(1)()));
+    // Reap what spawnOnly left.
+    for (const pid of pids) await vos.pm((pm) => pm.wait({ pid, timeoutMs: 30_000 }));
+    const localRun = await samples(n, warm, spawnAndWait(0));
+    const remoteRun = await samples(n, warm, spawnAndWait(1));
+    const plainSpawn = await samples(n, warm, () => spawnPlain(PROGRAM, false));
+    const plainRun = await samples(n, warm, () => spawnPlain(PROGRAM, true));
+    const echo = endpointOf(view, `custom:${ECHO}`);
+    const msg = { type: 1, payload: 1 };
+    const rsr = await samples(Math.max(200, n * 5), 50, () => vos.process.sendrec(echo, msg));
+    const m = (v: number[]): number => median(v) / 1000;
+    const note = { spawns: n, program: PROGRAM, statistic: 'median' };
+    const budget = m(localSpawn) + m(rsr);
+    return [
+      latency(SUITE, 'spawn through PM, local node', m(localSpawn), m(plainSpawn), 'ms', { ...note, baselineIs: 'child_process.spawn until its spawn event' }),
+      latency(SUITE, 'spawn through PM, remote node', m(remoteSpawn), m(plainSpawn), 'ms', { ...note, baselineIs: 'child_process.spawn until its spawn event' }),
+      latency(SUITE, 'spawn + wait through PM, local node', m(localRun), m(plainRun), 'ms', { ...note, baselineIs: 'child_process.spawn until its exit' }),
+      latency(SUITE, 'spawn + wait through PM, remote node', m(remoteRun), m(plainRun), 'ms', { ...note, baselineIs: 'child_process.spawn until its exit' }),
+      { suite: SUITE, case: 'remote sendrec node 0 -> 1 (median)', value: round(m(rsr), 3), unit: 'ms', calls: rsr.length },
+      latency(SUITE, 'remote spawn against local spawn + one remote sendrec', m(remoteSpawn), budget, 'ms', { target: 'x2' }),
+    ];
+  } finally {
+    await vos.close();
+  }
 }

@@ -136,16 +136,9 @@ export class Vos {
   pm<T>(fn: (pm: PmClient) => Promise<T>, opts: PmClientOptions = {}): Promise<T> {
     const o = this.timeoutMs === undefined || opts.timeoutMs !== undefined ? opts : { ...opts, timeoutMs: this.timeoutMs };
     const make = (ipc: M3Ipc, ep: Endpoint): PmClient => {
-      let last: Endpoint | undefined;
-      return new PmClient(
-        ipc,
-        async () => {
-          // A retried wait: PM went away; its successor binds the slot at a new endpoint.
-          last = last === undefined ? ep : await this.endpointAfter('pm', last, this.rebindMs);
-          return last;
-        },
-        o,
-      );
+      let current = ep;
+      // A retried wait: PM went away; its successor binds the slot at a new endpoint.
+      return new PmClient(ipc, async (retry) => (retry ? (current = await this.endpointAfter('pm', current, this.rebindMs)) : current), o);
     };
     return this.call('pm', make, fn);
   }

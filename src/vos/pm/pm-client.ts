@@ -2,8 +2,8 @@
  * Typed calls to PM over any M3-IPC handle (docs/vos/pm.md). `wait` makes the waitId and, when its
  * call fails because PM went away (it moved, restarted or is being restarted), calls again with the
  * same waitId, a bounded number of times with backoff: PM answers a retried wait whose process it
- * already reported with the same exit. The PM endpoint may be given as a function, looked up again
- * before each retry (a restarted PM has a new generation of its slot).
+ * already reported with the same exit. The PM endpoint may be given as a function, told when a call
+ * is a retry (a restarted PM has a new generation of its slot).
  */
 import { randomBytes } from 'node:crypto';
 import type { AbortLike, M3Ipc } from '../../ipc/calls.js';
@@ -86,7 +86,8 @@ export class PmClient {
   constructor(
     private readonly ipc: M3Ipc,
     /** The PM endpoint of the caller's DC, or how to find it. */
-    private readonly pm: Endpoint | (() => Endpoint | Promise<Endpoint>),
+    /** The PM endpoint, or how to find it: `retry` is true when a wait is being retried after PM went away. */
+    private readonly pm: Endpoint | ((retry: boolean) => Endpoint | Promise<Endpoint>),
     private readonly opts: PmClientOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
@@ -114,7 +115,7 @@ export class PmClient {
     let backoff = this.opts.backoffMs ?? 100;
     for (let attempt = 0; ; attempt++) {
       try {
-        const r = await this.call(PM_WAIT, payload, callTimeout);
+        const r = await this.call(PM_WAIT, payload, callTimeout, attempt > 0);
         return { pid: int(r.pid, 'pid'), node: int(r.node, 'node'), exit: readExit(r.exit) };
       } catch (err) {
         if (attempt >= retries || !isCallFailure(err) || !PM_WAIT_RETRIED.includes(err.code) || this.opts.signal?.aborted === true) throw err;
@@ -156,8 +157,8 @@ export class PmClient {
     return { nodes, processes: int(r.processes, 'processes'), waiters: int(r.waiters, 'waiters'), nextPid: int(r.nextPid, 'nextPid') };
   }
 
-  private async call(type: number, payload: Payload, timeoutMs: number): Promise<Record<string, unknown>> {
-    const dst = typeof this.pm === 'function' ? await this.pm() : this.pm;
+  private async call(type: number, payload: Payload, timeoutMs: number, retry = false): Promise<Record<string, unknown>> {
+    const dst = typeof this.pm === 'function' ? await this.pm(retry) : this.pm;
     return request(this.ipc, dst, 'PM', type, payload, this.opts.signal === undefined ? { timeoutMs } : { timeoutMs, signal: this.opts.signal });
   }
 }
