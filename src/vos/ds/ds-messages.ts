@@ -7,7 +7,8 @@
 import { ANY, NONE, SELF, type Endpoint } from '../../ipc/endpoint.js';
 import { DvsError, ERRNO } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
-import { asInt, isPlainMap, toWireError, type WireError } from '../../transport/proc-protocol.js';
+import { asInt, isPlainMap } from '../../transport/proc-protocol.js';
+import type { ErrorReply } from '../server-replies.js';
 
 /** Request types: DS's range starts at 0x800, as MINIX's DS_RQ_BASE. */
 export const DS_PUBLISH = 0x800;
@@ -69,10 +70,7 @@ export interface DsEntry {
 }
 
 /** A failed request's reply payload (its reply type is `error.errno`). */
-export interface DsErrorReply {
-  readonly ok: false;
-  readonly error: WireError;
-}
+export type DsErrorReply = ErrorReply;
 
 const NAME_RE = /^[\x21-\x7e]*$/;
 
@@ -166,17 +164,7 @@ export function parseDsRequest(type: number, payload: Payload): DsRequest {
   }
 }
 
-/** The reply to a failed request: its type is the errno, its payload the error object. */
-export function errorReply(err: unknown): { type: number; payload: Payload } {
-  const error = toWireError(err);
-  const payload: DsErrorReply = { ok: false, error };
-  return { type: error.errno, payload: payload as unknown as Payload };
-}
-
-/** The reply to a successful request: type DS_OK, `{ok: true, ...fields}`. */
-export function okReply(fields: Record<string, Payload>): { type: number; payload: Payload } {
-  return { type: DS_OK, payload: { ok: true, ...fields } };
-}
+export { errorReply, okReply } from '../server-replies.js';
 
 /** What a probe reply says if it ever reaches a peer (DS never probes one it owes a reply). */
 export const PROBE_REPLY = { type: ERRNO.EDVSAGAIN, payload: { ok: false, error: { code: 'EDVSAGAIN', errno: ERRNO.EDVSAGAIN, message: 'EDVSAGAIN: DS liveness probe; call again' } } };

@@ -6,7 +6,8 @@
  */
 import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
-import { asInt, isPlainMap, toWireError, type WireError } from '../../transport/proc-protocol.js';
+import { asInt, isPlainMap } from '../../transport/proc-protocol.js';
+import type { ErrorReply } from '../server-replies.js';
 
 /** Request types: SYSTASK's range starts at 0x600, as MINIX's KERNEL_CALL (SYS_*). */
 export const SYS_HELLO = 0x600;
@@ -108,10 +109,8 @@ export interface SysReapedRow {
   readonly exit: ExitInfo;
 }
 
-export interface SysErrorReply {
-  readonly ok: false;
-  readonly error: WireError;
-}
+/** A failed request's reply payload (its reply type is `error.errno`). */
+export type SysErrorReply = ErrorReply;
 
 function bad(field: string, what: string): never {
   throw new DvsError('EDVSINVAL', `${field}: ${what}`, { details: { field } });
@@ -245,17 +244,7 @@ export function parseSysRequest(type: number, payload: Payload): SysRequest {
   }
 }
 
-/** The reply to a failed request: its type is the errno, its payload the error object. */
-export function errorReply(err: unknown): { type: number; payload: Payload } {
-  const error = toWireError(err);
-  const payload: SysErrorReply = { ok: false, error };
-  return { type: error.errno, payload: payload as unknown as Payload };
-}
-
-/** The reply to a successful request: type 0, `{ok: true, ...fields}`. */
-export function okReply(fields: Record<string, Payload>): { type: number; payload: Payload } {
-  return { type: SYS_OK, payload: { ok: true, ...fields } };
-}
+export { errorReply, okReply } from '../server-replies.js';
 
 /** An exit as a wire map (absent fields left out). */
 export function exitPayload(e: ExitInfo): Record<string, Payload> {
