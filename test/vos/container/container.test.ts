@@ -206,7 +206,8 @@ describe('a DC as a container on this node', () => {
     expect(pids).toBeDefined();
     process.kill(p.pid!, 'SIGKILL');
     expect((await p.exit).signal).toBe('SIGKILL');
-    expect(await pollUntil(() => !alive(pids!.hostPid), 5000)).toBe(true);
+    // Generous: under a loaded CI machine the kernel's parent-death signal was seen to lag 5 s.
+    expect(await pollUntil(() => !alive(pids!.hostPid), 20_000)).toBe(true);
     expect(await c.ps()).toEqual([]);
   });
 
