@@ -9,6 +9,8 @@ import { clusterDown, clusterUp } from './cluster.js';
 import { defaultClusterDir } from './cluster-files.js';
 import { runClusterDemo } from './demo-cluster.js';
 import { runDemo } from './demo.js';
+import { DEMO_SHAPES, runWebDemo, type DemoShape } from './demo-web.js';
+import { fsCopy, fsFsck, fsList, fsMkfs, progressBar, withVosFiles, type FsTarget } from './fs-command.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 import { configFromFlags, runNode, type NodeStartFlags } from './node-start.js';
 import { DEFAULT_TIMEOUT_MS } from './reach.js';
@@ -60,14 +62,18 @@ const program = new Command().name('dvs').description('DVS: a Distributed Virtua
 
 program
   .command('demo')
-  .description('boot a local 3-node cluster, run a data-store server and clients across it, show status and ps, shut down')
-  .option('--requests <n>', 'PUT requests each client sends', positiveInt, 1000)
-  .option('--bulk-bytes <n>', 'bytes a client hands over through a grant', positiveInt, 4 * 1024 * 1024)
-  .option('--in-process', 'instead: two kernels inside this process, linked in memory')
-  .action(async (opts: { requests: number; bulkBytes: number; inProcess?: boolean }) => {
+  .description('boot a local 3-node cluster and the web VOS (NWEB, FS, RDISK on another node) with a sample site; serves until Ctrl-C')
+  .addOption(new Option('--shape <shape>', 'where the servers run').choices([...DEMO_SHAPES]).default('unikernel'))
+  .option('--port <n>', "NWEB's port (another when it is taken)", int, 8080)
+  .option('--scripted', 'instead: the scripted demo (a data-store server and clients across the cluster), which ends by itself')
+  .option('--requests <n>', 'scripted: PUT requests each client sends', positiveInt, 1000)
+  .option('--bulk-bytes <n>', 'scripted: bytes a client hands over through a grant', positiveInt, 4 * 1024 * 1024)
+  .option('--in-process', 'scripted, with two kernels inside this process, linked in memory')
+  .action(async (opts: { shape: DemoShape; port: number; scripted?: boolean; requests: number; bulkBytes: number; inProcess?: boolean }) => {
     const log = (line: string): void => console.log(line);
     if (opts.inProcess === true) await runDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log });
-    else await runClusterDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log });
+    else if (opts.scripted === true) await runClusterDemo({ requests: opts.requests, bulkBytes: opts.bulkBytes, log });
+    else await runWebDemo({ shape: opts.shape, port: opts.port, log });
   });
 
 const node = program.command('node').description('node daemon');
@@ -337,6 +343,70 @@ vos
   .action(async (opts: { dc: number; dir: string; json?: boolean; timeout: number }) => {
     const v = await vosStatus(opts.dir, opts.dc, { timeoutMs: opts.timeout });
     out(opts.json, v, () => formatVosView(v));
+  });
+
+program
+  .command('cp')
+  .description('copy a file into or out of a DC\'s FS (write the DC side dc:/path), through grants as M3FTP did')
+  .argument('<from>', 'source: a local path, or dc:/path')
+  .argument('<to>', 'destination: dc:/path, or a local path')
+  .requiredOption('--dc <dcid>', 'the DC', int)
+  .option('--node <n>', 'the node whose daemon carries the copy (default: the first)', int)
+  .option('-r, --recursive', 'copy a directory and everything below it')
+  .option('--no-progress', 'no progress bar (there is none unless stderr is a terminal)')
+  .addOption(dirOption())
+  .action(async (from: string, to: string, opts: { dc: number; node?: number; recursive?: boolean; progress: boolean; dir: string }) => {
+    const bar = opts.progress && process.stderr.isTTY ? progressBar((s) => process.stderr.write(s)) : undefined;
+    const r = await fsCopy({ dir: opts.dir, dcid: opts.dc, ...(opts.node === undefined ? {} : { node: opts.node }) }, from, to, { recursive: opts.recursive === true, ...(bar === undefined ? {} : { onProgress: bar }) });
+    const mbs = r.ms > 0 ? r.bytes / (1024 * 1024) / (r.ms / 1000) : 0;
+    console.log(`${r.files} file(s), ${r.bytes} bytes in ${r.ms.toFixed(0)} ms (${mbs.toFixed(1)} MiB/s)`);
+  });
+
+const fsCmd = program.command('fs').description("a DC's file system: list, read, make and check images (docs/vos/fs.md)");
+const fsTarget = (opts: { dc: number; node?: number; dir: string }): FsTarget => ({ dir: opts.dir, dcid: opts.dc, ...(opts.node === undefined ? {} : { node: opts.node }) });
+const dcFsCommand = (name: string, description: string): Command =>
+  fsCmd
+    .command(name)
+    .description(description)
+    .requiredOption('--dc <dcid>', 'the DC', int)
+    .option('--node <n>', 'the node whose daemon carries the calls (default: the first)', int)
+    .addOption(dirOption());
+dcFsCommand('ls', 'list a directory of the DC\'s FS').argument('[path]', 'the directory', '/').action(async (p: string, opts: { dc: number; node?: number; dir: string }) => {
+  for (const line of await withVosFiles(fsTarget(opts), (fs) => fsList(fs, p))) console.log(line);
+});
+dcFsCommand('cat', 'print a file of the DC\'s FS').argument('<path>', 'the file').action(async (p: string, opts: { dc: number; node?: number; dir: string }) => {
+  await withVosFiles(fsTarget(opts), async (fs) => {
+    for await (const chunk of fs.createReadStream(p)) process.stdout.write(chunk as Buffer);
+  });
+});
+dcFsCommand('stat', 'the attributes of a file of the DC\'s FS').argument('<path>', 'the file').addOption(jsonOption()).action(async (p: string, opts: { dc: number; node?: number; dir: string; json?: boolean }) => {
+  const s = await withVosFiles(fsTarget(opts), (fs) => fs.stat(p));
+  const v = { path: p, ino: s.ino, kind: s.kind, mode: `0${(s.mode & 0o7777).toString(8)}`, nlink: s.nlink, uid: s.uid, gid: s.gid, size: s.size, mtime: s.mtime.toISOString(), atime: s.atime.toISOString(), ctime: s.ctime.toISOString() };
+  out(opts.json, v, () => Object.entries(v).map(([k, x]) => `${k.padEnd(6)} ${String(x)}`).join('\n'));
+});
+dcFsCommand('mkdir', 'make a directory (and its parents) in the DC\'s FS').argument('<path>', 'the directory').action(async (p: string, opts: { dc: number; node?: number; dir: string }) => {
+  await withVosFiles(fsTarget(opts), (fs) => fs.mkdir(p, { recursive: true }));
+});
+dcFsCommand('rm', 'remove a file, or a directory with -r, from the DC\'s FS').argument('<path>', 'the file').option('-r, --recursive', 'a directory and all below it').action(async (p: string, opts: { dc: number; node?: number; dir: string; recursive?: boolean }) => {
+  await withVosFiles(fsTarget(opts), (fs) => fs.rm(p, { recursive: opts.recursive === true }));
+});
+fsCmd
+  .command('mkfs')
+  .description('make a new MINIX v3 image file (mkfs.minix -3) for an RDISK')
+  .argument('<image>', 'the image file to create')
+  .requiredOption('--size <MiB>', 'its size in MiB', positiveInt)
+  .option('--inodes <n>', 'inodes (default: mkfs.minix chooses)', positiveInt)
+  .action(async (image: string, opts: { size: number; inodes?: number }) => {
+    console.log(await fsMkfs(image, opts.size, opts.inodes));
+  });
+fsCmd
+  .command('fsck')
+  .description('check an image file (fsck.minix -f); exit code 1 when it has errors')
+  .argument('<image>', 'the image file (not served by a running RDISK)')
+  .action(async (image: string) => {
+    const r = await fsFsck(image);
+    console.log(r.report);
+    if (!r.clean) throw new DvsError('EDVSIO', `${image} has errors`);
   });
 
 program

@@ -16,4 +16,6 @@ export type { ProcInfo } from '../kernel/procfs.js';
 export { STOP_SIGNALS, type RunEndpoint, type RunInfo, type RunRequest, type RunSpec, type RunState, type StopSignal } from '../transport/run-spec.js';
 export { serveModule, hostedServices, migrate, type HostedServiceInfo, type MigrationResult, type MigrateRequest, type ServeOptions } from './services.js';
 export { Vos, vosLayout, isUndeliveredError, type OpenVosOptions, type VosServerView, type VosView } from './vos.js';
+export { VosFiles, VosFileHandle, VosStats, VosDirent, vosPath } from './vos-fs.js';
+export type { FsStatfs, OpenFlags } from '../vos/fs/fs-client.js';
 export type { PmPsRow, PmWaitResult, PmSpawnOptions, PmWaitOptions } from '../vos/pm/pm-client.js';

@@ -12,6 +12,7 @@ import { PmClient, type PmClientOptions } from '../vos/pm/pm-client.js';
 import type { VosServerView, VosView } from '../vos/vos-view.js';
 import type { DvsClient } from './client.js';
 import type { RemoteProcess } from './remote-process.js';
+import { fsCaller, VosFiles } from './vos-fs.js';
 
 export type { VosServerView, VosView } from '../vos/vos-view.js';
 
@@ -57,6 +58,7 @@ export class Vos {
   private view: VosView;
   /** The end of the last call: one endpoint has one thread of control, so calls from this Vos are made one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
+  private files: VosFiles | undefined;
 
   private constructor(
     private readonly client: DvsClient,
@@ -147,6 +149,11 @@ export class Vos {
   ds<T>(fn: (ds: DsClient) => Promise<T>, opts: DsClientOptions = {}): Promise<T> {
     const o = this.timeoutMs === undefined || opts.timeoutMs !== undefined ? opts : { ...opts, timeoutMs: this.timeoutMs };
     return this.call('ds', (ipc, ep) => new DsClient(ipc, ep, o), fn);
+  }
+
+  /** The DC's files, with the shape of Node's `fs/promises` (docs/vos/fs.md). */
+  get fs(): VosFiles {
+    return (this.files ??= new VosFiles(fsCaller((server, make, fn) => this.call(server, make, fn), this.timeoutMs)));
   }
 
   async close(): Promise<void> {

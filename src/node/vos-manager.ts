@@ -218,7 +218,7 @@ export class VosManager {
       const logDir = path.join(this.opts.dataDir, 'vos', String(dcid), 'logs');
       await mkdir(logDir, { recursive: true, mode: 0o700 });
       const boot = this.boots.get(dcid)?.boot;
-      const args = serverArgs(unit, { dcid, node: this.opts.nodeId, nodes: dc.nodes, logDir, env: this.opts.env, dcLimits: dc.limits, containerPrefix: this.containerPrefix, ...(boot?.spec.limits === undefined ? {} : { limits: boot.spec.limits }) });
+      const args = serverArgs(unit, { dcid, node: this.opts.nodeId, nodes: dc.nodes, logDir, env: this.opts.env, dcLimits: dc.limits, containerPrefix: this.containerPrefix, slots: boot?.record.slots ?? {}, dataDir: this.opts.dataDir, ...(boot?.spec.limits === undefined ? {} : { limits: boot.spec.limits }) });
       const module = serverModule(unit);
       const name = (unit.server === 'custom' ? path.basename(unit.module ?? unit.name) : unit.key).slice(0, NAME_MAX);
       let s: Started;

@@ -7,6 +7,7 @@
 import { EndpointSpace } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { DcLimits } from '../ipc/limits.js';
+import type { ServerOptions } from './spec-options.js';
 import { placeVosSpec, type KnownServer, type VosServer, type VosShape, type VosSpec } from './spec.js';
 
 /** The slots servers get when the spec gives none (systask has one task slot per node). */
@@ -29,6 +30,7 @@ export interface VosUnit {
   readonly failover: boolean;
   /** Its slot in the DC (SYSTASK: its node's task slot, negative). */
   readonly slot: number;
+  readonly options?: ServerOptions;
 }
 
 /** The slot-map key of a server on `node`. */
@@ -109,6 +111,7 @@ export function vosUnits(spec: VosSpec, slots: Readonly<Record<string, number>>,
         node: plan.node,
         failover: s.node !== 'each',
         slot,
+        ...(s.options === undefined ? {} : { options: s.options }),
       });
     }
   }

@@ -4,11 +4,12 @@
  * node daemon (unikernel) or in a process of its own (multiserver); custom servers are the
  * operator's modules.
  */
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DvsError } from '../ipc/errors.js';
 import type { DcLimits } from '../ipc/limits.js';
 import type { Payload } from '../ipc/payload.js';
-import type { VosUnit } from './layout.js';
+import { WELL_KNOWN_SLOTS, type VosUnit } from './layout.js';
 import type { VosLimits } from './spec.js';
 
 /** The module of each server built so far, relative to this file. */
@@ -16,6 +17,9 @@ const MODULES: Readonly<Record<string, string>> = Object.freeze({
   systask: './systask/systask-server.js',
   pm: './pm/pm-server.js',
   ds: './ds/ds-server.js',
+  rdisk: './rdisk/rdisk-server.js',
+  fs: './fs/fs-server.js',
+  nweb: './nweb/nweb-service.js',
 });
 
 /** The absolute path of the module that serves `unit`; EDVSNOSYS for a server not built yet. */
@@ -45,16 +49,33 @@ export interface UnitContext {
   readonly env: Readonly<Record<string, string>>;
   /** Prefix of the DC's cgroup names on this node: apart from other daemons sharing the host. */
   readonly containerPrefix: string;
+  /** The VOS's slots, by unit key (servers find the servers they call by them). */
+  readonly slots: Readonly<Record<string, number>>;
+  /** The node's data directory (a relative RDISK image is in it). */
+  readonly dataDir: string;
+}
+
+/** The slot of the `server` a unit on `node` calls: the one on its node, else the DC's one, else the well-known slot. */
+function peerSlot(ctx: UnitContext, server: 'rdisk' | 'fs'): number {
+  return ctx.slots[`${server}@${ctx.node}`] ?? ctx.slots[server] ?? WELL_KNOWN_SLOTS[server];
 }
 
 /** The factory arguments of `unit` (docs/vos/boot.md, "Server arguments"). */
-export function serverArgs(unit: Pick<VosUnit, 'server'>, ctx: UnitContext): Payload {
+export function serverArgs(unit: Pick<VosUnit, 'server' | 'options'>, ctx: UnitContext): Payload {
   switch (unit.server) {
     case 'systask':
       return { dcid: ctx.dcid, node: ctx.node, logDir: ctx.logDir, env: { ...ctx.env }, prefix: ctx.containerPrefix, ...(ctx.limits === undefined ? {} : { limits: { ...ctx.limits } }) };
     case 'pm':
       return { dcid: ctx.dcid, nodes: [...ctx.nodes], limits: { ...ctx.dcLimits } };
+    case 'rdisk': {
+      const image = String(unit.options?.image ?? '');
+      return { ...unit.options, dcid: ctx.dcid, node: ctx.node, image: path.resolve(ctx.dataDir, image) };
+    }
+    case 'fs':
+      return { ...unit.options, dcid: ctx.dcid, node: ctx.node, disk: peerSlot(ctx, 'rdisk'), limits: { ...ctx.dcLimits } };
+    case 'nweb':
+      return { ...unit.options, dcid: ctx.dcid, node: ctx.node, fs: peerSlot(ctx, 'fs'), limits: { ...ctx.dcLimits } };
     default:
-      return { dcid: ctx.dcid, node: ctx.node };
+      return { ...unit.options, dcid: ctx.dcid, node: ctx.node };
   }
 }

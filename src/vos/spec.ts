@@ -8,6 +8,7 @@
 import { DvsError } from '../ipc/errors.js';
 import { DEFAULT_DC_LIMITS } from '../ipc/limits.js';
 import { JsonTextError, parseJsonText } from './spec-json.js';
+import { checkServerOptions, type ServerOptions } from './spec-options.js';
 
 /** The system servers the VOS knows by name. */
 export const KNOWN_SERVERS = ['systask', 'pm', 'ds', 'fs', 'rdisk', 'nweb'] as const;
@@ -26,7 +27,7 @@ export const MAX_SPEC_SLOT = DEFAULT_DC_LIMITS.nrSysProcs - DEFAULT_DC_LIMITS.nr
 
 const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const TOP_FIELDS = ['dc', 'servers', 'limits'];
-const SERVER_FIELDS = ['name', 'node', 'shape', 'host', 'slot'];
+const SERVER_FIELDS = ['name', 'node', 'shape', 'host', 'slot', 'options'];
 const LIMIT_FIELDS = ['cpu', 'memoryMB', 'pids'];
 
 export interface VosServer {
@@ -43,6 +44,8 @@ export interface VosServer {
   readonly host?: string;
   /** Its system slot, when the spec fixes one. */
   readonly slot?: number;
+  /** What it is told at start (spec-options.ts). */
+  readonly options?: ServerOptions;
 }
 
 /** One unikernel host: an OS process holding several servers as coroutines. */
@@ -218,8 +221,13 @@ function checkServer(s: Json, path: string, err: (path: string, what: string) =>
     else if (node === 'each') bad('slot', 'a server on each node cannot share one slot of the DC; give it a node, or remove slot');
     else slot = sl;
   }
+  const options = name === '' ? undefined : checkServerOptions(server, s.options, path, (p, what) => {
+    ok = false;
+    err(p, what);
+  });
   if (!ok) return undefined;
   const out: { -readonly [K in keyof VosServer]: VosServer[K] } = { name, server, node, shape };
+  if (options !== undefined) out.options = options;
   if (module !== undefined) out.module = module;
   if (host !== undefined) out.host = host;
   if (slot !== undefined) out.slot = slot;
