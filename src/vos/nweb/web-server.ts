@@ -401,8 +401,12 @@ export class WebServer {
     );
   }
 
+  /**
+   * Whether the client is gone. The connection is the request's socket: a pipelined response has
+   * no `res.socket` until the ones before it finish, and is not gone for that.
+   */
   private gone(res: http.ServerResponse): boolean {
-    return res.destroyed || res.socket === null || res.socket.destroyed;
+    return res.destroyed || res.req.socket.destroyed;
   }
 
   /** Hand bytes to the socket; if it pushes back, wait for drain under the stall rule. False if the client went away. */
@@ -419,17 +423,15 @@ export class WebServer {
    * writeStallTimeoutMs destroys the socket, so a client that stops reading frees its buffers.
    */
   private drained(res: http.ServerResponse): Promise<boolean> {
-    const socket = res.socket;
-    if (socket === null) return Promise.resolve(false);
+    const socket = res.req.socket;
     const stallMs = this.opts.writeStallTimeoutMs;
     return new Promise<boolean>((resolve) => {
       let queued = socket.writableLength;
       let progressAt = Date.now();
       const check = setInterval(() => {
-        if (socket.writableLength < queued) {
-          queued = socket.writableLength;
-          progressAt = Date.now();
-        } else if (Date.now() - progressAt >= stallMs) {
+        if (socket.writableLength < queued) progressAt = Date.now();
+        queued = socket.writableLength;
+        if (Date.now() - progressAt >= stallMs) {
           this.counters.stalledSockets++;
           this.counters.errors++;
           socket.destroy();
@@ -439,12 +441,14 @@ export class WebServer {
         clearInterval(check);
         res.off('drain', onDrain);
         res.off('close', onClose);
+        socket.off('close', onClose);
         resolve(ok);
       };
       const onDrain = (): void => finish(true);
       const onClose = (): void => finish(false);
       res.on('drain', onDrain);
       res.on('close', onClose);
+      socket.on('close', onClose);
     });
   }
 }

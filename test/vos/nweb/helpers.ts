@@ -166,6 +166,11 @@ export class RawClient {
     await waitFor(() => this.closed, timeoutMs, 'server to close the socket');
   }
 
+  /** Wait until the received text contains `text` or the server closes. */
+  async untilClosedOrText(text: string, timeoutMs = 5000): Promise<void> {
+    await waitFor(() => this.closed || this.text.includes(text), timeoutMs, `text ${JSON.stringify(text)}`);
+  }
+
   /** Wait until `n` complete responses (by Content-Length) have arrived; returns them parsed. */
   async untilResponses(n: number, timeoutMs = 5000): Promise<RawResponse[]> {
     let parsed: RawResponse[] = [];
