@@ -1,0 +1,280 @@
+/**
+ * A write-back cache of fixed-size device blocks, bounded by a byte budget (LRU). The device may be
+ * a network round trip away, so the cache exists to cut requests: concurrent misses on one block
+ * share one device read, a batch of misses is coalesced into one read per contiguous run, and
+ * `flush` writes dirty blocks sorted with contiguous ones joined into one device write.
+ *
+ * Rules that keep it correct without a lock of its own:
+ *  - only clean blocks are evicted; dirty ones leave only through a write-back (`flush`), which the
+ *    caller runs at a point where it holds its exclusive lock;
+ *  - a device read that completes never replaces a block already cached (the cached one is newer);
+ *  - `fresh` (a block whose old contents do not matter) cancels a read still in flight for it, so a
+ *    late read cannot bring back stale contents.
+ * `read` returns the cached bytes themselves: a caller copies what it needs before its next await.
+ */
+import { DvsError } from '../../ipc/errors.js';
+import type { BlockDevice } from './block-device.js';
+
+export interface BlockCacheOptions {
+  /** Byte budget for cached blocks; dirty blocks may exceed it until the next write-back. */
+  readonly budgetBytes: number;
+  /** Largest single device request, in bytes. */
+  readonly maxRequestBytes?: number;
+}
+
+interface Entry {
+  data: Uint8Array;
+  dirty: boolean;
+  /** Bumped on every change, so a write-back marks clean only what it actually wrote. */
+  version: number;
+}
+
+interface PendingRead {
+  readonly promise: Promise<Uint8Array>;
+  /** False once `fresh` superseded it: its result must not be cached. */
+  valid: boolean;
+}
+
+/** A few tries suffice: a block is lost between load and use only when evicted in that gap. */
+const MAX_LOAD_ATTEMPTS = 8;
+export const DEFAULT_MAX_REQUEST_BYTES = 1 << 20;
+
+export class BlockCache {
+  private readonly entries = new Map<number, Entry>();
+  private readonly pending = new Map<number, PendingRead>();
+  private readonly prefetches = new Set<Promise<void>>();
+  private readonly budgetBlocks: number;
+  readonly maxRequestBlocks: number;
+
+  constructor(
+    private readonly dev: BlockDevice,
+    readonly blockSize: number,
+    opts: BlockCacheOptions,
+  ) {
+    // Below a handful of blocks one operation's working set (inode, indirects, data) would thrash.
+    this.budgetBlocks = Math.max(16, Math.floor(opts.budgetBytes / blockSize));
+    this.maxRequestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES) / blockSize));
+  }
+
+  /** Cached blocks (clean and dirty). */
+  get cachedBlocks(): number {
+    return this.entries.size;
+  }
+
+  get dirtyCount(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.dirty) n++;
+    return n;
+  }
+
+  isCached(block: number): boolean {
+    return this.entries.has(block) || this.pending.has(block);
+  }
+
+  /** The block's bytes (the cache's own buffer: copy before the next await, never mutate). */
+  async read(block: number): Promise<Uint8Array> {
+    for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS; attempt++) {
+      const e = this.entries.get(block);
+      if (e !== undefined) {
+        this.touch(block, e);
+        return e.data;
+      }
+      const p = this.pending.get(block) ?? this.startRun(block, 1)[0];
+      if (p === undefined) break;
+      const data = await p.promise;
+      const now = this.entries.get(block);
+      if (now !== undefined) return now.data;
+      if (p.valid) return data;
+    }
+    throw new DvsError('EDVSIO', `block ${block} could not be kept in the cache`, { details: { block } });
+  }
+
+  /**
+   * The bytes of every block in `blocks` (same order), missing ones fetched with one device read
+   * per contiguous run (up to `maxRequestBytes`), all runs in flight at once.
+   */
+  async readMany(blocks: readonly number[]): Promise<Uint8Array[]> {
+    this.fetchMissing(blocks);
+    return Promise.all(blocks.map((b) => this.read(b)));
+  }
+
+  /** Starts reading the missing blocks of `blocks` in the background (read-ahead); errors are dropped. */
+  prefetch(blocks: readonly number[]): void {
+    for (const p of this.fetchMissing(blocks)) this.track(p.promise);
+  }
+
+  /** Keeps `work` (background reading) in view of `drain`; its failure is dropped. */
+  track(work: Promise<unknown>): void {
+    const done = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.prefetches.add(done);
+    void done.finally(() => this.prefetches.delete(done));
+  }
+
+  /** Waits for the read-aheads in flight (before the device goes away). */
+  async drain(): Promise<void> {
+    while (this.prefetches.size > 0) await Promise.all([...this.prefetches]);
+  }
+
+  /** Changes a block in place through `change` (run synchronously on the cached bytes) and marks it dirty. */
+  async modify(block: number, change: (data: Uint8Array) => void): Promise<void> {
+    for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS; attempt++) {
+      const e = this.entries.get(block);
+      if (e !== undefined) {
+        change(e.data);
+        this.markDirty(block, e);
+        return;
+      }
+      const data = await this.read(block);
+      if (!this.entries.has(block)) {
+        // Loaded but evicted before we came back (or never inserted): keep this copy as the entry.
+        this.insert(block, { data: data.slice(), dirty: false, version: 0 });
+      }
+    }
+    throw new DvsError('EDVSIO', `block ${block} could not be kept in the cache`, { details: { block } });
+  }
+
+  /** A block whose device contents do not matter (just allocated): `data` or zeros, dirty, no device read. */
+  fresh(block: number, data?: Uint8Array): Uint8Array {
+    const p = this.pending.get(block);
+    if (p !== undefined) {
+      p.valid = false;
+      this.pending.delete(block);
+    }
+    const bytes = new Uint8Array(this.blockSize);
+    if (data !== undefined) bytes.set(data.subarray(0, this.blockSize));
+    const old = this.entries.get(block);
+    const e: Entry = { data: bytes, dirty: true, version: (old?.version ?? 0) + 1 };
+    this.entries.delete(block);
+    this.insert(block, e);
+    return bytes;
+  }
+
+  overBudget(): boolean {
+    return this.entries.size > this.budgetBlocks;
+  }
+
+  /**
+   * Writes every dirty block, sorted, contiguous ones joined into one device write of at most
+   * `maxRequestBytes`. Does not call the device's own flush (the caller decides durability).
+   */
+  async writeBack(): Promise<void> {
+    const dirty = [...this.entries].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
+    const runs: [number, Entry][][] = [];
+    for (const item of dirty) {
+      const run = runs[runs.length - 1];
+      const last = run?.[run.length - 1];
+      if (run !== undefined && last !== undefined && last[0] + 1 === item[0] && run.length < this.maxRequestBlocks) run.push(item);
+      else runs.push([item]);
+    }
+    await Promise.all(
+      runs.map(async (run) => {
+        const first = run[0];
+        if (first === undefined) return;
+        const buf = new Uint8Array(run.length * this.blockSize);
+        const versions = run.map(([, e], i) => {
+          buf.set(e.data, i * this.blockSize);
+          return e.version;
+        });
+        await this.dev.write(first[0] * this.blockSize, buf);
+        run.forEach(([block, e], i) => {
+          if (this.entries.get(block) === e && e.version === versions[i]) e.dirty = false;
+        });
+      }),
+    );
+    this.evict(undefined);
+  }
+
+  /** Copies of the dirty blocks, sorted (to carry them to another cache on the same device). */
+  dirtyBlocks(): { block: number; data: Uint8Array }[] {
+    return [...this.entries]
+      .filter(([, e]) => e.dirty)
+      .sort((a, b) => a[0] - b[0])
+      .map(([block, e]) => ({ block, data: e.data.slice() }));
+  }
+
+  /** Takes blocks written elsewhere and not yet on the device; they replace what is cached. */
+  adoptDirty(list: readonly { block: number; data: Uint8Array }[]): void {
+    for (const { block, data } of list) {
+      if (data.length !== this.blockSize) {
+        throw new DvsError('EDVSINVAL', `adopted block ${block} has ${data.length} bytes, not ${this.blockSize}`, { details: { block } });
+      }
+      this.fresh(block, data);
+    }
+  }
+
+  /** Forgets every clean block (dirty ones stay). */
+  dropClean(): void {
+    for (const [block, e] of [...this.entries]) if (!e.dirty) this.entries.delete(block);
+  }
+
+  private fetchMissing(blocks: readonly number[]): PendingRead[] {
+    const missing = [...new Set(blocks)].filter((b) => !this.entries.has(b) && !this.pending.has(b)).sort((a, b) => a - b);
+    const started: PendingRead[] = [];
+    let i = 0;
+    while (i < missing.length) {
+      const first = missing[i] ?? 0;
+      let count = 1;
+      while (count < this.maxRequestBlocks && missing[i + count] === first + count) count++;
+      started.push(...this.startRun(first, count));
+      i += count;
+    }
+    return started;
+  }
+
+  /** One device read for blocks [first, first+count), each registered as pending. */
+  private startRun(first: number, count: number): PendingRead[] {
+    const whole = this.dev.read(first * this.blockSize, count * this.blockSize);
+    const reads: PendingRead[] = [];
+    for (let i = 0; i < count; i++) {
+      const block = first + i;
+      const rec: PendingRead = {
+        valid: true,
+        promise: whole.then(
+          (buf) => {
+            const data = buf.slice(i * this.blockSize, (i + 1) * this.blockSize);
+            if (this.pending.get(block) === rec) this.pending.delete(block);
+            if (rec.valid && !this.entries.has(block)) this.insert(block, { data, dirty: false, version: 0 });
+            return data;
+          },
+          (err: unknown) => {
+            if (this.pending.get(block) === rec) this.pending.delete(block);
+            throw err;
+          },
+        ),
+      };
+      // A prefetch nobody awaits must not surface as an unhandled rejection.
+      rec.promise.catch(() => undefined);
+      this.pending.set(block, rec);
+      reads.push(rec);
+    }
+    return reads;
+  }
+
+  private touch(block: number, e: Entry): void {
+    this.entries.delete(block);
+    this.entries.set(block, e);
+  }
+
+  private markDirty(block: number, e: Entry): void {
+    e.dirty = true;
+    e.version++;
+    this.touch(block, e);
+  }
+
+  private insert(block: number, e: Entry): void {
+    this.entries.set(block, e);
+    this.evict(block);
+  }
+
+  /** Drops least recently used clean blocks while over budget, never `keep`. */
+  private evict(keep: number | undefined): void {
+    if (this.entries.size <= this.budgetBlocks) return;
+    for (const [block, e] of this.entries) {
+      if (this.entries.size <= this.budgetBlocks) return;
+      if (!e.dirty && block !== keep) this.entries.delete(block);
+    }
+  }
+}
