@@ -66,8 +66,14 @@ async function main(): Promise<number> {
   held.runner = r;
   p.onSnapshot(() => r.snapshot());
   const stop = (): void => {
-    r.retire();
-    void p.unbind().catch(() => undefined).then(() => settle(0));
+    void r
+      .stopGracefully()
+      .then(() => {
+        r.retire();
+        return p.unbind();
+      })
+      .catch(() => undefined)
+      .then(() => settle(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

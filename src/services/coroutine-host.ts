@@ -89,6 +89,7 @@ export class CoroutineHost implements ServiceHosting {
     const h = this.running.get(key(dcid, endpoint));
     if (h === undefined) throw new DvsError('EDVSNOENT', `no service at endpoint ${endpoint} of DC ${dcid} on node ${this.opts.nodeId}`);
     this.running.delete(key(dcid, endpoint));
+    await h.runner.stopGracefully();
     h.runner.retire();
     await h.process.unbind();
   }

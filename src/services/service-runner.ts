@@ -9,7 +9,7 @@ import type { CallOptions, CopyFromOptions, GrantOptions, GrantRef, M3Ipc, Notif
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Message, OutgoingMessage } from '../ipc/message.js';
-import type { Service, ServiceContext } from './service.js';
+import { STOP_GRACE_MS, type Service, type ServiceContext } from './service.js';
 
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
@@ -61,6 +61,18 @@ export class ServiceRunner {
     const s = await this.service.snapshot?.();
     if (s !== undefined && !(s instanceof Uint8Array)) throw new DvsError('EDVSBADVALUE', 'a service snapshot must be a Uint8Array or undefined');
     return s;
+  }
+
+  /** The host stops the service for good: its `stop` hook runs (bounded by STOP_GRACE_MS) while the endpoint is still bound. */
+  async stopGracefully(): Promise<void> {
+    if (this.retiredFlag || this.service.stop === undefined || !this.started) return;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_GRACE_MS)));
+    try {
+      await Promise.race([this.service.stop().catch(() => undefined), grace]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The endpoint moved away: this incarnation stops without seeing it. Call before the kernel's drain settles the pending receive. */

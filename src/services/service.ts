@@ -29,7 +29,16 @@ export interface Service {
   restore?(state: Uint8Array): void | Promise<void>;
   /** True, or the reason it cannot move now (the move fails with EDVSMIGRATE, nothing changes). */
   movable?(): true | string;
+  /**
+   * Its host stops it for good (not a move): the last moment it may still call through its
+   * endpoint, which is unbound once this settles or its deadline (STOP_GRACE_MS) passes. A server
+   * with unwritten state writes it here.
+   */
+  stop?(): Promise<void>;
 }
+
+/** How long a host waits for a service's `stop` hook before it unbinds the endpoint anyway. */
+export const STOP_GRACE_MS = 10_000;
 
 /** What a service module exports (default export or `createService`): a service from its arguments. */
 export type ServiceFactory = (args: Payload) => Service | Promise<Service>;

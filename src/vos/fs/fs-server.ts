@@ -94,6 +94,11 @@ export class FsServer implements Service {
     return true;
   }
 
+  /** Stopped for good: every unwritten block goes to the disk first. */
+  async stop(): Promise<void> {
+    await this.sync();
+  }
+
   snapshot(): Uint8Array {
     // No write-back from here until FS serves again: the blocks go with the move.
     this.snapshotted = true;
@@ -118,7 +123,7 @@ export class FsServer implements Service {
     const serving = this.serve(ipc, ctx);
     try {
       const cacheBytes = this.opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
-      this.fs = await (this.opts.mount ?? ((d, c) => MinixFs.mount(d, { cacheBytes: c }) as Promise<MountedFs>))(device, cacheBytes);
+      this.fs = await (this.opts.mount ?? ((d, c) => MinixFs.mount(d, { cacheBytes: c })))(device, cacheBytes);
       if (this.restored.length > 0) this.fs.adoptDirty(this.restored);
       this.restored = [];
       this.mounted();

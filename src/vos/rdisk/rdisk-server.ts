@@ -37,6 +37,9 @@ export interface RdiskInfo {
 type Reply = { readonly type: number; readonly payload: Payload };
 
 const DEFAULT_DONE_TIMEOUT_MS = 10_000;
+/** At its stop, how long without a request counts as quiet, and the longest it waits for that. */
+const STOP_QUIET_MS = 300;
+const STOP_QUIET_MAX_MS = 5_000;
 
 export class RdiskServer implements Service {
   private file: FileHandle | undefined;
@@ -45,6 +48,7 @@ export class RdiskServer implements Service {
   private writes = 0;
   private bytesRead = 0;
   private bytesWritten = 0;
+  private lastRequestAt = 0;
   private readonly readOnly: boolean;
 
   constructor(private readonly opts: RdiskOptions) {
@@ -57,6 +61,19 @@ export class RdiskServer implements Service {
 
   movable(): string {
     return `RDISK serves the image file ${this.opts.image} of its node`;
+  }
+
+  /**
+   * Stopped for good: RDISK serves on until its clients are quiet (FS writes its cache back when
+   * the same VOS stops, perhaps on another node a moment later), then what was written reaches
+   * stable storage.
+   */
+  async stop(): Promise<void> {
+    const until = Date.now() + STOP_QUIET_MAX_MS;
+    while (Date.now() < until && Date.now() - this.lastRequestAt < STOP_QUIET_MS) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, STOP_QUIET_MS));
+    while (Date.now() < until && Date.now() - this.lastRequestAt < STOP_QUIET_MS) await new Promise((r) => setTimeout(r, 50));
+    if (!this.readOnly) await this.file?.datasync();
   }
 
   async run(ipc: M3Ipc, ctx: ServiceContext): Promise<void> {
@@ -74,6 +91,7 @@ export class RdiskServer implements Service {
           throw err;
         }
         this.requests++;
+        this.lastRequestAt = Date.now();
         await this.serve(ipc, m);
       }
     } finally {
