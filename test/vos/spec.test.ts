@@ -29,7 +29,7 @@ const UNIKERNEL = JSON.stringify({
 
 const MULTISERVER = JSON.stringify({
   dc: 3,
-  servers: [{ name: 'systask' }, { name: 'pm', node: 0 }, { name: 'ds', node: 1, slot: 4 }, { name: 'rdisk', node: 1 }, { name: 'custom:/opt/dvs/echo.mjs', node: 'each' }],
+  servers: [{ name: 'systask' }, { name: 'pm', node: 0 }, { name: 'ds', node: 1, slot: 4 }, { name: 'rdisk', node: 1, options: { image: 'disk.img' } }, { name: 'custom:/opt/dvs/echo.mjs', node: 'each' }],
 });
 
 /** The error a spec gives (fails the test when it parses). */
@@ -172,7 +172,12 @@ describe('each rule names its field', () => {
     ['pids fractional', spec([pm], { limits: { pids: 1.5 } }), 'limits.pids: must be a positive integer, got 1.5'],
     ['unknown limit', spec([pm], { limits: { gpu: 1 } }), 'limits.gpu: unknown field (fields: cpu, memoryMB, pids)'],
     ['unknown top-level field (a typo)', spec([pm], { limit: { cpu: 1 } }), 'limit: unknown field (fields: dc, servers, limits)'],
-    ['unknown server field (a typo)', spec([{ ...pm, shap: 'unikernel' }]), 'servers[0].shap: unknown field (fields: name, node, shape, host, slot)'],
+    ['unknown server field (a typo)', spec([{ ...pm, shap: 'unikernel' }]), 'servers[0].shap: unknown field (fields: name, node, shape, host, slot, options)'],
+    ['rdisk without its image', spec([pm, { name: 'rdisk', node: 1 }]), 'servers[1].options.image: required: the image file'],
+    ['an unknown option (a typo)', spec([pm, { name: 'nweb', node: 0, options: { prot: 80 } }]), 'servers[1].options.prot: unknown option of nweb (options: port, address, root)'],
+    ['an option of the wrong type', spec([pm, { name: 'nweb', node: 0, options: { port: 70000 } }]), 'servers[1].options.port: must be an integer in 0..65535'],
+    ['options on a server that takes none', spec([{ ...pm, options: { x: 1 } }]), 'servers[0].options: pm takes no options'],
+    ['options not an object', spec([pm, { name: 'fs', node: 0, options: [1] }]), 'servers[1].options: must be an object'],
   ];
 
   it.each(cases)('%s', (_label, text, expected) => {
