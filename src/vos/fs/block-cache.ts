@@ -94,8 +94,28 @@ export class BlockCache {
    * per contiguous run (up to `maxRequestBytes`), all runs in flight at once.
    */
   async readMany(blocks: readonly number[]): Promise<Uint8Array[]> {
+    const out = new Array<Uint8Array>(blocks.length);
+    let missing = false;
+    for (let i = 0; i < blocks.length && !missing; i++) {
+      const e = this.entries.get(blocks[i] ?? -1);
+      if (e === undefined) missing = true;
+      else out[i] = e.data;
+    }
+    // All cached (the common case of a warm cache): no wait per block.
+    if (!missing) {
+      for (const b of blocks) this.peek(b);
+      return out;
+    }
     this.fetchMissing(blocks);
     return Promise.all(blocks.map((b) => this.read(b)));
+  }
+
+  /** The block's bytes when cached (counted as a use), else undefined; never waits. */
+  peek(block: number): Uint8Array | undefined {
+    const e = this.entries.get(block);
+    if (e === undefined) return undefined;
+    this.touch(block, e);
+    return e.data;
   }
 
   /** Starts reading the missing blocks of `blocks` in the background (read-ahead); errors are dropped. */

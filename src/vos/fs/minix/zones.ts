@@ -67,10 +67,32 @@ export class Zones {
     return zone;
   }
 
-  /** Zones of file blocks [first, first+count). */
+  /**
+   * Zones of file blocks [first, first+count). Each indirect block on the way is read once for
+   * the whole run (a run of a large file needs a few, not one per block), and a cached one without
+   * waiting.
+   */
   async zonesOf(inode: Inode, first: number, count: number, what: string): Promise<number[]> {
-    const out: number[] = [];
-    for (let i = 0; i < count; i++) out.push(await this.zoneOf(inode, first + i, what));
+    const out = new Array<number>(count);
+    const seen = new Map<number, DataView>();
+    const load = async (zone: number): Promise<DataView> => {
+      const data = this.cache.peek(zone) ?? (await this.cache.read(zone));
+      const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      seen.set(zone, v);
+      return v;
+    };
+    for (let i = 0; i < count; i++) {
+      const { slot, steps } = this.pathOf(first + i, what);
+      let zone = inode.zone[slot] ?? 0;
+      this.checkZone(zone, what);
+      for (const step of steps) {
+        if (zone === 0) break;
+        const v = seen.get(zone) ?? (await load(zone));
+        zone = v.getUint32(step * 4, true);
+        this.checkZone(zone, what);
+      }
+      out[i] = zone;
+    }
     return out;
   }
 
