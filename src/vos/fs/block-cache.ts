@@ -27,6 +27,8 @@ interface Entry {
   dirty: boolean;
   /** Bumped on every change, so a write-back marks clean only what it actually wrote. */
   version: number;
+  /** Used since eviction last passed it (the clock's second chance). */
+  used?: boolean;
 }
 
 interface PendingRead {
@@ -41,6 +43,12 @@ export const DEFAULT_MAX_REQUEST_BYTES = 1 << 20;
 
 export class BlockCache {
   private readonly entries = new Map<number, Entry>();
+  /**
+   * The clean blocks of `entries`, in the order they became clean or were given a second chance:
+   * eviction is a clock over them (a used block goes to the back once), never scanning dirty ones
+   * and never reordering a map on every hit.
+   */
+  private readonly clean = new Set<number>();
   private readonly pending = new Map<number, PendingRead>();
   private readonly prefetches = new Set<Promise<void>>();
   private readonly budgetBlocks: number;
@@ -168,6 +176,7 @@ export class BlockCache {
     const old = this.entries.get(block);
     const e: Entry = { data: bytes, dirty: true, version: (old?.version ?? 0) + 1 };
     this.entries.delete(block);
+    this.clean.delete(block);
     this.insert(block, e);
     return bytes;
   }
@@ -200,7 +209,10 @@ export class BlockCache {
         });
         await this.dev.write(first[0] * this.blockSize, buf);
         run.forEach(([block, e], i) => {
-          if (this.entries.get(block) === e && e.version === versions[i]) e.dirty = false;
+          if (this.entries.get(block) === e && e.version === versions[i]) {
+            e.dirty = false;
+            this.clean.add(block);
+          }
         });
       }),
     );
@@ -227,7 +239,8 @@ export class BlockCache {
 
   /** Forgets every clean block (dirty ones stay). */
   dropClean(): void {
-    for (const [block, e] of [...this.entries]) if (!e.dirty) this.entries.delete(block);
+    for (const block of this.clean) this.entries.delete(block);
+    this.clean.clear();
   }
 
   private fetchMissing(blocks: readonly number[]): PendingRead[] {
@@ -273,28 +286,40 @@ export class BlockCache {
     return reads;
   }
 
-  private touch(block: number, e: Entry): void {
-    this.entries.delete(block);
-    this.entries.set(block, e);
+  private touch(_block: number, e: Entry): void {
+    e.used = true;
   }
 
   private markDirty(block: number, e: Entry): void {
     e.dirty = true;
     e.version++;
+    this.clean.delete(block);
     this.touch(block, e);
   }
 
   private insert(block: number, e: Entry): void {
     this.entries.set(block, e);
+    if (e.dirty) this.clean.delete(block);
+    else this.clean.add(block);
     this.evict(block);
   }
 
-  /** Drops least recently used clean blocks while over budget, never `keep`. */
+  /** Drops clean blocks not used lately while over budget, never `keep`. */
   private evict(keep: number | undefined): void {
     if (this.entries.size <= this.budgetBlocks) return;
-    for (const [block, e] of this.entries) {
+    // Each block is passed at most twice: once to clear its used bit, once to drop it.
+    for (const block of this.clean) {
       if (this.entries.size <= this.budgetBlocks) return;
-      if (!e.dirty && block !== keep) this.entries.delete(block);
+      if (block === keep) continue;
+      const e = this.entries.get(block);
+      if (e?.used === true) {
+        e.used = false;
+        this.clean.delete(block);
+        this.clean.add(block);
+        continue;
+      }
+      this.entries.delete(block);
+      this.clean.delete(block);
     }
   }
 }
