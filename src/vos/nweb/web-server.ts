@@ -91,13 +91,13 @@ type BodyPiece = Uint8Array | ByteSpan;
 
 type ReadResult = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly error: unknown };
 
-function errorBody(status: number): string {
+function statusBody(status: number): string {
   return `${status} ${http.STATUS_CODES[status] ?? 'Error'}\n`;
 }
 
 /** An error response written straight to a socket (llhttp refused the request: there is no `res`). */
 function rawErrorResponse(status: number): string {
-  const body = errorBody(status);
+  const body = statusBody(status);
   return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
@@ -239,7 +239,7 @@ export class WebServer {
     if (res.headersSent || this.gone(res)) return;
     if (status >= 400) this.counters.errors++;
     if (status >= 500) this.counters.serverErrors++;
-    const body = errorBody(status);
+    const body = statusBody(status);
     res.writeHead(status, {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': String(Buffer.byteLength(body)),
