@@ -56,7 +56,7 @@ export interface WebServerStats {
   /** Of those, 5xx answers and bodies cut short by a WebFiles failure. */
   readonly serverErrors: number;
   readonly openConnections: number;
-  /** Response body bytes handed to sockets. */
+  /** Body bytes of files and listings handed to sockets (multipart framing included, error texts not). */
   readonly bytes: number;
   /** Connections refused at accept because maxConnections were open. */
   readonly droppedConnections: number;
