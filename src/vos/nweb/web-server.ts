@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { DvsError } from '../../ipc/errors.js';
+import { DvsError, isDvsError } from '../../ipc/errors.js';
 import { evaluatePreconditions, etagOf, lastModifiedOf } from './conditional.js';
 import { contentTypeFor } from './content-types.js';
 import { renderDirIndex } from './dir-index.js';
@@ -44,6 +44,8 @@ export interface WebServerOptions {
   readonly cacheMaxBytes?: number;
   /** The file a directory URL serves when present. */
   readonly indexFile?: string;
+  /** A WebFiles call not settled in this long fails the request with 504 (or cuts its body). */
+  readonly filesTimeoutMs?: number;
 }
 
 export interface WebServerStats {
@@ -54,7 +56,7 @@ export interface WebServerStats {
   /** Of those, 5xx answers and bodies cut short by a WebFiles failure. */
   readonly serverErrors: number;
   readonly openConnections: number;
-  /** Response body bytes handed to sockets. */
+  /** Body bytes of files and listings handed to sockets (multipart framing included, error texts not). */
   readonly bytes: number;
   /** Connections refused at accept because maxConnections were open. */
   readonly droppedConnections: number;
@@ -78,6 +80,7 @@ const DEFAULTS = {
   cacheMaxFileBytes: 64 * 1024,
   cacheMaxBytes: 16 * 1024 * 1024,
   indexFile: 'index.html',
+  filesTimeoutMs: 30_000,
 } satisfies Required<WebServerOptions>;
 
 /** Writes are handed to the socket in slices this big, so a slow reader's progress is visible slice by slice. */
@@ -88,13 +91,13 @@ type BodyPiece = Uint8Array | ByteSpan;
 
 type ReadResult = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly error: unknown };
 
-function errorBody(status: number): string {
+function statusBody(status: number): string {
   return `${status} ${http.STATUS_CODES[status] ?? 'Error'}\n`;
 }
 
 /** An error response written straight to a socket (llhttp refused the request: there is no `res`). */
 function rawErrorResponse(status: number): string {
-  const body = errorBody(status);
+  const body = statusBody(status);
   return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
@@ -117,14 +120,14 @@ export class WebServer {
   private readonly server: http.Server;
   private readonly cache: SmallFileCache;
   private readonly sockets = new Set<Socket>();
-  /** Responses in progress per socket: a clientError on such a socket must not write into the middle of one. */
-  private readonly responding = new WeakMap<Socket, number>();
+  /** Responses not yet closed per socket: a clientError must not write into the middle of one. */
+  private readonly responding = new WeakMap<Socket, Set<http.ServerResponse>>();
   private counters = { requests: 0, errors: 0, serverErrors: 0, bytes: 0, droppedConnections: 0, stalledSockets: 0, cacheHits: 0 };
   private listening = false;
 
   constructor(private readonly files: WebFiles, opts: WebServerOptions = {}) {
     const o: Required<WebServerOptions> = { ...DEFAULTS, ...opts };
-    for (const key of ['headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeStallTimeoutMs', 'maxConnections', 'maxHeaderSize', 'maxUrlLength', 'maxRanges', 'chunkSize'] as const) {
+    for (const key of ['headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'writeStallTimeoutMs', 'maxConnections', 'maxHeaderSize', 'maxUrlLength', 'maxRanges', 'chunkSize', 'filesTimeoutMs'] as const) {
       if (!Number.isInteger(o[key]) || o[key] <= 0) throw new DvsError('EDVSINVAL', `WebServer option ${key} must be a positive integer`, { details: { [key]: o[key] } });
     }
     for (const key of ['maxBodyBytes', 'cacheMaxFileBytes', 'cacheMaxBytes'] as const) {
@@ -192,7 +195,9 @@ export class WebServer {
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable || (this.responding.get(socket) ?? 0) > 0) {
+    const responses = [...(this.responding.get(socket) ?? [])];
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable || responses.some((r) => !r.writableEnded)) {
+      // Gone, or in the middle of a response: nothing can be said cleanly.
       socket.destroy();
       return;
     }
@@ -200,25 +205,30 @@ export class WebServer {
     // Flushed then closed; a client that will not take even this is cut off by the stall timeout.
     const timer = setTimeout(() => socket.destroy(), this.opts.writeStallTimeoutMs);
     timer.unref();
-    socket.end(rawErrorResponse(clientErrorStatus(err.code)), () => {
+    const close = (): void => {
       clearTimeout(timer);
       socket.destroy();
-    });
+    };
+    // A request already answered (e.g. refused as it arrived) keeps its answer; otherwise say why.
+    if (responses.length > 0) socket.end(close);
+    else socket.end(rawErrorResponse(clientErrorStatus(err.code)), close);
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.counters.requests++;
     const socket = req.socket;
-    this.responding.set(socket, (this.responding.get(socket) ?? 0) + 1);
-    res.once('close', () => this.responding.set(socket, (this.responding.get(socket) ?? 1) - 1));
+    let open = this.responding.get(socket);
+    if (open === undefined) this.responding.set(socket, (open = new Set()));
+    open.add(res);
+    res.once('close', () => open.delete(res));
     // A write racing the client's disconnect is expected, not a crash: the 'close' path handles it.
     res.on('error', () => undefined);
     this.handle(req, res).catch((err: unknown) => this.failed(res, err));
   }
 
   /** A WebFiles failure: 500 if nothing was sent yet, else the body is cut (the client sees a short body). */
-  private failed(res: http.ServerResponse, _err: unknown): void {
-    if (!res.headersSent && !this.gone(res)) return this.sendText(res, 500, { close: true });
+  private failed(res: http.ServerResponse, err: unknown): void {
+    if (!res.headersSent && !this.gone(res)) return this.sendText(res, isDvsError(err, 'EDVSTIMEDOUT') ? 504 : 500, { close: true });
     this.counters.errors++;
     this.counters.serverErrors++;
     res.destroy();
@@ -229,7 +239,7 @@ export class WebServer {
     if (res.headersSent || this.gone(res)) return;
     if (status >= 400) this.counters.errors++;
     if (status >= 500) this.counters.serverErrors++;
-    const body = errorBody(status);
+    const body = statusBody(status);
     res.writeHead(status, {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': String(Buffer.byteLength(body)),
@@ -241,6 +251,12 @@ export class WebServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // llhttp passes a request line without a version as HTTP/0.9.
+    if (req.httpVersionMajor !== 1) return this.sendText(res, 400, { close: true });
+    // A request body whose length cannot be known (RFC 9112 §6.3): llhttp rejects it only after
+    // the headers, so it is refused here first, while the connection can still carry an answer.
+    const codings = req.headers['transfer-encoding'];
+    if (codings !== undefined && !/(^|,)\s*chunked\s*$/i.test(codings)) return this.sendText(res, 400, { close: true });
     if (!this.acceptBody(req, res)) return;
     const method = req.method ?? '';
     if (method !== 'GET' && method !== 'HEAD') return this.sendText(res, 405, { headers: { Allow: 'GET, HEAD' } });
@@ -249,7 +265,7 @@ export class WebServer {
     const target = parseTarget(req.url ?? '', host, this.opts.maxUrlLength);
     if (!target.ok) return this.sendText(res, target.status, { close: true });
     const head = method === 'HEAD';
-    const stat = await this.files.stat(target.path);
+    const stat = await this.bounded(this.files.stat(target.path));
     if (res.headersSent || this.gone(res)) return;
     if (stat === undefined || stat.kind === 'other') return this.sendText(res, 404);
     if (stat.kind === 'file') {
@@ -262,10 +278,10 @@ export class WebServer {
       return this.sendText(res, 301, { headers: { Location: location } });
     }
     const indexPath = `${target.path === '/' ? '' : target.path}/${this.opts.indexFile}`;
-    const index = await this.files.stat(indexPath);
+    const index = await this.bounded(this.files.stat(indexPath));
     if (res.headersSent || this.gone(res)) return;
     if (index?.kind === 'file') return this.serveFile(req, res, indexPath, index, head);
-    const entries = await this.files.readdir(target.path);
+    const entries = await this.bounded(this.files.readdir(target.path));
     if (res.headersSent || this.gone(res)) return;
     const page = Buffer.from(renderDirIndex(target.path, entries));
     res.writeHead(200, {
@@ -393,7 +409,7 @@ export class WebServer {
 
   /** Exactly `length` bytes at `offset`, as a result (a read ahead must never be an unhandled rejection). */
   private readAt(path: string, offset: number, length: number): Promise<ReadResult> {
-    return this.files.read(path, offset, length).then(
+    return this.bounded(this.files.read(path, offset, length)).then(
       (bytes): ReadResult => (bytes.length === length
         ? { ok: true, bytes }
         : { ok: false, error: new DvsError('EDVSIO', 'file shorter than its stat (changed while served)', { details: { path, offset, length, got: bytes.length } }) }),
@@ -405,6 +421,15 @@ export class WebServer {
    * Whether the client is gone. The connection is the request's socket: a pipelined response has
    * no `res.socket` until the ones before it finish, and is not gone for that.
    */
+  /** A WebFiles call under filesTimeoutMs: a hung file server fails the request instead of holding it forever. */
+  private bounded<T>(call: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new DvsError('EDVSTIMEDOUT', 'WebFiles call timed out', { details: { ms: this.opts.filesTimeoutMs } })), this.opts.filesTimeoutMs);
+    });
+    return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+  }
+
   private gone(res: http.ServerResponse): boolean {
     return res.destroyed || res.req.socket.destroyed;
   }

@@ -142,6 +142,15 @@ describe('GET and HEAD', () => {
     expect((await fetch(`${base}/small.html`)).status).toBe(200);
     expect(server?.stats()).toMatchObject({ serverErrors: 1, errors: 1 });
   });
+
+  it('answers 504 when a WebFiles call outlives filesTimeoutMs', async () => {
+    await start({ filesTimeoutMs: 100 });
+    files.delayMs = 1000;
+    const res = await fetch(`${base}/small.html`);
+    expect([res.status, await res.text()]).toEqual([504, '504 Gateway Timeout\n']);
+    files.delayMs = 0;
+    expect((await fetch(`${base}/small.html`)).status).toBe(200);
+  });
 });
 
 describe('connections', () => {
