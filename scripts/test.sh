@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-etcd.sh
+bash scripts/install-test-tools.sh
 source scripts/setup.sh
 
 echo "dvs: type-checking" >&2
