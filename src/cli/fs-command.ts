@@ -108,23 +108,32 @@ async function copyIn(fs: VosFiles, local: string, dst: string, o: { recursive?:
     return;
   }
   const h = await open(local, 'r');
-  const out = await fs.open(dst, 'w');
   try {
-    const buf = Buffer.allocUnsafe(Math.min(CP_CHUNK, Math.max(1, s.size)));
-    let done = 0;
-    for (;;) {
-      const { bytesRead } = await h.read(buf, 0, buf.length, done);
-      if (bytesRead === 0) break;
-      await out.write(buf, 0, bytesRead, done);
-      done += bytesRead;
-      o.onProgress?.({ file: dst, done, total: s.size });
-    }
-    total.files++;
-    total.bytes += done;
+    const out = await fs.open(dst, 'w');
+    await pump(h, out, s.size, (done) => o.onProgress?.({ file: dst, done, total: s.size }), total);
   } finally {
     await h.close();
-    await out.close();
   }
+}
+
+interface Chunked {
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<unknown>;
+}
+
+/** Copies `size` bytes from one handle to the other in CP_CHUNK pieces. */
+async function pump(from: Chunked, to: Chunked, size: number, progress: (done: number) => void, total: { files: number; bytes: number }): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.min(CP_CHUNK, Math.max(1, size)));
+  let done = 0;
+  for (;;) {
+    const { bytesRead } = await from.read(buf, 0, buf.length, done);
+    if (bytesRead === 0) break;
+    await to.write(buf, 0, bytesRead, done);
+    done += bytesRead;
+    progress(done);
+  }
+  total.files++;
+  total.bytes += done;
 }
 
 async function copyOut(fs: VosFiles, src: string, local: string, o: { recursive?: boolean; onProgress?: (p: CopyProgress) => void }, total: { files: number; bytes: number }): Promise<void> {
@@ -138,19 +147,8 @@ async function copyOut(fs: VosFiles, src: string, local: string, o: { recursive?
   const h = await fs.open(src, 'r');
   const out = await open(local, 'w');
   try {
-    const buf = Buffer.allocUnsafe(Math.min(CP_CHUNK, Math.max(1, s.size)));
-    let done = 0;
-    for (;;) {
-      const { bytesRead } = await h.read(buf, 0, buf.length, done);
-      if (bytesRead === 0) break;
-      await out.write(buf, 0, bytesRead, done);
-      done += bytesRead;
-      o.onProgress?.({ file: src, done, total: s.size });
-    }
-    total.files++;
-    total.bytes += done;
+    await pump(h, out, s.size, (done) => o.onProgress?.({ file: src, done, total: s.size }), total);
   } finally {
-    await h.close();
     await out.close();
   }
 }

@@ -21,41 +21,9 @@ export function fsCaller(call: <C, T>(server: string, make: (ipc: M3Ipc, ep: End
   return (fn) => call('fs', (ipc, ep) => new FsClient(ipc, fixedPeer(ep), timeoutMs), fn);
 }
 
-/** A file's attributes with the methods of Node's fs.Stats. */
-export class VosStats {
-  readonly ino: number;
-  readonly mode: number;
-  readonly nlink: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly atimeMs: number;
-  readonly mtimeMs: number;
-  readonly ctimeMs: number;
-  readonly kind: FsStatWire['kind'];
-
-  constructor(s: FsStatWire) {
-    this.ino = s.ino;
-    this.mode = s.mode;
-    this.nlink = s.nlink;
-    this.uid = s.uid;
-    this.gid = s.gid;
-    this.size = s.size;
-    this.atimeMs = s.atime * 1000;
-    this.mtimeMs = s.mtime * 1000;
-    this.ctimeMs = s.ctime * 1000;
-    this.kind = s.kind;
-  }
-
-  get atime(): Date {
-    return new Date(this.atimeMs);
-  }
-  get mtime(): Date {
-    return new Date(this.mtimeMs);
-  }
-  get ctime(): Date {
-    return new Date(this.ctimeMs);
-  }
+/** What a stat and a directory entry both tell, with Node's methods for it. */
+class KindOf {
+  constructor(readonly kind: FsStatWire['kind']) {}
   isFile(): boolean {
     return this.kind === 'file';
   }
@@ -67,21 +35,50 @@ export class VosStats {
   }
 }
 
+/** A file's attributes with the methods of Node's fs.Stats. */
+export class VosStats extends KindOf {
+  readonly ino: number;
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly atimeMs: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+
+  constructor(s: FsStatWire) {
+    super(s.kind);
+    this.ino = s.ino;
+    this.mode = s.mode;
+    this.nlink = s.nlink;
+    this.uid = s.uid;
+    this.gid = s.gid;
+    this.size = s.size;
+    this.atimeMs = s.atime * 1000;
+    this.mtimeMs = s.mtime * 1000;
+    this.ctimeMs = s.ctime * 1000;
+  }
+
+  get atime(): Date {
+    return new Date(this.atimeMs);
+  }
+  get mtime(): Date {
+    return new Date(this.mtimeMs);
+  }
+  get ctime(): Date {
+    return new Date(this.ctimeMs);
+  }
+}
+
 /** A directory entry with the methods of Node's fs.Dirent. */
-export class VosDirent {
+export class VosDirent extends KindOf {
   constructor(
     readonly name: string,
     readonly parentPath: string,
-    private readonly kind: FsDirEntry['kind'],
-  ) {}
-  isFile(): boolean {
-    return this.kind === 'file';
-  }
-  isDirectory(): boolean {
-    return this.kind === 'dir';
-  }
-  isSymbolicLink(): boolean {
-    return this.kind === 'symlink';
+    kind: FsDirEntry['kind'],
+  ) {
+    super(kind);
   }
 }
 

@@ -21,9 +21,9 @@ export function badField(field: string, what: string): never {
   throw new DvsError('EDVSINVAL', `${field}: ${what}`, { details: { field } });
 }
 
-/** The request's fields; EDVSINVAL for a payload that is not a map or has a field not in `allowed`. */
-export function fieldsOf(payload: Payload, allowed: readonly string[], op: string): Record<string, unknown> {
-  if (payload === undefined || payload === null) return {};
+/** The request's fields; EDVSINVAL for a payload that is not a map (nil counts as `{}` when `emptyOk`) or has a field not in `allowed`. */
+export function fieldsOf(payload: Payload, allowed: readonly string[], op: string, emptyOk = false): Record<string, unknown> {
+  if (emptyOk && (payload === undefined || payload === null)) return {};
   if (!isPlainMap(payload)) badField('payload', `a ${op} request must carry a map, got ${shown(payload)}`);
   for (const k of Object.keys(payload)) {
     if (!allowed.includes(k)) badField(k, `unknown field of a ${op} request (fields: ${allowed.join(', ')})`);

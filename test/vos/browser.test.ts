@@ -25,7 +25,7 @@ describe('the web demo in chromium', () => {
           expect(await page.title()).toBe('DVS web demo');
           await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toContain('JavaScript ran');
           // The stylesheet came through too: the heading has its colour.
-          expect(await page.$eval('h1', (h) => getComputedStyle(h).color)).toBe('rgb(34, 170, 102)');
+          expect(await page.evaluate("getComputedStyle(document.querySelector('h1')).color")).toBe('rgb(34, 170, 102)');
           await page.click('a[href="/docs/"]');
           await page.waitForURL(`${url}docs/`);
           expect(await page.textContent('body')).toContain('readme.txt');

@@ -7,8 +7,9 @@
 import { ANY, NONE, SELF, type Endpoint } from '../../ipc/endpoint.js';
 import { DvsError, ERRNO } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
-import { asInt, isPlainMap } from '../../transport/proc-protocol.js';
+import { asInt } from '../../transport/proc-protocol.js';
 import type { ErrorReply } from '../server-replies.js';
+import { badField as bad, fieldsOf, intIn, optBool, shown } from '../request-fields.js';
 
 /** Request types: DS's range starts at 0x800, as MINIX's DS_RQ_BASE. */
 export const DS_PUBLISH = 0x800;
@@ -74,19 +75,7 @@ export type DsErrorReply = ErrorReply;
 
 const NAME_RE = /^[\x21-\x7e]*$/;
 
-function bad(field: string, what: string): never {
-  throw new DvsError('EDVSINVAL', `${field}: ${what}`, { details: { field } });
-}
 
-function shown(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'bigint') return `${v}n`;
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (v instanceof Uint8Array) return 'bytes';
-  if (typeof v === 'object') return 'a map';
-  return String(v);
-}
 
 /** A DS name: 1..64 printable ASCII characters, no spaces (EDVSNAMESIZE for the length, EDVSINVAL otherwise). */
 export function checkName(v: unknown, field = 'name'): string {
@@ -106,26 +95,8 @@ export function checkEndpointField(v: unknown, field = 'endpoint'): Endpoint {
   return ep;
 }
 
-function optBool(f: Record<string, unknown>, field: string): boolean {
-  const v = f[field];
-  if (v === undefined || v === null) return false;
-  if (typeof v !== 'boolean') bad(field, `must be a boolean, got ${shown(v)}`);
-  return v;
-}
 
-function intIn(v: unknown, field: string, min: number, max: number): number {
-  const n = asInt(v);
-  if (n === undefined || n < min || n > max) bad(field, `must be an integer in ${min}..${max}, got ${shown(v)}`);
-  return n;
-}
 
-function fieldsOf(payload: Payload, allowed: readonly string[], op: string): Record<string, unknown> {
-  if (!isPlainMap(payload)) bad('payload', `a ${op} request must carry a map, got ${shown(payload)}`);
-  for (const k of Object.keys(payload)) {
-    if (!allowed.includes(k)) bad(k, `unknown field of a ${op} request (fields: ${allowed.join(', ')})`);
-  }
-  return payload;
-}
 
 /** The request a message carries; EDVSBADREQUEST for an unknown type, EDVSINVAL / EDVSNAMESIZE for a bad payload. */
 export function parseDsRequest(type: number, payload: Payload): DsRequest {
@@ -133,7 +104,7 @@ export function parseDsRequest(type: number, payload: Payload): DsRequest {
     case DS_PUBLISH: {
       const f = fieldsOf(payload, ['name', 'endpoint', 'replace'], 'publish');
       const endpoint = f.endpoint === undefined || f.endpoint === null ? undefined : checkEndpointField(f.endpoint);
-      return { op: 'publish', name: checkName(f.name), endpoint, replace: optBool(f, 'replace') };
+      return { op: 'publish', name: checkName(f.name), endpoint, replace: optBool(f.replace, 'replace') };
     }
     case DS_LOOKUP: {
       const f = fieldsOf(payload, ['name'], 'lookup');
@@ -145,7 +116,7 @@ export function parseDsRequest(type: number, payload: Payload): DsRequest {
     }
     case DS_UNPUBLISH: {
       const f = fieldsOf(payload, ['name', 'force'], 'unpublish');
-      return { op: 'unpublish', name: checkName(f.name), force: optBool(f, 'force') };
+      return { op: 'unpublish', name: checkName(f.name), force: optBool(f.force, 'force') };
     }
     case DS_LIST: {
       const f = payload === undefined || payload === null ? {} : fieldsOf(payload, ['prefix', 'after', 'limit'], 'list');

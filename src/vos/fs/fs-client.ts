@@ -11,19 +11,14 @@ import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
 import { fromWireError, isPlainMap } from '../../transport/proc-protocol.js';
 import { REPLY_OK } from '../server-replies.js';
+import type { FsStatfs } from './minix/minix-fs.js';
 import type { PeerRef } from '../slot-peer.js';
 import {
   FS_FSTAT, FS_LINK, FS_MAX_INLINE, FS_MAX_IO, FS_MKDIR, FS_OPEN, FS_READ, FS_READDIR, FS_RENAME, FS_RMDIR, FS_STAT, FS_STATFS, FS_SYNC, FS_TRUNCATE, FS_UNLINK, FS_WRITE,
   statOf, type FileRef, type FsDirEntry, type FsKind, type FsStatWire,
 } from './fs-messages.js';
 
-export interface FsStatfs {
-  readonly blockSize: number;
-  readonly blocks: number;
-  readonly freeBlocks: number;
-  readonly inodes: number;
-  readonly freeInodes: number;
-}
+export type { FsStatfs } from './minix/minix-fs.js';
 
 export interface OpenFlags {
   readonly create?: boolean;

@@ -7,6 +7,8 @@
 import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
 import { badField, fieldsOf, intIn, optBool, optBytes, optIntIn, shown } from '../request-fields.js';
+import type { InodeKind } from './minix/inode.js';
+import type { FsStat } from './minix/minix-fs.js';
 
 /** Request types: FS's range starts at 0xA00. */
 export const FS_STAT = 0xa00;
@@ -35,27 +37,9 @@ export const FS_MAX_READDIR = 512;
 /** Largest file size or offset FS accepts (the format's limit is checked by FS itself). */
 export const FS_MAX_OFFSET = 2 ** 32 - 1;
 
-export type FsKind = 'file' | 'dir' | 'symlink' | 'other';
-
-/** A file's attributes, as FS answers them (times in seconds since the epoch). */
-export interface FsStatWire {
-  readonly ino: number;
-  readonly kind: FsKind;
-  readonly mode: number;
-  readonly nlink: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly atime: number;
-  readonly mtime: number;
-  readonly ctime: number;
-}
-
-export interface FsDirEntry {
-  readonly name: string;
-  readonly ino: number;
-  readonly kind: FsKind;
-}
+/** A file's kind; its attributes as FS answers them (times in seconds since the epoch); a directory entry. */
+export type { InodeKind as FsKind } from './minix/inode.js';
+export type { FsStat as FsStatWire, DirEntry as FsDirEntry } from './minix/minix-fs.js';
 
 /** A file by path or by inode number. */
 export type FileRef = { readonly path: string } | { readonly ino: number };
@@ -153,10 +137,10 @@ export function parseFsRequest(type: number, payload: Payload): FsRequest {
       return { op: 'readdir', path: checkPath(f.path), after, limit: optIntIn(f.limit, 'limit', 1, FS_MAX_READDIR) ?? FS_MAX_READDIR };
     }
     case FS_STATFS:
-      fieldsOf(payload, [], 'statfs');
+      fieldsOf(payload, [], 'statfs', true);
       return { op: 'statfs' };
     case FS_SYNC:
-      fieldsOf(payload, [], 'sync');
+      fieldsOf(payload, [], 'sync', true);
       return { op: 'sync' };
     default:
       throw new DvsError('EDVSBADREQUEST', `unknown FS request type ${type} (0x${type.toString(16)}); FS takes 0xa00..0xa0d`, { details: { type } });
@@ -164,14 +148,14 @@ export function parseFsRequest(type: number, payload: Payload): FsRequest {
 }
 
 /** A stat as it crosses the wire. */
-export function statPayload(s: FsStatWire): Record<string, Payload> {
+export function statPayload(s: FsStat): Record<string, Payload> {
   return { ino: s.ino, kind: s.kind, mode: s.mode, nlink: s.nlink, uid: s.uid, gid: s.gid, size: s.size, atime: s.atime, mtime: s.mtime, ctime: s.ctime };
 }
 
 const KINDS: readonly string[] = ['file', 'dir', 'symlink', 'other'];
 
 /** A stat from FS's answer (validated: an answer is input too). */
-export function statOf(v: unknown): FsStatWire {
+export function statOf(v: unknown): FsStat {
   const r = v as Record<string, unknown> | null;
   const num = (k: string): number => {
     const x = r?.[k];
@@ -180,5 +164,5 @@ export function statOf(v: unknown): FsStatWire {
   };
   const kind = r?.kind;
   if (typeof kind !== 'string' || !KINDS.includes(kind)) throw new DvsError('EDVSIO', 'FS answered a stat without a kind');
-  return { ino: num('ino'), kind: kind as FsKind, mode: num('mode'), nlink: num('nlink'), uid: num('uid'), gid: num('gid'), size: num('size'), atime: num('atime'), mtime: num('mtime'), ctime: num('ctime') };
+  return { ino: num('ino'), kind: kind as InodeKind, mode: num('mode'), nlink: num('nlink'), uid: num('uid'), gid: num('gid'), size: num('size'), atime: num('atime'), mtime: num('mtime'), ctime: num('ctime') };
 }

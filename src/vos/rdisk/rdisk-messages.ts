@@ -93,7 +93,7 @@ export function parseRdiskRequest(type: number, payload: Payload): RdiskRequest 
     case RD_SIZE:
     case RD_FLUSH: {
       const op = type === RD_OPEN ? 'open' : type === RD_SIZE ? 'size' : 'flush';
-      const f = fieldsOf(payload, ['tag'], op);
+      const f = fieldsOf(payload, ['tag'], op, true);
       return { op, tag: optIntIn(f.tag, 'tag', 0, RD_MAX_TAG) };
     }
     case RD_READ: {

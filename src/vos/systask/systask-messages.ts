@@ -8,6 +8,7 @@ import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
 import { asInt, isPlainMap } from '../../transport/proc-protocol.js';
 import type { ErrorReply } from '../server-replies.js';
+import { badField as bad, fieldsOf, intIn, optBool, shown } from '../request-fields.js';
 
 /** Request types: SYSTASK's range starts at 0x600, as MINIX's KERNEL_CALL (SYS_*). */
 export const SYS_HELLO = 0x600;
@@ -112,45 +113,12 @@ export interface SysReapedRow {
 /** A failed request's reply payload (its reply type is `error.errno`). */
 export type SysErrorReply = ErrorReply;
 
-function bad(field: string, what: string): never {
-  throw new DvsError('EDVSINVAL', `${field}: ${what}`, { details: { field } });
-}
-
-export function shown(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'bigint') return `${v}n`;
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (v instanceof Uint8Array) return 'bytes';
-  if (typeof v === 'object') return 'a map';
-  return String(v);
-}
-
-/** The payload's fields, refusing a payload that is not a map (nil counts as `{}` when `emptyOk`) and unknown fields. */
-export function fieldsOf(payload: Payload, allowed: readonly string[], op: string, emptyOk = false): Record<string, unknown> {
-  if (emptyOk && (payload === undefined || payload === null)) return {};
-  if (!isPlainMap(payload)) bad('payload', `a ${op} request must carry a map, got ${shown(payload)}`);
-  for (const k of Object.keys(payload)) {
-    if (!allowed.includes(k)) bad(k, `unknown field of a ${op} request (fields: ${allowed.join(', ')})`);
-  }
-  return payload;
-}
+export { fieldsOf, intIn, optBool, shown };
 
 export function absent(v: unknown): v is undefined | null {
   return v === undefined || v === null;
 }
 
-export function intIn(v: unknown, field: string, min: number, max: number): number {
-  const n = asInt(v);
-  if (n === undefined || n < min || n > max) bad(field, `must be an integer in ${min}..${max}, got ${shown(v)}`);
-  return n;
-}
-
-export function optBool(v: unknown, field: string): boolean {
-  if (absent(v)) return false;
-  if (typeof v !== 'boolean') bad(field, `must be a boolean, got ${shown(v)}`);
-  return v;
-}
 
 export function checkPid(v: unknown, field = 'pid'): number {
   return intIn(v, field, MIN_VOS_PID, Number.MAX_SAFE_INTEGER);
