@@ -39,6 +39,8 @@ interface PendingRead {
 
 /** A few tries suffice: a block is lost between load and use only when evicted in that gap. */
 const MAX_LOAD_ATTEMPTS = 8;
+/** Longest run of cached blocks a read may span to join two runs of missing ones. */
+const MAX_BRIDGE_BLOCKS = 4;
 export const DEFAULT_MAX_REQUEST_BYTES = 1 << 20;
 
 export class BlockCache {
@@ -99,9 +101,10 @@ export class BlockCache {
 
   /**
    * The bytes of every block in `blocks` (same order), missing ones fetched with one device read
-   * per contiguous run (up to `maxRequestBytes`), all runs in flight at once.
+   * per contiguous run (up to `maxRequestBytes`), all runs in flight at once. Blocks in `ahead`
+   * (read-ahead) join the same runs but are not waited for.
    */
-  async readMany(blocks: readonly number[]): Promise<Uint8Array[]> {
+  async readMany(blocks: readonly number[], ahead: readonly number[] = []): Promise<Uint8Array[]> {
     const out = new Array<Uint8Array>(blocks.length);
     let missing = false;
     for (let i = 0; i < blocks.length && !missing; i++) {
@@ -112,9 +115,10 @@ export class BlockCache {
     // All cached (the common case of a warm cache): no wait per block.
     if (!missing) {
       for (const b of blocks) this.peek(b);
+      if (ahead.length > 0) this.prefetch(ahead);
       return out;
     }
-    this.fetchMissing(blocks);
+    for (const p of this.fetchMissing(ahead.length === 0 ? blocks : [...blocks, ...ahead])) this.track(p.promise);
     return Promise.all(blocks.map((b) => this.read(b)));
   }
 
@@ -244,15 +248,25 @@ export class BlockCache {
   }
 
   private fetchMissing(blocks: readonly number[]): PendingRead[] {
-    const missing = [...new Set(blocks)].filter((b) => !this.entries.has(b) && !this.pending.has(b)).sort((a, b) => a - b);
+    const missing = [...new Set(blocks)].filter((b) => !this.isCached(b)).sort((a, b) => a - b);
     const started: PendingRead[] = [];
     let i = 0;
     while (i < missing.length) {
       const first = missing[i] ?? 0;
-      let count = 1;
-      while (count < this.maxRequestBlocks && missing[i + count] === first + count) count++;
-      started.push(...this.startRun(first, count));
-      i += count;
+      let end = first + 1;
+      i++;
+      // Extend the run over the next missing block when the gap to it is short and already cached
+      // (an indirect block between two data runs): a few wasted bytes instead of a request.
+      while (i < missing.length) {
+        const next = missing[i] ?? 0;
+        if (next - first + 1 > this.maxRequestBlocks || next - end > MAX_BRIDGE_BLOCKS) break;
+        let bridgeable = true;
+        for (let b = end; b < next; b++) if (!this.isCached(b)) bridgeable = false;
+        if (!bridgeable) break;
+        end = next + 1;
+        i++;
+      }
+      started.push(...this.startRun(first, end - first));
     }
     return started;
   }
@@ -263,6 +277,8 @@ export class BlockCache {
     const reads: PendingRead[] = [];
     for (let i = 0; i < count; i++) {
       const block = first + i;
+      // A bridged block already cached or in flight keeps what it has.
+      if (this.isCached(block)) continue;
       const rec: PendingRead = {
         valid: true,
         promise: whole.then(

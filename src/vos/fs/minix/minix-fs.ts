@@ -273,9 +273,8 @@ export class MinixFs {
       if (kindOf(inode.mode) === 'dir') throw fsError('EDVSISDIR', what, 'is a directory');
       const end = Math.min(inode.size, offset + length);
       if (end <= offset) return new Uint8Array(0);
-      const data = this.readRange(inode, offset, end, what);
-      this.readAhead(ino, inode, offset, end, what);
-      return data;
+      const ahead = this.readAheadRange(ino, inode, offset, end);
+      return this.readRange(inode, offset, end, ahead, what);
     });
   }
 
@@ -504,17 +503,18 @@ export class MinixFs {
 
   // ---- paths and directories ----
 
-  private async resolve(path: string): Promise<{ ino: number; inode: Inode }> {
+  /** The inode at `path`; errors name `what` (the caller's path when resolving its parent). */
+  private async resolve(path: string, what = path): Promise<{ ino: number; inode: Inode }> {
     const parts = normalisePath(path);
     let ino = ROOT_INO;
-    let inode = await this.inodes.get(ino, path);
+    let inode = await this.inodes.get(ino, what);
     for (const part of parts) {
-      if (kindOf(inode.mode) !== 'dir') throw fsError('EDVSNOTDIR', path, 'a component is not a directory');
-      const slot = await this.lookup(inode, part, path);
-      if (slot === undefined) throw fsError('EDVSNOENT', path, 'no such file or directory');
+      if (kindOf(inode.mode) !== 'dir') throw fsError('EDVSNOTDIR', what, 'a component is not a directory');
+      const slot = await this.lookup(inode, part, what);
+      if (slot === undefined) throw fsError('EDVSNOENT', what, 'no such file or directory');
       ino = slot.ino;
-      inode = await this.inodes.get(ino, path);
-      if (inode.mode === 0) throw fsError('EDVSIO', path, `directory entry "${part}" names free inode ${ino}`);
+      inode = await this.inodes.get(ino, what);
+      if (inode.mode === 0) throw fsError('EDVSIO', what, `directory entry "${part}" names free inode ${ino}`);
     }
     return { ino, inode };
   }
@@ -526,7 +526,7 @@ export class MinixFs {
     if (name === undefined) return { parentIno: ROOT_INO, name: undefined };
     encodeName(name, path);
     const parentPath = '/' + parts.join('/');
-    const { ino, inode } = await this.resolve(parentPath);
+    const { ino, inode } = await this.resolve(parentPath, path);
     if (kindOf(inode.mode) !== 'dir') throw fsError('EDVSNOTDIR', path, 'a component is not a directory');
     return { parentIno: ino, name };
   }
@@ -676,13 +676,29 @@ export class MinixFs {
 
   // ---- file data ----
 
-  private async readRange(inode: Inode, start: number, end: number, what: string): Promise<Uint8Array> {
+  /**
+   * Bytes [start, end) of the file; zones of `ahead` (a read-ahead range) are mapped with them and
+   * fetched in the same coalesced requests, without being waited for.
+   */
+  private async readRange(inode: Inode, start: number, end: number, ahead: { from: number; to: number } | undefined, what: string): Promise<Uint8Array> {
     const bs = this.superblock.blockSize;
     const first = Math.floor(start / bs);
     const last = Math.floor((end - 1) / bs);
     const zones = await this.zones.zonesOf(inode, first, last - first + 1, what);
+    let aheadZones: number[] = [];
+    if (ahead !== undefined) {
+      const aFirst = Math.floor(ahead.from / bs);
+      aheadZones = await this.zones.zonesOf(inode, aFirst, Math.floor((ahead.to - 1) / bs) - aFirst + 1, what);
+      // The indirect blocks of the window after this one, so mapping it later costs no request.
+      const nextFirst = Math.floor(ahead.to / bs);
+      const nextEnd = Math.min(Math.ceil(inode.size / bs), nextFirst + Math.ceil(this.readAheadBytes / bs));
+      if (nextEnd > nextFirst) aheadZones.push(...(await this.zones.indirectsOf(inode, nextFirst, nextEnd - nextFirst, what)));
+    }
     const present = zones.filter((z) => z !== 0);
-    const blocks = await this.cache.readMany(present);
+    const blocks = await this.cache.readMany(
+      present,
+      aheadZones.filter((z) => z !== 0),
+    );
     const out = new Uint8Array(end - start);
     let k = 0;
     zones.forEach((zone, i) => {
@@ -696,24 +712,24 @@ export class MinixFs {
     return out;
   }
 
-  /** A sequential reader gets the next run fetched in the background, half a window at a time. */
-  private readAhead(ino: number, inode: Inode, start: number, end: number, what: string): void {
+  /**
+   * For a sequential reader (this read starts where its last ended), the range to read ahead: the
+   * window past this read, topped up only once less than half of it is left, so read-ahead goes
+   * out in large requests.
+   */
+  private readAheadRange(ino: number, inode: Inode, start: number, end: number): { from: number; to: number } | undefined {
     const state = this.sequential.get(ino) ?? { next: 0, aheadEnd: 0 };
     const isSequential = start === state.next;
     state.next = end;
     this.sequential.set(ino, state);
-    if (!isSequential || this.readAheadBytes <= 0) return;
+    if (!isSequential || this.readAheadBytes <= 0) return undefined;
     const window = this.readAheadBytes;
-    if (state.aheadEnd - end >= window / 2) return;
+    if (state.aheadEnd - end >= window / 2) return undefined;
     const from = Math.max(end, state.aheadEnd);
     const to = Math.min(inode.size, end + window);
-    if (to <= from) return;
+    if (to <= from) return undefined;
     state.aheadEnd = to;
-    const bs = this.superblock.blockSize;
-    const first = Math.floor(from / bs);
-    const count = Math.floor((to - 1) / bs) - first + 1;
-    // Mapping may read indirect blocks; it runs in the background too and its failure is only a lost hint.
-    this.cache.track(this.zones.zonesOf(inode, first, count, what).then((zones) => this.cache.prefetch(zones.filter((z) => z !== 0))));
+    return { from, to };
   }
 
   private async writeInode(ino: number, inode: Inode, offset: number, data: Uint8Array, what: string): Promise<Inode> {

@@ -96,6 +96,34 @@ export class Zones {
     return out;
   }
 
+  /**
+   * The single-indirect blocks that map file blocks [first, first+count) (to fetch them early,
+   * joined with data reads); reads the double and triple indirect blocks it needs.
+   */
+  async indirectsOf(inode: Inode, first: number, count: number, what: string): Promise<number[]> {
+    const out = new Set<number>();
+    const p = this.ptrs;
+    for (let index = first; index < first + count; ) {
+      if (index < DIRECT_ZONES) {
+        index = DIRECT_ZONES;
+        continue;
+      }
+      const { slot, steps } = this.pathOf(index, what);
+      let zone = inode.zone[slot] ?? 0;
+      this.checkZone(zone, what);
+      // Walk down to the single-indirect level (all but the last step).
+      for (let level = 0; level < steps.length - 1 && zone !== 0; level++) {
+        zone = await this.pointerAt(zone, steps[level] ?? 0);
+        this.checkZone(zone, what);
+      }
+      if (zone !== 0) out.add(zone);
+      // Next index at the start of the following single-indirect block.
+      const inLast = steps[steps.length - 1] ?? 0;
+      index += p - inLast;
+    }
+    return [...out];
+  }
+
   /** A free zone, marked used; EDVSNOSPC when none is left. */
   async allocateZone(what: string): Promise<number> {
     const bit = await this.zmap.allocate();

@@ -1,0 +1,137 @@
+/**
+ * Shared by the MINIX FS tests: images made by the real mkfs.minix -3, judged by the real
+ * fsck.minix -f, and a device wrapper that counts requests, can delay or hold them, and records
+ * any access outside the device (which the library must never make).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryBlockDevice, type BlockDevice } from '../../../src/vos/fs/block-device.js';
+
+export const MKFS = '/usr/sbin/mkfs.minix';
+export const FSCK = '/usr/sbin/fsck.minix';
+
+export interface Image {
+  readonly path: string;
+  readonly blocks: number;
+  readonly inodes: number;
+  readonly firstDataZone: number;
+  readonly mkfsOutput: string;
+}
+
+export class TempDirs {
+  private readonly dirs: string[] = [];
+
+  make(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'dvs-minix-'));
+    this.dirs.push(dir);
+    return dir;
+  }
+
+  cleanup(): void {
+    for (const dir of this.dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A fresh image of `blocks` 1 KiB blocks and (at least) `inodes` inodes, by mkfs.minix -3. */
+export function makeImage(dir: string, blocks: number, inodes: number, name = 'fs.img'): Image {
+  const path = join(dir, name);
+  writeFileSync(path, '');
+  truncateSync(path, blocks * 1024);
+  const out = execFileSync(MKFS, ['-3', '-i', String(inodes), path, String(blocks)], { encoding: 'utf8' });
+  const num = (re: RegExp): number => {
+    const m = re.exec(out);
+    if (m?.[1] === undefined) throw new Error(`mkfs output without ${re}: ${out}`);
+    return Number(m[1]);
+  };
+  return { path, blocks: num(/(\d+) blocks/), inodes: num(/(\d+) inodes/), firstDataZone: num(/Firstdatazone=(\d+)/), mkfsOutput: out };
+}
+
+export function fsck(path: string): { code: number; output: string } {
+  const r = spawnSync(FSCK, ['-f', path], { encoding: 'utf8' });
+  return { code: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
+}
+
+export function memoryOf(path: string): MemoryBlockDevice {
+  return new MemoryBlockDevice(new Uint8Array(readFileSync(path)));
+}
+
+export function save(dev: MemoryBlockDevice, path: string): void {
+  writeFileSync(path, dev.bytes);
+}
+
+export interface Request {
+  readonly op: 'read' | 'write' | 'flush';
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Wraps a device: counts and logs requests, checks bounds itself, optionally delays or holds reads. */
+export class ProbeDevice implements BlockDevice {
+  readonly log: Request[] = [];
+  readonly outOfBounds: Request[] = [];
+  /** Delay of each request in ms (0 = none). */
+  delayMs = 0;
+  /** When set, a read for which it returns a promise waits for that promise first. */
+  holdRead: ((offset: number, length: number) => Promise<void> | undefined) | undefined;
+
+  constructor(readonly inner: BlockDevice) {}
+
+  get size(): number {
+    return this.inner.size;
+  }
+
+  count(op: Request['op']): number {
+    return this.log.filter((r) => r.op === op).length;
+  }
+
+  reset(): void {
+    this.log.length = 0;
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.note({ op: 'read', offset, length });
+    const hold = this.holdRead?.(offset, length);
+    if (hold !== undefined) await hold;
+    await this.pause();
+    return this.inner.read(offset, length);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.note({ op: 'write', offset, length: data.length });
+    await this.pause();
+    return this.inner.write(offset, data);
+  }
+
+  async flush(): Promise<void> {
+    this.log.push({ op: 'flush', offset: 0, length: 0 });
+    await this.pause();
+    return this.inner.flush();
+  }
+
+  private note(r: Request): void {
+    this.log.push(r);
+    if (r.offset < 0 || r.length < 0 || r.offset + r.length > this.size) this.outOfBounds.push(r);
+  }
+
+  private pause(): Promise<void> {
+    return this.delayMs > 0 ? new Promise((resolve) => setTimeout(resolve, this.delayMs)) : Promise.resolve();
+  }
+}
+
+export function bytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
