@@ -685,20 +685,9 @@ export class MinixFs {
     const first = Math.floor(start / bs);
     const last = Math.floor((end - 1) / bs);
     const zones = await this.zones.zonesOf(inode, first, last - first + 1, what);
-    let aheadZones: number[] = [];
-    if (ahead !== undefined) {
-      const aFirst = Math.floor(ahead.from / bs);
-      aheadZones = await this.zones.zonesOf(inode, aFirst, Math.floor((ahead.to - 1) / bs) - aFirst + 1, what);
-      // The indirect blocks of the window after this one, so mapping it later costs no request.
-      const nextFirst = Math.floor(ahead.to / bs);
-      const nextEnd = Math.min(Math.ceil(inode.size / bs), nextFirst + Math.ceil(this.readAheadBytes / bs));
-      if (nextEnd > nextFirst) aheadZones.push(...(await this.zones.indirectsOf(inode, nextFirst, nextEnd - nextFirst, what)));
-    }
+    const aheadZones = ahead === undefined ? [] : await this.aheadZones(inode, ahead, what);
     const present = zones.filter((z) => z !== 0);
-    const blocks = await this.cache.readMany(
-      present,
-      aheadZones.filter((z) => z !== 0),
-    );
+    const blocks = await this.cache.readMany(present, aheadZones);
     const out = new Uint8Array(end - start);
     let k = 0;
     zones.forEach((zone, i) => {
@@ -710,6 +699,24 @@ export class MinixFs {
       if (data !== undefined) out.set(data.subarray(from - blockStart, to - blockStart), from - start);
     });
     return out;
+  }
+
+  /**
+   * Zones of the read-ahead range, and the indirect blocks of the window after it (so mapping that
+   * one later costs no request). Only a hint: a corrupt pointer there is reported when it is read.
+   */
+  private async aheadZones(inode: Inode, ahead: { from: number; to: number }, what: string): Promise<number[]> {
+    const bs = this.superblock.blockSize;
+    try {
+      const first = Math.floor(ahead.from / bs);
+      const zones = await this.zones.zonesOf(inode, first, Math.floor((ahead.to - 1) / bs) - first + 1, what);
+      const nextFirst = Math.floor(ahead.to / bs);
+      const nextEnd = Math.min(Math.ceil(inode.size / bs), nextFirst + Math.ceil(this.readAheadBytes / bs));
+      if (nextEnd > nextFirst) zones.push(...(await this.zones.indirectsOf(inode, nextFirst, nextEnd - nextFirst, what)));
+      return zones.filter((z) => z !== 0);
+    } catch {
+      return [];
+    }
   }
 
   /**
