@@ -178,10 +178,10 @@ export class MinixFs {
 
   // ---- the lock and the lifecycle ----
 
-  private shared<T>(fn: () => Promise<T>): Promise<T> {
+  private shared<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return this.lock.shared(async () => {
       this.checkMounted();
-      return fn();
+      return withPath(fn(), what);
     });
   }
 
@@ -190,10 +190,10 @@ export class MinixFs {
       this.checkMounted();
       if (this.readOnly) throw fsError('EDVSROFS', what, 'file system is mounted read-only');
       try {
-        return await fn();
+        return await withPath(fn(), what);
       } finally {
         // Dirty blocks beyond the budget leave only here, while no one else is inside.
-        if (this.cache.overBudget()) await this.cache.writeBack();
+        if (this.cache.overBudget()) await withPath(this.cache.writeBack(), what);
       }
     });
   }
@@ -245,18 +245,18 @@ export class MinixFs {
   // ---- reading ----
 
   stat(path: string): Promise<FsStat> {
-    return this.shared(async () => {
+    return this.shared(path, async () => {
       const { ino, inode } = await this.resolve(path);
       return toStat(ino, inode);
     });
   }
 
   statIno(ino: number): Promise<FsStat> {
-    return this.shared(async () => toStat(ino, await this.liveInode(ino)));
+    return this.shared(`ino ${ino}`, async () => toStat(ino, await this.liveInode(ino)));
   }
 
   statfs(): Promise<FsStatfs> {
-    return this.shared(async () => ({
+    return this.shared('statfs', async () => ({
       blockSize: this.superblock.blockSize,
       blocks: this.superblock.zones,
       freeBlocks: await this.zmap.countFree(),
@@ -266,7 +266,7 @@ export class MinixFs {
   }
 
   read(ino: number, offset: number, length: number): Promise<Uint8Array> {
-    return this.shared(async () => {
+    return this.shared(`ino ${ino}`, async () => {
       const what = `ino ${ino}`;
       checkRange(offset, length, what);
       const inode = await this.liveInode(ino);
@@ -279,7 +279,7 @@ export class MinixFs {
   }
 
   readdir(path: string, opts: { after?: string; limit?: number } = {}): Promise<{ entries: DirEntry[]; next?: string }> {
-    return this.shared(async () => {
+    return this.shared(path, async () => {
       const { inode } = await this.resolve(path);
       if (kindOf(inode.mode) !== 'dir') throw fsError('EDVSNOTDIR', path, 'is not a directory');
       const found: { name: string; ino: number }[] = [];
@@ -808,6 +808,19 @@ export class MinixFs {
     await this.inodes.put(ino, inode, what);
     this.sequential.delete(ino);
     return inode;
+  }
+}
+
+/** Errors from below (cache, bitmaps, device) get the operation's path in front when they lack it. */
+async function withPath<T>(work: Promise<T>, what: string): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof DvsError && !err.message.includes(what)) {
+      const text = err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
+      throw new DvsError(err.code, `${what}: ${text}`, { details: { ...err.details, path: what }, cause: err });
+    }
+    throw err;
   }
 }
 
