@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isDvsError, type DvsErrorCode } from '../../../src/ipc/errors.js';
 import { FileBlockDevice, MemoryBlockDevice } from '../../../src/vos/fs/block-device.js';
 import { MinixFs } from '../../../src/vos/fs/minix/minix-fs.js';
-import { bytes, fsck, makeImage, memoryOf, ProbeDevice, save, TempDirs, text } from './minix-helpers.js';
+import { bytes, formatInMemory, fsck, makeImage, memoryOf, ProbeDevice, save, TempDirs, text } from './minix-helpers.js';
 
 const temps = new TempDirs();
 afterEach(() => temps.cleanup());
@@ -323,6 +323,31 @@ describe('MinixFs on a fresh mkfs.minix -3 image', () => {
     for (const f of files) expect(Buffer.from(await again.read(f.ino, 0, 1 << 20)).equals(Buffer.from(f.data))).toBe(true);
     await again.unmount();
     void mem;
+  });
+
+  it('4 KiB blocks (as MINIX 3 makes them): files past single indirection, dirs, truncate, remount', async () => {
+    const mem = formatInMemory(4096, 4096, 256);
+    const dev = new ProbeDevice(mem);
+    let fs = await MinixFs.mount(dev);
+    const start = await fs.statfs();
+    expect(start).toMatchObject({ blockSize: 4096, blocks: 4096, inodes: 256, freeInodes: 255 });
+    await fs.mkdir('/d');
+    const f = await fs.open('/d/big', { create: true });
+    // 7 direct + 1024 single-indirect blocks cover 4124 KiB: 6 MiB needs the double indirect.
+    const data = bytes(6 << 20, 11);
+    await fs.write(f.ino, 0, data);
+    const dataBlocks = (6 << 20) / 4096;
+    expect(start.freeBlocks - (await fs.statfs()).freeBlocks).toBe(1 + dataBlocks + 1 + 1 + 1);
+    for (let i = 0; i < 100; i++) await fs.open(`/d/n${i}`, { create: true });
+    await fs.unmount();
+    fs = await MinixFs.mount(dev);
+    expect(Buffer.from(await fs.read(f.ino, 0, 7 << 20)).equals(Buffer.from(data))).toBe(true);
+    expect((await fs.readdir('/d')).entries.length).toBe(101);
+    await fs.truncate(f.ino, 10_000);
+    // /d now spans two blocks (103 entries of 64 bytes), /d/big three.
+    expect(start.freeBlocks - (await fs.statfs()).freeBlocks).toBe(2 + 3);
+    await fs.unmount();
+    expect(dev.outOfBounds).toEqual([]);
   });
 
   it('refuses devices out of bounds with EDVSIO', async () => {
