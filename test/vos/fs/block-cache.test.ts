@@ -59,7 +59,7 @@ describe('BlockCache', () => {
     expect(cache.dirtyCount).toBe(7);
     expect(cache.cachedBlocks).toBeLessThanOrEqual(16);
     dev.reset();
-    await cache.writeBack();
+    await cache.flush();
     expect(dev.log.map((r) => [r.op, r.offset / BS, r.length / BS])).toEqual([
       ['write', 3, 3],
       ['write', 8, 2],

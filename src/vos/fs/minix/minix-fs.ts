@@ -193,7 +193,7 @@ export class MinixFs {
         return await withPath(fn(), what);
       } finally {
         // Dirty blocks beyond the budget leave only here, while no one else is inside.
-        if (this.cache.overBudget()) await withPath(this.cache.writeBack(), what);
+        if (this.cache.overBudget()) await withPath(this.cache.flush(), what);
       }
     });
   }
@@ -205,7 +205,7 @@ export class MinixFs {
   async sync(): Promise<void> {
     await this.lock.exclusive(async () => {
       this.checkMounted();
-      await this.cache.writeBack();
+      await this.cache.flush();
       await this.dev.flush();
     });
   }
@@ -214,7 +214,7 @@ export class MinixFs {
     await this.lock.exclusive(async () => {
       this.checkMounted();
       await this.cache.drain();
-      await this.cache.writeBack();
+      await this.cache.flush();
       await this.dev.flush();
       this.mounted = false;
     });
@@ -768,7 +768,7 @@ export class MinixFs {
         if (++sinceWriteBack >= this.cache.maxRequestBlocks && this.cache.overBudget()) {
           sinceWriteBack = 0;
           await this.inodes.put(ino, inode, what);
-          await this.cache.writeBack();
+          await this.cache.flush();
         }
       }
     } finally {
