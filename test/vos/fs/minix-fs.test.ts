@@ -350,6 +350,29 @@ describe('MinixFs on a fresh mkfs.minix -3 image', () => {
     expect(dev.outOfBounds).toEqual([]);
   });
 
+  it('a device node (made by patching an inode) is listed as other, never read for zones, unlinked cleanly', async () => {
+    const image = makeImage(temps.make(), 1024, 32);
+    const mem = memoryOf(image.path);
+    let fs = await MinixFs.mount(mem);
+    const node = await fs.open('/tty', { create: true });
+    await fs.unmount();
+    // Inode table at block 4 in this image; a char device keeps its number in zone[0].
+    const v = new DataView(mem.bytes.buffer);
+    v.setUint16(4 * 1024 + (node.ino - 1) * 64, 0o020620, true);
+    v.setUint32(4 * 1024 + (node.ino - 1) * 64 + 24, 0x0403, true);
+    fs = await MinixFs.mount(mem);
+    const free = (await fs.statfs()).freeBlocks;
+    expect((await fs.readdir('/')).entries).toEqual([{ name: 'tty', ino: node.ino, kind: 'other' }]);
+    await rejects(fs.read(node.ino, 0, 10), 'EDVSINVAL', `ino ${node.ino}`);
+    await rejects(fs.write(node.ino, 0, text('x')), 'EDVSINVAL', `ino ${node.ino}`);
+    await fs.rename('/tty', '/tty0');
+    await fs.unlink('/tty0');
+    expect((await fs.statfs()).freeBlocks).toBe(free);
+    await fs.unmount();
+    save(mem, image.path);
+    expectClean(image.path);
+  });
+
   it('refuses devices out of bounds with EDVSIO', async () => {
     const dev = new MemoryBlockDevice(4096);
     await rejects(dev.read(4090, 10), 'EDVSIO');

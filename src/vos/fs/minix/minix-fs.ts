@@ -270,7 +270,10 @@ export class MinixFs {
       const what = `ino ${ino}`;
       checkRange(offset, length, what);
       const inode = await this.liveInode(ino);
-      if (kindOf(inode.mode) === 'dir') throw fsError('EDVSISDIR', what, 'is a directory');
+      const kind = kindOf(inode.mode);
+      if (kind === 'dir') throw fsError('EDVSISDIR', what, 'is a directory');
+      // A device node's zone slots hold its device number, not zones.
+      if (kind === 'other') throw fsError('EDVSINVAL', what, 'is not a file with data');
       const end = Math.min(inode.size, offset + length);
       if (end <= offset) return new Uint8Array(0);
       const ahead = this.readAheadRange(ino, inode, offset, end);
@@ -669,7 +672,8 @@ export class MinixFs {
   }
 
   private async destroy(ino: number, inode: Inode, what: string): Promise<void> {
-    await this.zones.freeFrom(inode, 0, what);
+    // Only files, directories and symlinks own zones (a device node keeps its number in zone[0]).
+    if (kindOf(inode.mode) !== 'other') await this.zones.freeFrom(inode, 0, what);
     this.sequential.delete(ino);
     await this.releaseInode(ino, what);
   }
