@@ -242,6 +242,11 @@ describe('MinixFs on a fresh mkfs.minix -3 image', () => {
     const f = await fs.stat('/f0');
     await rejects(fs.write(f.ino, 0, new Uint8Array(300 * 1024)), 'EDVSNOSPC', `ino ${f.ino}`);
     expect((await fs.statfs()).freeBlocks).toBe(0);
+    // A mkdir that gets an inode but no zone gives the inode back.
+    await fs.unlink('/f14');
+    await rejects(fs.mkdir('/dx'), 'EDVSNOSPC', '/dx');
+    expect((await fs.statfs()).freeInodes).toBe(1);
+    await rejects(fs.stat('/dx'), 'EDVSNOENT', '/dx');
     await fs.truncate(f.ino, 0);
     for (let i = 1; i < 6; i++) await fs.link('/f1', `/l${i}`);
     await rejects(fs.link('/f1', '/l6'), 'EDVSMLINK', '/f1');

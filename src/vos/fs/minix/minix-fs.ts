@@ -592,7 +592,15 @@ export class MinixFs {
       if (dir.size + DIRENT_BYTES > this.superblock.fileSizeLimit) throw fsError('EDVSFBIG', what, 'directory is at its size limit');
       const index = Math.floor(dir.size / bs);
       const offset = dir.size % bs;
-      const { zone, fresh } = await this.zones.ensureZone(dir, index, what);
+      let placed: { zone: number; fresh: boolean };
+      try {
+        placed = await this.zones.ensureZone(dir, index, what);
+      } catch (err) {
+        // An indirect block may have been attached before the data zone ran out: record it.
+        await this.inodes.put(dirIno, dir, what);
+        throw err;
+      }
+      const { zone, fresh } = placed;
       if (fresh) this.cache.fresh(zone);
       await this.cache.modify(zone, (d) => writeEntry(d, offset, ino, bytes));
       dir.size += DIRENT_BYTES;
