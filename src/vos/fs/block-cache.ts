@@ -193,7 +193,7 @@ export class BlockCache {
    * Writes every dirty block, sorted, contiguous ones joined into one device write of at most
    * `maxRequestBytes`. Does not call the device's own flush (the caller decides durability).
    */
-  async writeBack(): Promise<void> {
+  async flush(): Promise<void> {
     const dirty = [...this.entries].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
     const runs: [number, Entry][][] = [];
     for (const item of dirty) {

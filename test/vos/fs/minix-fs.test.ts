@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isDvsError, type DvsErrorCode } from '../../../src/ipc/errors.js';
 import { FileBlockDevice, MemoryBlockDevice } from '../../../src/vos/fs/block-device.js';
 import { MinixFs } from '../../../src/vos/fs/minix/minix-fs.js';
-import { bytes, fsck, makeImage, memoryOf, ProbeDevice, save, TempDirs, text } from './minix-helpers.js';
+import { bytes, formatInMemory, fsck, makeImage, memoryOf, ProbeDevice, save, TempDirs, text } from './minix-helpers.js';
 
 const temps = new TempDirs();
 afterEach(() => temps.cleanup());
@@ -242,6 +242,11 @@ describe('MinixFs on a fresh mkfs.minix -3 image', () => {
     const f = await fs.stat('/f0');
     await rejects(fs.write(f.ino, 0, new Uint8Array(300 * 1024)), 'EDVSNOSPC', `ino ${f.ino}`);
     expect((await fs.statfs()).freeBlocks).toBe(0);
+    // A mkdir that gets an inode but no zone gives the inode back.
+    await fs.unlink('/f14');
+    await rejects(fs.mkdir('/dx'), 'EDVSNOSPC', '/dx');
+    expect((await fs.statfs()).freeInodes).toBe(1);
+    await rejects(fs.stat('/dx'), 'EDVSNOENT', '/dx');
     await fs.truncate(f.ino, 0);
     for (let i = 1; i < 6; i++) await fs.link('/f1', `/l${i}`);
     await rejects(fs.link('/f1', '/l6'), 'EDVSMLINK', '/f1');
@@ -323,6 +328,54 @@ describe('MinixFs on a fresh mkfs.minix -3 image', () => {
     for (const f of files) expect(Buffer.from(await again.read(f.ino, 0, 1 << 20)).equals(Buffer.from(f.data))).toBe(true);
     await again.unmount();
     void mem;
+  });
+
+  it('4 KiB blocks (as MINIX 3 makes them): files past single indirection, dirs, truncate, remount', async () => {
+    const mem = formatInMemory(4096, 4096, 256);
+    const dev = new ProbeDevice(mem);
+    let fs = await MinixFs.mount(dev);
+    const start = await fs.statfs();
+    expect(start).toMatchObject({ blockSize: 4096, blocks: 4096, inodes: 256, freeInodes: 255 });
+    await fs.mkdir('/d');
+    const f = await fs.open('/d/big', { create: true });
+    // 7 direct + 1024 single-indirect blocks cover 4124 KiB: 6 MiB needs the double indirect.
+    const data = bytes(6 << 20, 11);
+    await fs.write(f.ino, 0, data);
+    const dataBlocks = (6 << 20) / 4096;
+    expect(start.freeBlocks - (await fs.statfs()).freeBlocks).toBe(1 + dataBlocks + 1 + 1 + 1);
+    for (let i = 0; i < 100; i++) await fs.open(`/d/n${i}`, { create: true });
+    await fs.unmount();
+    fs = await MinixFs.mount(dev);
+    expect(Buffer.from(await fs.read(f.ino, 0, 7 << 20)).equals(Buffer.from(data))).toBe(true);
+    expect((await fs.readdir('/d')).entries.length).toBe(101);
+    await fs.truncate(f.ino, 10_000);
+    // /d now spans two blocks (103 entries of 64 bytes), /d/big three.
+    expect(start.freeBlocks - (await fs.statfs()).freeBlocks).toBe(2 + 3);
+    await fs.unmount();
+    expect(dev.outOfBounds).toEqual([]);
+  });
+
+  it('a device node (made by patching an inode) is listed as other, never read for zones, unlinked cleanly', async () => {
+    const image = makeImage(temps.make(), 1024, 32);
+    const mem = memoryOf(image.path);
+    let fs = await MinixFs.mount(mem);
+    const node = await fs.open('/tty', { create: true });
+    await fs.unmount();
+    // Inode table at block 4 in this image; a char device keeps its number in zone[0].
+    const v = new DataView(mem.bytes.buffer);
+    v.setUint16(4 * 1024 + (node.ino - 1) * 64, 0o020620, true);
+    v.setUint32(4 * 1024 + (node.ino - 1) * 64 + 24, 0x0403, true);
+    fs = await MinixFs.mount(mem);
+    const free = (await fs.statfs()).freeBlocks;
+    expect((await fs.readdir('/')).entries).toEqual([{ name: 'tty', ino: node.ino, kind: 'other' }]);
+    await rejects(fs.read(node.ino, 0, 10), 'EDVSINVAL', `ino ${node.ino}`);
+    await rejects(fs.write(node.ino, 0, text('x')), 'EDVSINVAL', `ino ${node.ino}`);
+    await fs.rename('/tty', '/tty0');
+    await fs.unlink('/tty0');
+    expect((await fs.statfs()).freeBlocks).toBe(free);
+    await fs.unmount();
+    save(mem, image.path);
+    expectClean(image.path);
   });
 
   it('refuses devices out of bounds with EDVSIO', async () => {

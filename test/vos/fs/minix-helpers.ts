@@ -135,3 +135,45 @@ export function bytes(n: number, seed: number): Uint8Array {
 }
 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/**
+ * A MINIX v3 image with a block size other than mkfs.minix's 1 KiB (MINIX 3 itself uses 4 KiB),
+ * laid out as MINIX's mkfs does: superblock at byte 1024, bitmaps from block 2, one root dir.
+ */
+export function formatInMemory(blockSize: number, blocks: number, inodes: number): MemoryBlockDevice {
+  const mem = new MemoryBlockDevice(blocks * blockSize);
+  const v = new DataView(mem.bytes.buffer);
+  const bits = blockSize * 8;
+  const perBlock = blockSize / 64;
+  const ninodes = Math.ceil(inodes / perBlock) * perBlock;
+  const imap = Math.ceil((ninodes + 1) / bits);
+  const zmap = Math.ceil(blocks / bits);
+  const inodeTable = 2 + imap + zmap;
+  const first = inodeTable + ninodes / perBlock;
+  const sb = 1024;
+  v.setUint32(sb, ninodes, true);
+  v.setUint16(sb + 6, imap, true);
+  v.setUint16(sb + 8, zmap, true);
+  v.setUint16(sb + 10, first, true);
+  v.setUint32(sb + 16, 0x7fffffff, true);
+  v.setUint32(sb + 20, blocks, true);
+  v.setUint16(sb + 24, 0x4d5a, true);
+  v.setUint16(sb + 28, blockSize, true);
+  const clear = (start: number, bit: number): void => {
+    const at = start * blockSize + (bit >> 3);
+    mem.bytes[at] = (mem.bytes[at] ?? 0) & ~(1 << (bit & 7));
+  };
+  mem.bytes.fill(0xff, 2 * blockSize, inodeTable * blockSize);
+  for (let i = 2; i <= ninodes; i++) clear(2, i);
+  for (let z = 2; z <= blocks - first; z++) clear(2 + imap, z);
+  const root = inodeTable * blockSize;
+  v.setUint16(root, 0o40755, true);
+  v.setUint16(root + 2, 2, true);
+  v.setUint32(root + 8, 128, true);
+  v.setUint32(root + 24, first, true);
+  v.setUint32(first * blockSize, 1, true);
+  mem.bytes[first * blockSize + 4] = 0x2e;
+  v.setUint32(first * blockSize + 64, 1, true);
+  mem.bytes.set([0x2e, 0x2e], first * blockSize + 68);
+  return mem;
+}

@@ -31,7 +31,7 @@ type Op =
   | { op: 'create' | 'mkdir'; dir: number; name: number }
   | { op: 'append'; file: number; len: number; seed: number }
   | { op: 'write'; file: number; at: number; len: number; seed: number }
-  | { op: 'truncate'; file: number; size: number }
+  | { op: 'truncate'; file: number; percent: number; grow: number }
   | { op: 'unlink'; file: number }
   | { op: 'rmdir'; dir: number }
   | { op: 'link'; file: number; dir: number; name: number }
@@ -41,10 +41,13 @@ const pick = fc.nat({ max: 1000 });
 const len = fc.oneof(fc.nat({ max: 3000 }), fc.nat({ max: 80_000 }), fc.constant(0));
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('create' as const), dir: pick, name: fc.nat({ max: NAMES.length - 1 }) }),
+  fc.record({ op: fc.constant('write' as const), file: pick, at: fc.nat({ max: 300_000 }), len, seed: fc.nat() }),
+  fc.record({ op: fc.constant('truncate' as const), file: pick, percent: fc.nat({ max: 100 }), grow: fc.nat({ max: 3000 }) }),
+  fc.record({ op: fc.constant('create' as const), dir: pick, name: fc.nat({ max: NAMES.length - 1 }) }),
   fc.record({ op: fc.constant('mkdir' as const), dir: pick, name: fc.nat({ max: NAMES.length - 1 }) }),
   fc.record({ op: fc.constant('append' as const), file: pick, len, seed: fc.nat() }),
   fc.record({ op: fc.constant('write' as const), file: pick, at: fc.nat({ max: 300_000 }), len, seed: fc.nat() }),
-  fc.record({ op: fc.constant('truncate' as const), file: pick, size: fc.oneof(fc.nat({ max: 5000 }), fc.nat({ max: 300_000 })) }),
+  fc.record({ op: fc.constant('truncate' as const), file: pick, percent: fc.nat({ max: 100 }), grow: fc.oneof(fc.constant(0), fc.nat({ max: 3000 }), fc.nat({ max: 300_000 })) }),
   fc.record({ op: fc.constant('unlink' as const), file: pick }),
   fc.record({ op: fc.constant('rmdir' as const), dir: pick }),
   fc.record({ op: fc.constant('link' as const), file: pick, dir: pick, name: fc.nat({ max: NAMES.length - 1 }) }),
@@ -148,7 +151,8 @@ async function apply(fs: MinixFs, root: DirNode, op: Op): Promise<string> {
       const f = fileAt(op.file);
       if (f === undefined || f.node.kind !== 'file') return 'skip';
       const node = f.node;
-      const at = op.op === 'append' ? node.data.length : Math.min(op.at, node.data.length + 20_000);
+      // Offsets near the end (inside the last block, just past it, a hole away) matter most.
+      const at = op.op === 'append' ? node.data.length : op.at % 3 === 0 ? op.at % (node.data.length + 1) : Math.min(op.at, node.data.length + 20_000);
       const n = Math.max(0, Math.min(op.len, MAX_FILE - at));
       const data = bytes(n, op.seed);
       if (op.op === 'append') await fs.append(node.ino, data);
@@ -165,11 +169,12 @@ async function apply(fs: MinixFs, root: DirNode, op: Op): Promise<string> {
       const f = fileAt(op.file);
       if (f === undefined || f.node.kind !== 'file') return 'skip';
       const node = f.node;
-      await fs.truncate(node.ino, op.size);
-      const next = new Uint8Array(op.size);
-      next.set(node.data.subarray(0, op.size));
+      const size = Math.min(MAX_FILE, Math.floor((node.data.length * op.percent) / 100) + op.grow);
+      await fs.truncate(node.ino, size);
+      const next = new Uint8Array(size);
+      next.set(node.data.subarray(0, size));
       node.data = next;
-      return `truncate ${f.path} ${op.size}`;
+      return `truncate ${f.path} ${size}`;
     }
     case 'unlink': {
       const f = fileAt(op.file);
@@ -229,7 +234,7 @@ describe('MinixFs against a model', () => {
     'random workloads match the model, fsck.minix -f is clean, a fresh mount matches again',
     async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: MAX_STEPS }), fc.boolean(), async (ops, smallCache) => {
+        fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: MAX_STEPS, size: 'max' }), fc.boolean(), async (ops, smallCache) => {
           const image = makeImage(temps.make(), 8192, 256);
           const mem = memoryOf(image.path);
           const dev = new ProbeDevice(mem);
@@ -237,7 +242,13 @@ describe('MinixFs against a model', () => {
           const root: DirNode = { kind: 'dir', children: new Map() };
           const done: string[] = [];
           try {
-            for (const op of ops) {
+            // A few files and a directory first, so most random steps have something to act on.
+            const opening: Op[] = [
+              { op: 'create', dir: 0, name: 0 },
+              { op: 'create', dir: 0, name: 1 },
+              { op: 'mkdir', dir: 0, name: 2 },
+            ];
+            for (const op of [...opening, ...ops]) {
               done.push(await apply(fs, root, op));
               await compare(fs, root, done.join(' | '));
             }

@@ -178,10 +178,10 @@ export class MinixFs {
 
   // ---- the lock and the lifecycle ----
 
-  private shared<T>(fn: () => Promise<T>): Promise<T> {
+  private shared<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return this.lock.shared(async () => {
       this.checkMounted();
-      return fn();
+      return withPath(fn(), what);
     });
   }
 
@@ -190,10 +190,10 @@ export class MinixFs {
       this.checkMounted();
       if (this.readOnly) throw fsError('EDVSROFS', what, 'file system is mounted read-only');
       try {
-        return await fn();
+        return await withPath(fn(), what);
       } finally {
         // Dirty blocks beyond the budget leave only here, while no one else is inside.
-        if (this.cache.overBudget()) await this.cache.writeBack();
+        if (this.cache.overBudget()) await withPath(this.cache.flush(), what);
       }
     });
   }
@@ -205,7 +205,7 @@ export class MinixFs {
   async sync(): Promise<void> {
     await this.lock.exclusive(async () => {
       this.checkMounted();
-      await this.cache.writeBack();
+      await this.cache.flush();
       await this.dev.flush();
     });
   }
@@ -214,7 +214,7 @@ export class MinixFs {
     await this.lock.exclusive(async () => {
       this.checkMounted();
       await this.cache.drain();
-      await this.cache.writeBack();
+      await this.cache.flush();
       await this.dev.flush();
       this.mounted = false;
     });
@@ -245,18 +245,18 @@ export class MinixFs {
   // ---- reading ----
 
   stat(path: string): Promise<FsStat> {
-    return this.shared(async () => {
+    return this.shared(path, async () => {
       const { ino, inode } = await this.resolve(path);
       return toStat(ino, inode);
     });
   }
 
   statIno(ino: number): Promise<FsStat> {
-    return this.shared(async () => toStat(ino, await this.liveInode(ino)));
+    return this.shared(`ino ${ino}`, async () => toStat(ino, await this.liveInode(ino)));
   }
 
   statfs(): Promise<FsStatfs> {
-    return this.shared(async () => ({
+    return this.shared('statfs', async () => ({
       blockSize: this.superblock.blockSize,
       blocks: this.superblock.zones,
       freeBlocks: await this.zmap.countFree(),
@@ -266,11 +266,14 @@ export class MinixFs {
   }
 
   read(ino: number, offset: number, length: number): Promise<Uint8Array> {
-    return this.shared(async () => {
+    return this.shared(`ino ${ino}`, async () => {
       const what = `ino ${ino}`;
       checkRange(offset, length, what);
       const inode = await this.liveInode(ino);
-      if (kindOf(inode.mode) === 'dir') throw fsError('EDVSISDIR', what, 'is a directory');
+      const kind = kindOf(inode.mode);
+      if (kind === 'dir') throw fsError('EDVSISDIR', what, 'is a directory');
+      // A device node's zone slots hold its device number, not zones.
+      if (kind === 'other') throw fsError('EDVSINVAL', what, 'is not a file with data');
       const end = Math.min(inode.size, offset + length);
       if (end <= offset) return new Uint8Array(0);
       const ahead = this.readAheadRange(ino, inode, offset, end);
@@ -279,7 +282,7 @@ export class MinixFs {
   }
 
   readdir(path: string, opts: { after?: string; limit?: number } = {}): Promise<{ entries: DirEntry[]; next?: string }> {
-    return this.shared(async () => {
+    return this.shared(path, async () => {
       const { inode } = await this.resolve(path);
       if (kindOf(inode.mode) !== 'dir') throw fsError('EDVSNOTDIR', path, 'is not a directory');
       const found: { name: string; ino: number }[] = [];
@@ -589,7 +592,15 @@ export class MinixFs {
       if (dir.size + DIRENT_BYTES > this.superblock.fileSizeLimit) throw fsError('EDVSFBIG', what, 'directory is at its size limit');
       const index = Math.floor(dir.size / bs);
       const offset = dir.size % bs;
-      const { zone, fresh } = await this.zones.ensureZone(dir, index, what);
+      let placed: { zone: number; fresh: boolean };
+      try {
+        placed = await this.zones.ensureZone(dir, index, what);
+      } catch (err) {
+        // An indirect block may have been attached before the data zone ran out: record it.
+        await this.inodes.put(dirIno, dir, what);
+        throw err;
+      }
+      const { zone, fresh } = placed;
       if (fresh) this.cache.fresh(zone);
       await this.cache.modify(zone, (d) => writeEntry(d, offset, ino, bytes));
       dir.size += DIRENT_BYTES;
@@ -669,7 +680,8 @@ export class MinixFs {
   }
 
   private async destroy(ino: number, inode: Inode, what: string): Promise<void> {
-    await this.zones.freeFrom(inode, 0, what);
+    // Only files, directories and symlinks own zones (a device node keeps its number in zone[0]).
+    if (kindOf(inode.mode) !== 'other') await this.zones.freeFrom(inode, 0, what);
     this.sequential.delete(ino);
     await this.releaseInode(ino, what);
   }
@@ -685,20 +697,9 @@ export class MinixFs {
     const first = Math.floor(start / bs);
     const last = Math.floor((end - 1) / bs);
     const zones = await this.zones.zonesOf(inode, first, last - first + 1, what);
-    let aheadZones: number[] = [];
-    if (ahead !== undefined) {
-      const aFirst = Math.floor(ahead.from / bs);
-      aheadZones = await this.zones.zonesOf(inode, aFirst, Math.floor((ahead.to - 1) / bs) - aFirst + 1, what);
-      // The indirect blocks of the window after this one, so mapping it later costs no request.
-      const nextFirst = Math.floor(ahead.to / bs);
-      const nextEnd = Math.min(Math.ceil(inode.size / bs), nextFirst + Math.ceil(this.readAheadBytes / bs));
-      if (nextEnd > nextFirst) aheadZones.push(...(await this.zones.indirectsOf(inode, nextFirst, nextEnd - nextFirst, what)));
-    }
+    const aheadZones = ahead === undefined ? [] : await this.aheadZones(inode, ahead, what);
     const present = zones.filter((z) => z !== 0);
-    const blocks = await this.cache.readMany(
-      present,
-      aheadZones.filter((z) => z !== 0),
-    );
+    const blocks = await this.cache.readMany(present, aheadZones);
     const out = new Uint8Array(end - start);
     let k = 0;
     zones.forEach((zone, i) => {
@@ -710,6 +711,24 @@ export class MinixFs {
       if (data !== undefined) out.set(data.subarray(from - blockStart, to - blockStart), from - start);
     });
     return out;
+  }
+
+  /**
+   * Zones of the read-ahead range, and the indirect blocks of the window after it (so mapping that
+   * one later costs no request). Only a hint: a corrupt pointer there is reported when it is read.
+   */
+  private async aheadZones(inode: Inode, ahead: { from: number; to: number }, what: string): Promise<number[]> {
+    const bs = this.superblock.blockSize;
+    try {
+      const first = Math.floor(ahead.from / bs);
+      const zones = await this.zones.zonesOf(inode, first, Math.floor((ahead.to - 1) / bs) - first + 1, what);
+      const nextFirst = Math.floor(ahead.to / bs);
+      const nextEnd = Math.min(Math.ceil(inode.size / bs), nextFirst + Math.ceil(this.readAheadBytes / bs));
+      if (nextEnd > nextFirst) zones.push(...(await this.zones.indirectsOf(inode, nextFirst, nextEnd - nextFirst, what)));
+      return zones.filter((z) => z !== 0);
+    } catch {
+      return [];
+    }
   }
 
   /**
@@ -761,7 +780,7 @@ export class MinixFs {
         if (++sinceWriteBack >= this.cache.maxRequestBlocks && this.cache.overBudget()) {
           sinceWriteBack = 0;
           await this.inodes.put(ino, inode, what);
-          await this.cache.writeBack();
+          await this.cache.flush();
         }
       }
     } finally {
@@ -801,6 +820,19 @@ export class MinixFs {
     await this.inodes.put(ino, inode, what);
     this.sequential.delete(ino);
     return inode;
+  }
+}
+
+/** Errors from below (cache, bitmaps, device) get the operation's path in front when they lack it. */
+async function withPath<T>(work: Promise<T>, what: string): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof DvsError && !err.message.includes(what)) {
+      const text = err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
+      throw new DvsError(err.code, `${what}: ${text}`, { details: { ...err.details, path: what }, cause: err });
+    }
+    throw err;
   }
 }
 
