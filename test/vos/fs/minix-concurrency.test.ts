@@ -90,10 +90,13 @@ describe('MinixFs with concurrent callers', () => {
     let release = (): void => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let held = 0;
+    let reached = (): void => undefined;
+    const readReachedDevice = new Promise<void>((resolve) => (reached = resolve));
     // Hold the big data read of /a (nothing else reads 64 KiB or more here).
     dev.holdRead = (_offset, length) => {
       if (length < 64 * 1024) return undefined;
       held++;
+      reached();
       return gate;
     };
     const order: string[] = [];
@@ -101,8 +104,8 @@ describe('MinixFs with concurrent callers', () => {
       order.push('read a');
       return d;
     });
-    // Let the read reach the device before the others start.
-    for (let i = 0; i < 50 && held === 0; i++) await new Promise((resolve) => setImmediate(resolve));
+    // The others start once the read waits on the device.
+    await readReachedDevice;
     expect(held).toBe(1);
     const statB = fs.stat('/b');
     // Queued after the stat: a waiting writer lets no later reader overtake it (no starvation).
