@@ -4,6 +4,7 @@
  * (readers share the lock) while a writer does wait for it, and unwritten blocks carried to a
  * second instance by dirtyBlocks/adoptDirty end up on the device intact.
  */
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MinixFs } from '../../../src/vos/fs/minix/minix-fs.js';
 import { bytes, fsck, makeImage, memoryOf, ProbeDevice, save, TempDirs, text } from './minix-helpers.js';
@@ -90,10 +91,13 @@ describe('MinixFs with concurrent callers', () => {
     let release = (): void => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let held = 0;
+    let reached = (): void => undefined;
+    const readReachedDevice = new Promise<void>((resolve) => (reached = resolve));
     // Hold the big data read of /a (nothing else reads 64 KiB or more here).
     dev.holdRead = (_offset, length) => {
       if (length < 64 * 1024) return undefined;
       held++;
+      reached();
       return gate;
     };
     const order: string[] = [];
@@ -101,8 +105,8 @@ describe('MinixFs with concurrent callers', () => {
       order.push('read a');
       return d;
     });
-    // Let the read reach the device before the others start.
-    for (let i = 0; i < 50 && held === 0; i++) await new Promise((resolve) => setImmediate(resolve));
+    // The others start once the read waits on the device.
+    await readReachedDevice;
     expect(held).toBe(1);
     const statB = fs.stat('/b');
     // Queued after the stat: a waiting writer lets no later reader overtake it (no starvation).
@@ -150,4 +154,76 @@ describe('MinixFs with concurrent callers', () => {
     expect((await third.readdir('/')).entries.map((e) => e.name)).toEqual(['d', 'g']);
     await third.unmount();
   });
+});
+
+describe('MinixFs with concurrent random workers', () => {
+  it('workers on their own directories, all at once on a slow device, end as their models say', async () => {
+    const RUNS = Math.max(3, Math.floor(Number(process.env.DVS_PROPERTY_RUNS ?? 20) / 4));
+    const step = fc.record({ kind: fc.nat({ max: 5 }), name: fc.nat({ max: 3 }), n: fc.nat({ max: 30_000 }), seed: fc.nat() });
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(step, { maxLength: 25 }), { minLength: 2, maxLength: 4 }), fc.boolean(), async (workers, smallCache) => {
+        const image = makeImage(temps.make(), 8192, 256);
+        const mem = memoryOf(image.path);
+        const dev = new ProbeDevice(mem);
+        dev.delayMs = 1;
+        const fs = await MinixFs.mount(dev, smallCache ? { cacheBytes: 16 * 1024 } : {});
+        const models = await Promise.all(
+          workers.map(async (steps, w) => {
+            const dir = `/w${w}`;
+            await fs.mkdir(dir);
+            const model = new Map<string, { ino: number; data: Uint8Array }>();
+            for (const s of steps) {
+              const name = `${dir}/f${s.name}`;
+              const cur = model.get(name);
+              if (cur === undefined || s.kind === 0) {
+                if (cur === undefined) model.set(name, { ino: (await fs.open(name, { create: true })).ino, data: new Uint8Array(0) });
+                continue;
+              }
+              if (s.kind === 1 || s.kind === 2) {
+                const chunk = bytes(s.n % 20_000, s.seed);
+                const at = s.kind === 1 ? cur.data.length : s.n % (cur.data.length + 1);
+                if (s.kind === 1) await fs.append(cur.ino, chunk);
+                else await fs.write(cur.ino, at, chunk);
+                const next = new Uint8Array(Math.max(cur.data.length, at + chunk.length));
+                next.set(cur.data);
+                next.set(chunk, at);
+                cur.data = next;
+              } else if (s.kind === 3) {
+                await fs.truncate(cur.ino, s.n % (cur.data.length + 2000));
+                const next = new Uint8Array(s.n % (cur.data.length + 2000));
+                next.set(cur.data.subarray(0, next.length));
+                cur.data = next;
+              } else if (s.kind === 4) {
+                await fs.unlink(name);
+                model.delete(name);
+              } else {
+                const to = `${dir}/f${(s.name + 1) % 4}`;
+                await fs.rename(name, to);
+                model.delete(name);
+                model.set(to, cur);
+              }
+              if (s.kind !== 4) expect(same(await fs.read(cur.ino, 0, cur.data.length + 1), cur.data), `${name} after ${JSON.stringify(s)}`).toBe(true);
+            }
+            return { dir, model };
+          }),
+        );
+        const check = async (target: MinixFs): Promise<void> => {
+          for (const { dir, model } of models) {
+            expect((await target.readdir(dir)).entries.map((e) => `${dir}/${e.name}`)).toEqual([...model.keys()].sort());
+            for (const [name, f] of model) expect(same(await target.read((await target.stat(name)).ino, 0, f.data.length + 1), f.data), name).toBe(true);
+          }
+        };
+        await check(fs);
+        await fs.unmount();
+        expect(dev.outOfBounds).toEqual([]);
+        save(mem, image.path);
+        expectClean(image.path);
+        const again = await MinixFs.mount(memoryOf(image.path));
+        await check(again);
+        await again.unmount();
+        temps.cleanup();
+      }),
+      { numRuns: RUNS },
+    );
+  }, 120_000);
 });
