@@ -12,6 +12,7 @@ import { DvsError, isDvsError } from '../../ipc/errors.js';
 import { isNotification, type Message } from '../../ipc/message.js';
 import type { Payload } from '../../ipc/payload.js';
 import type { Service, ServiceContext } from '../../services/service.js';
+import { replyQuietly } from '../server-replies.js';
 import { decodeDsState, encodeDsState } from './ds-state.js';
 import { replyProbe, type Liveness } from './ds-liveness.js';
 import { DS_MAX_NAMES, DS_MAX_WAITERS, DS_MAX_WAITERS_PER_NAME, errorReply, okReply, parseDsRequest, type DsRequest } from './ds-messages.js';
@@ -185,12 +186,8 @@ function timedOut(name: string, timeoutMs: number | undefined): DvsError {
 }
 
 /** Replies; a caller that no longer waits (its call timed out, or it died) is not DS's failure. */
-async function answer(ipc: M3Ipc, dst: Endpoint, out: Reply): Promise<void> {
-  try {
-    await ipc.reply(dst, out);
-  } catch (err) {
-    if (!(err instanceof DvsError)) throw err;
-  }
+function answer(ipc: M3Ipc, dst: Endpoint, out: Reply): Promise<void> {
+  return replyQuietly(ipc, dst, out);
 }
 
 /** The factory a service host loads DS by (docs/migration.md): `createService(args)`; args unused. */

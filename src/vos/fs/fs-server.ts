@@ -15,7 +15,7 @@ import type { Payload } from '../../ipc/payload.js';
 import type { Service, ServiceContext } from '../../services/service.js';
 import { decodeValue, encodeValue } from '../../transport/codec.js';
 import { RdiskDevice } from '../rdisk/rdisk-device.js';
-import { errorReply, okReply } from '../server-replies.js';
+import { errorReply, okReply, replyQuietly } from '../server-replies.js';
 import { Serial } from '../serial.js';
 import { SlotPeer } from '../slot-peer.js';
 import { FS_MAX_INLINE, parseFsRequest, statPayload, type FileRef, type FsRequest, type FsStatWire } from './fs-messages.js';
@@ -207,12 +207,7 @@ export class FsServer implements Service {
     } catch (err) {
       out = errorReply(err);
     }
-    try {
-      await ipc.reply(m.source, out);
-    } catch (err) {
-      // A caller that no longer waits (timed out, died) is not FS's failure.
-      if (!(err instanceof DvsError)) throw err;
-    }
+    await replyQuietly(ipc, m.source, out);
   }
 
   private whenMounted(): Promise<MountedFs> {

@@ -13,7 +13,7 @@ import { DvsError, isDvsError } from '../../ipc/errors.js';
 import type { Message } from '../../ipc/message.js';
 import type { Payload } from '../../ipc/payload.js';
 import type { Service, ServiceContext } from '../../services/service.js';
-import { errorReply, okReply } from '../server-replies.js';
+import { errorReply, okReply, replyQuietly } from '../server-replies.js';
 import { parseRdiskRequest, RD_DONE, RD_MAX_INLINE, RD_MAX_IO, RD_VERSION, tagOf, type Extent, type RdiskRequest } from './rdisk-messages.js';
 
 export interface RdiskOptions {
@@ -111,11 +111,7 @@ export class RdiskServer implements Service {
     }
     const tag = req === undefined ? tagOf(m.payload) : req.tag;
     if (tag === undefined) {
-      try {
-        await ipc.reply(m.source, out);
-      } catch (err) {
-        if (!(err instanceof DvsError)) throw err;
-      }
+      await replyQuietly(ipc, m.source, out);
       return;
     }
     // Not awaited: RDISK goes on serving while its requester takes the answer.

@@ -17,6 +17,7 @@ import { isNotification } from '../../ipc/message.js';
 import type { Payload } from '../../ipc/payload.js';
 import { silentLogger, type Logger } from '../../runtime/logger.js';
 import type { Service, ServiceContext } from '../../services/service.js';
+import { replyQuietly } from '../server-replies.js';
 import { encodeValue } from '../../transport/codec.js';
 import { asInt, isPlainMap } from '../../transport/proc-protocol.js';
 import type { CgroupLimits } from '../container/cgroups.js';
@@ -151,12 +152,7 @@ export class SystaskServer implements Service {
     } catch (err) {
       out = errorReply(err);
     }
-    try {
-      await ipc.reply(m.source, out);
-    } catch (err) {
-      // The caller no longer waits (its call timed out, or it died): not SYSTASK's failure.
-      if (!(err instanceof DvsError)) throw err;
-    }
+    await replyQuietly(ipc, m.source, out);
   }
 
   private async handle(source: Endpoint, req: SysRequest): Promise<Reply> {
