@@ -12,7 +12,7 @@ import { vosDown, vosStatus, vosUp } from '../../src/cli/vos-command.js';
 import { connect, type DvsClient } from '../../src/client/index.js';
 import { Vos, vosLayout } from '../../src/client/vos.js';
 import { isDvsError } from '../../src/ipc/errors.js';
-import { startCluster, type TestCluster } from '../node/helpers.js';
+import { eventually, startCluster, type TestCluster } from '../node/helpers.js';
 
 let tc: TestCluster;
 const clients: DvsClient[] = [];
@@ -64,9 +64,13 @@ describe('dvs vos up / down', () => {
     await vosDown(tc.dir, 1, { timeoutMs: 10_000 });
     await vosDown(tc.dir, 2, { timeoutMs: 10_000 });
     await expect(vosLayout(await daemon(0), 1)).rejects.toSatisfy((e) => isDvsError(e, 'EDVSNOENT'));
-    // The program ended with its VOS.
-    const after = await (await daemon(2)).runs();
-    expect(after.filter((r) => r.dcid === 2 && r.state === 'running')).toHaveLength(0);
+    // The program ends with its VOS: it exits once its endpoint is unbound, a moment after.
+    const d2 = await daemon(2);
+    const after = await eventually(async () => {
+      const running = (await d2.runs()).filter((r) => r.dcid === 2 && r.state === 'running');
+      return running.length === 0 ? running : undefined;
+    }, 10_000, 50);
+    expect(after).toHaveLength(0);
   });
 
   it('refuses bad specs with the field named, a spec for a missing DC, a second boot, and down of a DC without a VOS', { timeout: 30_000 }, async () => {
