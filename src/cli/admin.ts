@@ -6,6 +6,7 @@
 import { connect, type DvsClient } from '../client/index.js';
 // Not the cluster barrel: the etcd backend (gRPC, slow to load) is imported only when configured.
 import { Directory, type DcDefinition, type DcRecord } from '../cluster/directory.js';
+import type { CoordinationStore } from '../cluster/store.js';
 import { isDvsError } from '../ipc/errors.js';
 import type { ProcInfo } from '../kernel/index.js';
 import type { RunInfo } from '../transport/run-spec.js';
@@ -27,7 +28,7 @@ function storeAddress(store: ClusterStore): string {
   return store.backend === 'etcd' ? store.endpoints.join(',') : `${store.host}:${store.port}`;
 }
 
-export async function withDirectory<T>(dir: string, fn: (d: Directory, c: ClusterFile) => Promise<T>, opts: ReachOptions = {}): Promise<T> {
+export async function withDirectory<T>(dir: string, fn: (d: Directory, c: ClusterFile, store: CoordinationStore) => Promise<T>, opts: ReachOptions = {}): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const cluster = readClusterFile(dir);
   const key = await readClusterKeyFile(cluster.keyFile);
@@ -36,7 +37,7 @@ export async function withDirectory<T>(dir: string, fn: (d: Directory, c: Cluste
   const directory = new Directory(store);
   try {
     await directory.start();
-    return await fn(directory, cluster);
+    return await fn(directory, cluster, store);
   } catch (err) {
     // The store was reached, then lost (or stopped answering) in the middle of the command.
     if (isDvsError(err, 'EDVSNOTCONN') && !(err instanceof UnreachableError)) throw new UnreachableError(what, storeAddress(cluster.store), timeoutMs, reasonOf(err));

@@ -19,6 +19,7 @@ import { drainNode, formatDrainOutcome, formatMigration, listServices, migrateEn
 import { formatRunTable } from './run-table.js';
 import { formatSelfViews, formatStatus } from './status-table.js';
 import { formatVosView, vosDown, vosStatus, vosUp } from './vos-command.js';
+import { formatReplicas, replicas } from './replicas-command.js';
 import { formatVosPs, vosProcesses, vosRun } from './vos-ps.js';
 
 function int(value: string): number {
@@ -343,6 +344,19 @@ vos
   .action(async (opts: { dc: number; dir: string; json?: boolean; timeout: number }) => {
     const v = await vosStatus(opts.dir, opts.dc, { timeoutMs: opts.timeout });
     out(opts.json, v, () => formatVosView(v));
+  });
+
+
+program
+  .command('replicas')
+  .description("a DC's replica groups: primary, epoch, synchronised members (docs/replication.md)")
+  .requiredOption('--dc <dcid>', 'the DC', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption())
+  .action(async (opts: { dc: number; dir: string; json?: boolean; timeout: number }) => {
+    const g = await replicas(opts.dir, opts.dc, { timeoutMs: opts.timeout });
+    out(opts.json, g, () => formatReplicas(g));
   });
 
 program

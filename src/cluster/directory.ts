@@ -29,7 +29,7 @@ import { DcAdmin } from './directory/dc-admin.js';
 import { EndpointClaims } from './directory/endpoint-claims.js';
 import { EndpointFreezes, type ThawOptions } from './directory/endpoint-freeze.js';
 import { NodeRegistry } from './directory/node-registry.js';
-import { directorySettings, type ClaimOptions, type DirectoryOptions, type RegisterOptions, type ReleaseOptions } from './directory/options.js';
+import { directorySettings, type ClaimOptions, type DirectoryOptions, type RegisterOptions, type ReleaseOptions, type RestoreOptions } from './directory/options.js';
 import type { DcDefinition, DcRecord, DirectoryEvents, EndpointRecord, NodeInfo, NodeRecord } from './directory/records.js';
 import { SlotPool } from './directory/slot-pool.js';
 import { TxnRunner } from './directory/txn-runner.js';
@@ -53,7 +53,7 @@ export {
   type VosRecordEvent,
   type DirectoryEvents,
 } from './directory/records.js';
-export type { DirectoryOptions, RegisterOptions, ClaimOptions, ReleaseOptions } from './directory/options.js';
+export type { DirectoryOptions, RegisterOptions, ClaimOptions, ReleaseOptions, RestoreOptions } from './directory/options.js';
 export type { ThawOptions } from './directory/endpoint-freeze.js';
 
 export class Directory extends Emitter<DirectoryEvents> {
@@ -283,9 +283,9 @@ export class Directory extends Emitter<DirectoryEvents> {
    * this endpoint's, so nothing newer is ever overwritten. EDVSSLOTUSED when another holds the slot.
    * The entry keeps `epoch` (default 0), the epoch the endpoint had before its entry was lost.
    */
-  async restoreEndpoint(dcid: number, endpoint: Endpoint, node: number, name: string, epoch = 0): Promise<void> {
+  async restoreEndpoint(dcid: number, endpoint: Endpoint, node: number, name: string, epoch = 0, opts: RestoreOptions = {}): Promise<void> {
     await this.opened();
-    return this.claims.restore(dcid, endpoint, node, name, epoch);
+    return this.claims.restore(dcid, endpoint, node, name, epoch, opts);
   }
 
   /**

@@ -8,7 +8,7 @@
  */
 import type { AbortLike } from '../ipc/calls.js';
 import { DvsError, isDvsError } from '../ipc/errors.js';
-import type { Clock } from '../kernel/clock.js';
+import type { Clock, TimerHandle } from '../kernel/clock.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
@@ -16,6 +16,9 @@ import type { Directory, DcRecord, EndpointRecord, NodeInfo } from './directory.
 import { NodeRegistration, type RegistrationStatus } from './registration.js';
 
 /** Where a peer's link listener is. */
+/** How much later than a group's failover deadline the kernel's freeze would end by itself. */
+const FAILOVER_SLACK_MS = 1000;
+
 export interface PeerAddress {
   readonly nodeId: number;
   readonly host: string;
@@ -82,6 +85,9 @@ export class Reconciler {
   private peers = new Map<number, PeerAddress>();
   private readonly unsubscribe: (() => void)[] = [];
   private dcWaiters: DcWaiter[] = [];
+  /** Replica groups' primaries elsewhere, by `dcid/slot`, as last seen (RADAR). */
+  private readonly groups = new Map<string, EndpointRecord>();
+  private readonly failoverTimers = new Map<string, TimerHandle>();
   private stopped = false;
 
   constructor(opts: ReconcilerOptions) {
@@ -131,6 +137,8 @@ export class Reconciler {
     this.stopped = true;
     this.registration.stop();
     for (const off of this.unsubscribe.splice(0)) off();
+    for (const t of this.failoverTimers.values()) this.opts.clock.clearTimer(t);
+    this.failoverTimers.clear();
     for (const w of this.dcWaiters.splice(0)) w.resolve();
     await this.directory.flush().catch(() => undefined);
     await this.directory.unregisterNode(this.me).catch(() => undefined);
@@ -219,6 +227,49 @@ export class Reconciler {
   /** The link to `node` went down: a peer kept only because its link was alive now goes. */
   peerDown(node: number): void {
     if (this.peers.has(node) && this.directory.node(node) === undefined) queueMicrotask(() => this.syncPeers());
+    // Replica groups whose primary was there: their senders park for the next primary (RADAR).
+    for (const ep of [...this.groups.values()]) if (ep.node === node) this.awaitFailover(ep);
+  }
+
+  // ---------------------------------------------------------------- replica groups (RADAR)
+
+  private groupKey(ep: EndpointRecord): string {
+    return `${ep.dcid}/${ep.slot}`;
+  }
+
+  /**
+   * A replica group's primary `ep` is gone without an unbind (its node died, or its lease with it):
+   * new calls park on a frozen route until the next primary's entry sets the route again
+   * (bindRemote at a newer epoch releases them there), or `failoverMs` passes with no primary, when
+   * the route goes and they fail. False when the route is no longer `ep`'s (nothing to wait for).
+   */
+  private awaitFailover(ep: EndpointRecord): boolean {
+    const route = this.routeOf(ep);
+    if (route === undefined || route.kind === 'local' || route.endpoint !== ep.endpoint || route.epoch > ep.epoch) return false;
+    const ms = ep.failoverMs ?? this.opts.defaultFreezeMs ?? 10_000;
+    // The kernel's own deadline is later than ours: ours drops the route; the kernel's would bring the dead one back.
+    if (!this.kernel.freeze(ep.dcid, ep.endpoint, ep.epoch, ms + FAILOVER_SLACK_MS)) return false;
+    const key = this.groupKey(ep);
+    const timer = this.failoverTimers.get(key);
+    if (timer !== undefined) this.opts.clock.clearTimer(timer);
+    this.failoverTimers.set(
+      key,
+      this.opts.clock.setTimer(ms, () => {
+        this.failoverTimers.delete(key);
+        if (this.stopped) return;
+        const now = this.routeOf(ep);
+        if (now?.kind !== 'frozen' || now.endpoint !== ep.endpoint || now.epoch !== ep.epoch) return;
+        if (this.directory.lookup(ep.dcid, ep.endpoint) !== undefined) return;
+        this.log.warn({ dcid: ep.dcid, endpoint: ep.endpoint, failoverMs: ms }, 'no new primary of the replica group in time: its calls fail');
+        this.groups.delete(key);
+        try {
+          this.kernel.unbind(ep.dcid, ep.endpoint);
+        } catch (err) {
+          this.refused(`endpoint ${ep.endpoint} of DC ${ep.dcid}`, err);
+        }
+      }),
+    );
+    return true;
   }
 
   // ---------------------------------------------------------------- peers and DCs
@@ -307,8 +358,16 @@ export class Reconciler {
         else if (route.kind === 'frozen') k.thaw(ep.dcid, ep.endpoint, ep.epoch);
         return;
       }
+      const route = this.routeOf(ep);
+      // A replica group's newer primary elsewhere: this node's incarnation was deposed (it woke up late,
+      // or lost its leadership with its lease) and must not answer anyone again.
+      if (ep.failoverMs !== undefined && route?.kind === 'local' && route.endpoint === ep.endpoint && route.epoch < ep.epoch) {
+        this.log.warn({ dcid: ep.dcid, endpoint: ep.endpoint, epoch: route.epoch, newer: ep.epoch, node: ep.node }, 'a newer primary of this replica group serves elsewhere: the local one is deposed');
+        k.unbind(ep.dcid, ep.endpoint);
+      }
       k.bindRemote(ep.dcid, ep.endpoint, ep.node, ep.name, ep.epoch);
       if (ep.frozen) k.freeze(ep.dcid, ep.endpoint, ep.epoch, freezeMs);
+      if (ep.failoverMs !== undefined) this.groups.set(this.groupKey(ep), ep);
     } catch (err) {
       if (!isDvsError(err, 'EDVSSLOTUSED') && !isDvsError(err, 'EDVSNODCNODE')) this.refused(`endpoint ${ep.endpoint} of DC ${ep.dcid}`, err);
     }
@@ -321,6 +380,7 @@ export class Reconciler {
    */
   private afterUnbound(ep: EndpointRecord): void {
     if (this.stopped || this.directory.lookup(ep.dcid, ep.endpoint) !== undefined) return;
+    if (ep.failoverMs !== undefined && this.awaitFailover(ep)) return;
     if (this.directory.node(ep.node) === undefined && this.opts.links.linkAlive(ep.node)) return;
     try {
       this.dropRemote(ep);

@@ -174,6 +174,7 @@ export class Daemon {
       kernel: this.kernel,
       directory: this.directory,
       bind: (dcid, o) => reconcilerForServices.bind(dcid, o),
+      store: this.store,
       logger: log.child({ sub: 'services' }),
     });
 

@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import type { Directory } from '../cluster/directory.js';
+import type { CoordinationStore } from '../cluster/store.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Payload } from '../ipc/payload.js';
@@ -15,6 +16,7 @@ import type { Logger } from '../runtime/logger.js';
 import { systemClock } from '../runtime/system-clock.js';
 import { CoroutineHost, isCoroutineSpec, type HostedCoroutine } from '../services/coroutine-host.js';
 import { MigrationAgent, type IncomingIncarnation, type MigrateOptions, type MigrationReport, type PrepareRequest, type ServiceHosting } from '../services/migration-agent.js';
+import { ReplicaHost } from '../services/replica/replica-host.js';
 import { loadServiceFactory } from '../services/service-module.js';
 
 /** A hosting for endpoints this node runs in another way (programs under the supervisor). */
@@ -30,6 +32,8 @@ export interface NodeServicesOptions {
   readonly kernel: Kernel;
   readonly directory: Directory;
   readonly bind: (dcid: number, opts: { slot?: number; name?: string }) => Promise<Process>;
+  /** The coordination store (replica groups elect their primaries in it). */
+  readonly store: CoordinationStore;
   readonly logger: Logger;
 }
 
@@ -44,6 +48,7 @@ export interface ServiceRow {
 export class NodeServices {
   readonly coroutines: CoroutineHost;
   readonly agent: MigrationAgent;
+  readonly replicas: ReplicaHost;
   private readonly parts: HostingPart[] = [];
 
   constructor(opts: NodeServicesOptions) {
@@ -54,6 +59,7 @@ export class NodeServices {
       bind: opts.bind,
       logger: opts.logger,
     });
+    this.replicas = new ReplicaHost({ nodeId: opts.nodeId, kernel: opts.kernel, directory: opts.directory, store: opts.store, bind: opts.bind, logger: opts.logger });
     const hosting: ServiceHosting = {
       spec: (dcid, ep) => this.partOf(dcid, ep)?.spec(dcid, ep),
       snapshot: (dcid, ep, timeoutMs) => {
@@ -95,8 +101,9 @@ export class NodeServices {
     this.agent.nodeDown(node);
   }
 
-  stop(): Promise<void> {
-    return this.coroutines.stopAll();
+  async stop(): Promise<void> {
+    await this.replicas.stopAll();
+    await this.coroutines.stopAll();
   }
 
   private partOf(dcid: number, endpoint: Endpoint): ServiceHosting | undefined {

@@ -15,7 +15,7 @@ import type { DcRecord, Directory } from '../cluster/directory.js';
 import type { Endpoint } from '../ipc/endpoint.js';
 import type { Logger } from '../runtime/logger.js';
 import type { VosUnit } from '../vos/layout.js';
-import { serverArgs, serverModule } from '../vos/servers.js';
+import { replicatedModule, serverArgs, serverModule } from '../vos/servers.js';
 import { readVosRecord, unitsOf, type VosBoot } from '../vos/vos-record.js';
 import { vosView, type VosView } from '../vos/vos-view.js';
 import type { NodeServices } from './node-services.js';
@@ -45,7 +45,7 @@ export interface VosManagerOptions {
 interface Started {
   readonly dcid: number;
   readonly unit: VosUnit;
-  readonly kind: 'coroutine' | 'program';
+  readonly kind: 'coroutine' | 'program' | 'replica';
   readonly endpoint?: Endpoint;
   readonly run?: number;
   readonly startedAt: number;
@@ -191,8 +191,10 @@ export class VosManager {
   /** Whether this node should start `unit` now: its slot is free, and it is placed here or taken over here. */
   private shouldServe(dc: DcRecord, unit: VosUnit): boolean {
     const d = this.opts.directory;
-    if (d.endpointAt(dc.dcid, unit.slot) !== undefined) return false;
     const me = this.opts.nodeId;
+    // A replica group's member belongs to its node; the group's election decides who serves the slot.
+    if (unit.replicas !== undefined) return unit.node === me;
+    if (d.endpointAt(dc.dcid, unit.slot) !== undefined) return false;
     if (unit.node === me) return true;
     if (!unit.failover || d.node(unit.node) !== undefined) return false;
     // Its node is down: the DC's lowest live member serves it meanwhile.
@@ -200,6 +202,7 @@ export class VosManager {
   }
 
   private isRunning(s: Started): boolean {
+    if (s.kind === 'replica') return this.opts.services.replicas.running(s.dcid, s.unit.slot);
     if (s.kind === 'coroutine') return s.endpoint !== undefined && this.opts.services.coroutines.owns(s.dcid, s.endpoint);
     return s.run !== undefined && this.opts.supervisor.get(s.run)?.state === 'running';
   }
@@ -220,9 +223,23 @@ export class VosManager {
       const boot = this.boots.get(dcid)?.boot;
       const args = serverArgs(unit, { dcid, node: this.opts.nodeId, nodes: dc.nodes, logDir, env: this.opts.env, dcLimits: dc.limits, containerPrefix: this.containerPrefix, slots: boot?.record.slots ?? {}, dataDir: this.opts.dataDir, ...(boot?.spec.limits === undefined ? {} : { limits: boot.spec.limits }) });
       const module = serverModule(unit);
-      const name = (unit.server === 'custom' ? path.basename(unit.module ?? unit.name) : unit.key).slice(0, NAME_MAX);
+      const name = (unit.server === 'custom' ? path.basename(unit.module ?? unit.name) : unit.replicas === undefined ? unit.key : unit.name).slice(0, NAME_MAX);
       let s: Started;
-      if (unit.shape === 'unikernel') {
+      if (unit.replicas !== undefined && unit.memberSlot !== undefined) {
+        const r = unit.replicas;
+        await this.opts.services.replicas.start(dcid, {
+          module: replicatedModule(unit),
+          args,
+          slot: unit.slot,
+          memberSlot: unit.memberSlot,
+          name,
+          mode: r.mode,
+          ...(r.quorum === undefined ? {} : { quorum: r.quorum }),
+          ...(r.leaseMs === undefined ? {} : { leaseMs: r.leaseMs }),
+          ...(r.failoverMs === undefined ? {} : { failoverMs: r.failoverMs }),
+        });
+        s = { dcid, unit, kind: 'replica', startedAt: Date.now() };
+      } else if (unit.shape === 'unikernel') {
         const h = await this.opts.services.coroutines.start(dcid, { factory: module, args, slot: unit.slot, name });
         s = { dcid, unit, kind: 'coroutine', endpoint: h.endpoint, startedAt: Date.now() };
       } else {
@@ -251,6 +268,7 @@ export class VosManager {
     this.started.delete(key);
     this.retries.delete(key);
     try {
+      if (s.kind === 'replica') await this.opts.services.replicas.stop(s.dcid, s.unit.slot);
       if (s.kind === 'coroutine' && s.endpoint !== undefined && this.opts.services.coroutines.owns(s.dcid, s.endpoint)) await this.opts.services.coroutines.stop(s.dcid, s.endpoint);
       if (s.kind === 'program' && s.run !== undefined && this.opts.supervisor.get(s.run)?.state === 'running') await this.opts.supervisor.stop(s.run, 'SIGTERM');
       this.opts.logger.info({ dcid: s.dcid, server: s.unit.key }, 'VOS server stopped');

@@ -8,7 +8,7 @@ import { EndpointSpace } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
 import type { DcLimits } from '../ipc/limits.js';
 import type { ServerOptions } from './spec-options.js';
-import { placeVosSpec, type KnownServer, type VosServer, type VosShape, type VosSpec } from './spec.js';
+import { placeVosSpec, type KnownServer, type VosReplicas, type VosServer, type VosShape, type VosSpec } from './spec.js';
 
 /** The slots servers get when the spec gives none (systask has one task slot per node). */
 export const WELL_KNOWN_SLOTS: Readonly<Record<Exclude<KnownServer, 'systask'>, number>> = Object.freeze({ pm: 0, fs: 1, ds: 2, rdisk: 3, nweb: 4 });
@@ -31,6 +31,15 @@ export interface VosUnit {
   /** Its slot in the DC (SYSTASK: its node's task slot, negative). */
   readonly slot: number;
   readonly options?: ServerOptions;
+  /** A member of the server's replica group (one unit per member node, all on the group's slot). */
+  readonly replicas?: VosReplicas;
+  /** A replica group member's own endpoint slot. */
+  readonly memberSlot?: number;
+}
+
+/** The slot-map key of the member endpoint of a replicated server's member on `node`. */
+export function memberKey(s: Pick<VosServer, 'name'>, node: number): string {
+  return `${s.name}~${node}`;
 }
 
 /** The slot-map key of a server on `node`. */
@@ -62,13 +71,16 @@ export function assignSlots(spec: VosSpec, limits: DcLimits, nodes: readonly num
   const members = [...new Set(nodes)].sort((a, b) => a - b);
   const wanted: { key: string; server: VosServer }[] = [];
   for (const s of spec.servers) {
-    if (s.server === 'systask' || s.slot !== undefined) continue;
+    if (s.server === 'systask') continue;
+    // Each member of a replica group has a system slot of its own, where the primary reaches it.
+    for (const n of s.replicas?.nodes ?? []) wanted.push({ key: memberKey(s, n), server: s });
+    if (s.slot !== undefined) continue;
     for (const n of s.node === 'each' ? members : [s.node]) wanted.push({ key: unitKey(s, n), server: s });
   }
   // Well-known servers first, so a custom one never takes PM's slot.
   for (const w of wanted) {
     const known = w.server.server === 'custom' ? undefined : WELL_KNOWN_SLOTS[w.server.server as Exclude<KnownServer, 'systask'>];
-    if (known !== undefined && w.server.node !== 'each' && !taken.has(known) && known < serverSlots) {
+    if (known !== undefined && w.key === w.server.name && w.server.node !== 'each' && !taken.has(known) && known < serverSlots) {
       taken.add(known);
       slots[w.key] = known;
     }
@@ -101,6 +113,16 @@ export function vosUnits(spec: VosSpec, slots: Readonly<Record<string, number>>,
       const key = unitKey(s, plan.node);
       const slot = s.server === 'systask' ? space.systask(plan.node) : slots[key];
       if (slot === undefined) continue;
+      if (s.replicas !== undefined) {
+        // A replica group: one member on each of its nodes, all serving the group's one slot.
+        for (const n of s.replicas.nodes) {
+          if (!nodes.includes(n)) continue;
+          const memberSlot = slots[memberKey(s, n)];
+          if (memberSlot === undefined) continue;
+          out.push({ key: `${key}#${n}`, name: s.name, server: s.server, ...(s.module === undefined ? {} : { module: s.module }), shape: s.shape, node: n, failover: false, slot, memberSlot, ...(s.options === undefined ? {} : { options: s.options }), replicas: s.replicas });
+        }
+        continue;
+      }
       out.push({
         key,
         name: s.name,

@@ -22,6 +22,19 @@ const MODULES: Readonly<Record<string, string>> = Object.freeze({
   nweb: './nweb/nweb-service.js',
 });
 
+/** The modules of the servers that can run as a replica group (their createReplicatedService). */
+const REPLICATED_MODULES: Readonly<Record<string, string>> = Object.freeze({
+  rdisk: './rdisk/rdisk-replica.js',
+});
+
+/** The absolute path of the module whose createReplicatedService serves a member of `unit`'s group. */
+export function replicatedModule(unit: Pick<VosUnit, 'server' | 'module' | 'name'>): string {
+  if (unit.server === 'custom') return serverModule(unit);
+  const rel = REPLICATED_MODULES[unit.server];
+  if (rel === undefined) throw new DvsError('EDVSNOSYS', `the ${unit.server} server cannot run as a replica group`, { details: { server: unit.server } });
+  return fileURLToPath(new URL(rel, import.meta.url));
+}
+
 /** The absolute path of the module that serves `unit`; EDVSNOSYS for a server not built yet. */
 export function serverModule(unit: Pick<VosUnit, 'server' | 'module' | 'name'>): string {
   if (unit.server === 'custom') {

@@ -27,7 +27,11 @@ export const MAX_SPEC_SLOT = DEFAULT_DC_LIMITS.nrSysProcs - DEFAULT_DC_LIMITS.nr
 
 const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const TOP_FIELDS = ['dc', 'servers', 'limits'];
-const SERVER_FIELDS = ['name', 'node', 'shape', 'host', 'slot', 'options'];
+const SERVER_FIELDS = ['name', 'node', 'shape', 'host', 'slot', 'options', 'replicas'];
+const REPLICA_FIELDS = ['nodes', 'mode', 'quorum', 'leaseMs', 'failoverMs'];
+/** Servers that can run as a replica group (a custom module must export createReplicatedService). */
+const REPLICABLE: readonly string[] = ['rdisk', 'custom'];
+const MAX_REPLICAS = 7;
 const LIMIT_FIELDS = ['cpu', 'memoryMB', 'pids'];
 
 export interface VosServer {
@@ -46,6 +50,19 @@ export interface VosServer {
   readonly slot?: number;
   /** What it is told at start (spec-options.ts). */
   readonly options?: ServerOptions;
+  /** Served by a replica group on these nodes (docs/replication.md); `node` is one of them. */
+  readonly replicas?: VosReplicas;
+}
+
+export interface VosReplicas {
+  readonly nodes: readonly number[];
+  readonly mode: 'passive' | 'active';
+  /** Active mode: members that applied an update before it is answered (default: all). */
+  readonly quorum?: number;
+  /** A member's candidacy TTL: how soon a dead primary is replaced (default 3000). */
+  readonly leaseMs?: number;
+  /** How long callers park for a new primary (default 30000). */
+  readonly failoverMs?: number;
 }
 
 /** One unikernel host: an OS process holding several servers as coroutines. */
@@ -225,13 +242,59 @@ function checkServer(s: Json, path: string, err: (path: string, what: string) =>
     ok = false;
     err(p, what);
   });
+  const replicas = s.replicas === undefined ? undefined : checkReplicas(s.replicas, `${path}.replicas`, { server, node, shape }, (p, what) => {
+    ok = false;
+    err(p, what);
+  });
   if (!ok) return undefined;
   const out: { -readonly [K in keyof VosServer]: VosServer[K] } = { name, server, node, shape };
+  if (replicas !== undefined) out.replicas = replicas;
   if (options !== undefined) out.options = options;
   if (module !== undefined) out.module = module;
   if (host !== undefined) out.host = host;
   if (slot !== undefined) out.slot = slot;
   return out;
+}
+
+function checkReplicas(r: Json, path: string, s: { server: KnownServer | 'custom'; node: number | 'each'; shape: VosShape }, err: (path: string, what: string) => void): VosReplicas | undefined {
+  if (!isObject(r)) {
+    err(path, `must be an object (fields: ${REPLICA_FIELDS.join(', ')}), got ${shown(r)}`);
+    return undefined;
+  }
+  let ok = true;
+  const bad = (field: string, what: string): void => {
+    ok = false;
+    err(field === '' ? path : `${path}.${field}`, what);
+  };
+  for (const k of Object.keys(r)) if (!REPLICA_FIELDS.includes(k)) bad(k, `unknown field (fields: ${REPLICA_FIELDS.join(', ')})`);
+  if (!REPLICABLE.includes(s.server)) bad('', `${s.server} cannot run as a replica group (only ${REPLICABLE.join(' and ')})`);
+  if (s.shape !== 'unikernel') bad('', 'a replica group runs in its node daemons: the server needs shape "unikernel"');
+  const nodes = r.nodes;
+  let list: number[] = [];
+  if (!Array.isArray(nodes) || nodes.length === 0 || nodes.length > MAX_REPLICAS) bad('nodes', `must be an array of 1..${MAX_REPLICAS} node ids, got ${shown(nodes)}`);
+  else if (!nodes.every((n): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) bad('nodes', 'must hold node ids (non-negative integers)');
+  else if (new Set(nodes).size !== nodes.length) bad('nodes', 'names a node twice');
+  else {
+    list = nodes;
+    if (s.node !== 'each' && !list.includes(s.node)) bad('nodes', `must include the server's node ${s.node}`);
+  }
+  const mode = r.mode ?? 'passive';
+  if (mode !== 'passive' && mode !== 'active') bad('mode', `must be "passive" or "active", got ${shown(mode)}`);
+  const int = (k: 'quorum' | 'leaseMs' | 'failoverMs', min: number, max: number): number | undefined => {
+    const v = r[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      bad(k, `must be an integer in ${min}..${max}, got ${shown(v)}`);
+      return undefined;
+    }
+    return v;
+  };
+  const quorum = int('quorum', 1, Math.max(1, list.length));
+  if (quorum !== undefined && mode !== 'active') bad('quorum', 'only an active group has a quorum (a passive primary waits for every synchronised backup)');
+  const leaseMs = int('leaseMs', 1000, 60_000);
+  const failoverMs = int('failoverMs', 1000, 600_000);
+  if (!ok) return undefined;
+  return { nodes: list, mode: mode as 'passive' | 'active', ...(quorum === undefined ? {} : { quorum }), ...(leaseMs === undefined ? {} : { leaseMs }), ...(failoverMs === undefined ? {} : { failoverMs }) };
 }
 
 function checkLimits(l: Json, err: (path: string, what: string) => void): VosLimits | undefined {
@@ -313,6 +376,7 @@ export function placeVosSpec(spec: VosSpec, nodes: readonly number[]): VosProces
   const errors: string[] = [];
   spec.servers.forEach((s, i) => {
     if (s.node !== 'each' && !members.includes(s.node)) errors.push(`servers[${i}].node: node ${s.node} is not a node of DC ${spec.dc} (nodes ${members.join(', ') || 'none'})`);
+    for (const n of s.replicas?.nodes ?? []) if (!members.includes(n)) errors.push(`servers[${i}].replicas.nodes: node ${n} is not a node of DC ${spec.dc} (nodes ${members.join(', ') || 'none'})`);
   });
   if (errors.length > 0) throw invalid(`DC ${spec.dc}`, errors);
   const out: VosProcessPlan[] = [];

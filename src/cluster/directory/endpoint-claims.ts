@@ -11,7 +11,7 @@ import { dcSpace } from './dc-space.js';
 import { Deadline } from './deadline.js';
 import { asDvsError, fail, isTransient, noop } from './failures.js';
 import type { NodeRegistry, Registration } from './node-registry.js';
-import type { ClaimOptions, ReleaseOptions } from './options.js';
+import type { ClaimOptions, ReleaseOptions, RestoreOptions } from './options.js';
 import { checkName, entriesOf, isInt, isRecord, parseDc, parseEndpoint, parseReservation } from './parse.js';
 import type { Reservation } from './records.js';
 import type { SlotPool } from './slot-pool.js';
@@ -97,7 +97,7 @@ export class EndpointClaims {
    * this endpoint's, so nothing newer is ever overwritten. EDVSSLOTUSED when another holds the slot.
    * The entry keeps `epoch`, the one the endpoint had.
    */
-  async restore(dcid: number, endpoint: Endpoint, node: number, name: string, epoch: number): Promise<void> {
+  async restore(dcid: number, endpoint: Endpoint, node: number, name: string, epoch: number, opts: RestoreOptions = {}): Promise<void> {
     const { keys, txns, cache } = this.ctx;
     const reg = this.registry.require(node);
     if (!isInt(epoch, 0, Number.MAX_SAFE_INTEGER)) fail('EDVSINVAL', `epoch must be a non-negative integer, got ${String(epoch)}`);
@@ -112,8 +112,9 @@ export class EndpointClaims {
         { key: epKey, exists: false },
         { key: keys.reservation(dcid, slot), exists: false },
         { key: keys.generation(dcid, slot), value: generation },
+        ...(opts.fence ?? []),
       ],
-      success: [{ op: 'put', key: epKey, value: { endpoint, generation, node, name: checkName(name, `ep${slot}`), epoch }, lease: reg.record.lease }],
+      success: [{ op: 'put', key: epKey, value: { endpoint, generation, node, name: checkName(name, `ep${slot}`), epoch, ...(opts.failoverMs === undefined ? {} : { failoverMs: opts.failoverMs }) }, lease: reg.record.lease }],
       failure: [{ op: 'get', key: epKey }],
     });
     if (r.succeeded) {
@@ -121,7 +122,21 @@ export class EndpointClaims {
       return;
     }
     const holder = entriesOf(r.results[0])[0];
-    if (holder !== undefined && isRecord(holder.value) && holder.value.endpoint === endpoint && holder.value.node === node) return;
+    if (holder !== undefined && isRecord(holder.value) && holder.value.endpoint === endpoint) {
+      if (holder.value.node === node && !opts.replace) return;
+      // A replica group's new primary takes the entry over from the one its fence deposed.
+      if (opts.replace === true) {
+        const again = await txns.run({
+          compare: [{ key: epKey, modRevision: holder.modRevision }, { key: keys.generation(dcid, slot), value: generation }, ...(opts.fence ?? [])],
+          success: [{ op: 'put', key: epKey, value: { endpoint, generation, node, name: checkName(name, `ep${slot}`), epoch, ...(opts.failoverMs === undefined ? {} : { failoverMs: opts.failoverMs }) }, lease: reg.record.lease }],
+        });
+        if (again.r.succeeded) {
+          await cache.catchUp(again.r.revision);
+          return;
+        }
+        fail('EDVSBUSY', `the entry of endpoint ${endpoint} changed while it was being taken over`, { dcid, slot, endpoint });
+      }
+    }
     fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} moved on; endpoint ${endpoint} cannot be restored`, { dcid, slot, endpoint });
   }
 

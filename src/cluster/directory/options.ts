@@ -2,6 +2,7 @@
 import type { AbortLike } from '../../ipc/calls.js';
 import { DvsError } from '../../ipc/errors.js';
 import type { Clock } from '../../kernel/clock.js';
+import type { Compare } from '../store.js';
 import { isInt } from './parse.js';
 
 export interface DirectoryOptions {
@@ -46,6 +47,15 @@ export interface ClaimOptions {
   readonly timeoutMs?: number;
   /** Aborting fails the claim with EDVSINTR. */
   readonly signal?: AbortLike;
+}
+
+export interface RestoreOptions {
+  /** More compares the publication needs (a replica group's primary: its leadership's fence). */
+  readonly fence?: readonly Compare[];
+  /** Marks the entry as a replica group's (EndpointRecord.failoverMs). */
+  readonly failoverMs?: number;
+  /** An entry of this same endpoint (another node's, or an older epoch) is replaced, not refused: a new primary's takeover, under its fence. */
+  readonly replace?: boolean;
 }
 
 export interface ReleaseOptions {

@@ -58,6 +58,9 @@ export function parseDc(v: unknown, dcid: number): DcRecord | undefined {
 }
 
 /** An endpoint entry, not frozen (the cache sets `frozen` from the slot's marker). */
+/** The longest a replica group's senders park for its next primary. */
+export const MAX_FAILOVER_MS = 600_000;
+
 export function parseEndpoint(kv: KeyValue, dcid: number, slot: number): EndpointRecord | undefined {
   const v = kv.value;
   if (!isRecord(v) || !isInt(v.endpoint, -0x10000, Number.MAX_SAFE_INTEGER) || !isInt(v.generation, 0, Number.MAX_SAFE_INTEGER) || !isInt(v.node, 0, 4095) || typeof v.name !== 'string') {
@@ -65,7 +68,8 @@ export function parseEndpoint(kv: KeyValue, dcid: number, slot: number): Endpoin
   }
   const epoch = v.epoch ?? 0;
   if (!isInt(epoch, 0, Number.MAX_SAFE_INTEGER)) return undefined;
-  return { dcid, slot, generation: v.generation, endpoint: v.endpoint, node: v.node, name: v.name, epoch, modRevision: kv.modRevision, frozen: false };
+  const rec: EndpointRecord = { dcid, slot, generation: v.generation, endpoint: v.endpoint, node: v.node, name: v.name, epoch, modRevision: kv.modRevision, frozen: false };
+  return isInt(v.failoverMs, 1, MAX_FAILOVER_MS) ? { ...rec, failoverMs: v.failoverMs } : rec;
 }
 
 /** The record as frozen (or not) by `marker`: only a marker naming this very endpoint freezes it. */

@@ -60,6 +60,11 @@ export interface EndpointRecord {
   readonly frozen: boolean;
   /** The freeze's lifetime in ms (its lease's TTL), when frozen. */
   readonly freezeMs?: number;
+  /**
+   * The endpoint is a replica group's (docs/replication.md): when its entry goes without an unbind
+   * (its primary's node died), senders park this long for the next primary instead of failing.
+   */
+  readonly failoverMs?: number;
 }
 
 export type NodeEvent = { readonly type: 'up' | 'changed' | 'down'; readonly node: NodeRecord };

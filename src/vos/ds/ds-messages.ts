@@ -9,7 +9,7 @@ import { DvsError, ERRNO } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
 import { asInt } from '../../transport/proc-protocol.js';
 import type { ErrorReply } from '../server-replies.js';
-import { badField as bad, fieldsOf, intIn, optBool, shown } from '../request-fields.js';
+import { badField as bad, fieldsOf, intIn, optBool, shown } from '../../transport/request-fields.js';
 
 /** Request types: DS's range starts at 0x800, as MINIX's DS_RQ_BASE. */
 export const DS_PUBLISH = 0x800;

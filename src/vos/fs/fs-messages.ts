@@ -6,7 +6,7 @@
  */
 import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
-import { badField, fieldsOf, intIn, optBool, optBytes, optIntIn, shown } from '../request-fields.js';
+import { badField, fieldsOf, intIn, optBool, optBytes, optIntIn, shown } from '../../transport/request-fields.js';
 import type { InodeKind } from './minix/inode.js';
 import type { FsStat } from './minix/minix-fs.js';
 

@@ -6,7 +6,7 @@
  */
 import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
-import { badField, fieldsOf, intIn, optBytes, optIntIn, shown } from '../request-fields.js';
+import { badField, fieldsOf, intIn, optBytes, optIntIn, shown } from '../../transport/request-fields.js';
 
 /** Request types: RDISK's range starts at 0x900. */
 export const RD_OPEN = 0x900;

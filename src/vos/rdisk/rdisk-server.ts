@@ -109,14 +109,7 @@ export class RdiskServer implements Service {
     } catch (err) {
       out = errorReply(err);
     }
-    const tag = req === undefined ? tagOf(m.payload) : req.tag;
-    if (tag === undefined) {
-      await replyQuietly(ipc, m.source, out);
-      return;
-    }
-    // Not awaited: RDISK goes on serving while its requester takes the answer.
-    const payload = { tag, type: out.type, ...(out.payload as Record<string, Payload>) };
-    ipc.send(m.source, { type: RD_DONE, payload }, { timeoutMs: this.opts.doneTimeoutMs ?? DEFAULT_DONE_TIMEOUT_MS }).catch(() => undefined);
+    await answerRdisk(ipc, m, req === undefined ? tagOf(m.payload) : req.tag, out, this.opts.doneTimeoutMs);
   }
 
   private async handle(ipc: M3Ipc, source: Endpoint, req: RdiskRequest): Promise<Reply> {
@@ -166,15 +159,30 @@ export class RdiskServer implements Service {
   }
 
   private checkBounds(extents: readonly Extent[]): void {
-    for (const e of extents) {
-      if (e.offset + e.length > this.size) {
-        throw new DvsError('EDVSNXIO', `bytes ${e.offset}..${e.offset + e.length} lie beyond the device's ${this.size}`, { details: { offset: e.offset, length: e.length, size: this.size } });
-      }
+    checkBounds(extents, this.size);
+  }
+}
+
+/** EDVSNXIO for an extent beyond a device of `size` bytes. */
+export function checkBounds(extents: readonly Extent[], size: number): void {
+  for (const e of extents) {
+    if (e.offset + e.length > size) {
+      throw new DvsError('EDVSNXIO', `bytes ${e.offset}..${e.offset + e.length} lie beyond the device's ${size}`, { details: { offset: e.offset, length: e.length, size } });
     }
   }
 }
 
-async function openImage(image: string, readOnly: boolean): Promise<FileHandle> {
+/** Answers a request: by reply, or for a tagged one by an RD_DONE send (not awaited: RDISK goes on serving meanwhile). */
+export async function answerRdisk(ipc: M3Ipc, m: Message, tag: number | undefined, out: Reply, doneTimeoutMs = DEFAULT_DONE_TIMEOUT_MS): Promise<void> {
+  if (tag === undefined) {
+    await replyQuietly(ipc, m.source, out);
+    return;
+  }
+  const payload = { tag, type: out.type, ...(out.payload as Record<string, Payload>) };
+  ipc.send(m.source, { type: RD_DONE, payload }, { timeoutMs: doneTimeoutMs }).catch(() => undefined);
+}
+
+export async function openImage(image: string, readOnly: boolean): Promise<FileHandle> {
   try {
     return await open(image, readOnly ? 'r' : 'r+');
   } catch (err) {
@@ -183,7 +191,7 @@ async function openImage(image: string, readOnly: boolean): Promise<FileHandle> 
   }
 }
 
-async function readFully(file: FileHandle, buf: Buffer, at: number, e: Extent): Promise<void> {
+export async function readFully(file: FileHandle, buf: Buffer, at: number, e: Extent): Promise<void> {
   let done = 0;
   while (done < e.length) {
     const { bytesRead } = await file.read(buf, at + done, e.length - done, e.offset + done);

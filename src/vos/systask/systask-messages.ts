@@ -8,7 +8,7 @@ import { DvsError } from '../../ipc/errors.js';
 import type { Payload } from '../../ipc/payload.js';
 import { asInt, isPlainMap } from '../../transport/proc-protocol.js';
 import type { ErrorReply } from '../server-replies.js';
-import { badField as bad, fieldsOf, intIn, optBool, shown } from '../request-fields.js';
+import { badField as bad, fieldsOf, intIn, optBool, shown } from '../../transport/request-fields.js';
 
 /** Request types: SYSTASK's range starts at 0x600, as MINIX's KERNEL_CALL (SYS_*). */
 export const SYS_HELLO = 0x600;

@@ -1,10 +1,10 @@
 /**
- * Checks shared by the VOS servers' request parsers: a request comes from any process of the DC,
+ * Checks shared by servers' request parsers (the VOS's, the replica groups'): a request comes from any process of the DC,
  * so every field is validated, and a bad one is an EDVSINVAL that names it.
  */
 import { DvsError } from '../ipc/errors.js';
 import type { Payload } from '../ipc/payload.js';
-import { asInt, isPlainMap } from '../transport/proc-protocol.js';
+import { asInt, isPlainMap } from './proc-protocol.js';
 
 /** A value as an error message shows it: short, and never a whole buffer. */
 export function shown(v: unknown): string {
