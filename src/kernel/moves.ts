@@ -77,6 +77,8 @@ export class RouteMoves {
         cur.node = node;
         cur.epoch = epoch;
         if (name !== undefined) cur.name = checkName(name, cur.name);
+        // Recorded again: a route learnt from traffic may just have been confirmed.
+        dc.routes.set(slot, cur);
         return true;
       }
       const route: RemoteRoute = { kind: 'remote', endpoint, slot, node, epoch, name: checkName(name, cur.name) };
@@ -123,19 +125,16 @@ export class RouteMoves {
   }
 
   /**
-   * Learns a sender's location from its traffic (the original's autobind): only where nothing at
-   * least as new is known, so it never overrides the directory or a move.
+   * Learns a sender's location from its traffic (the original's autobind, so that a reply to a
+   * client bound just now goes out before the directory's news of it arrives): only into an empty
+   * slot or over an older generation that was itself learnt from traffic (`order`), so it never
+   * overrides the directory, a move or a local bind, at any generation.
    */
   autobind(dc: DcState, src: Endpoint, node: number): void {
     const slot = dc.space.slotOf(src);
     const cur = dc.routes.at(slot);
-    if (cur === undefined) {
-      if (dc.space.generationOf(src) <= dc.routes.lastGeneration(slot)) return;
-    } else if (cur.endpoint === src || dc.space.generationOf(src) <= dc.space.generationOf(cur.endpoint) || ownerOf(cur) !== undefined) {
-      return;
-    } else {
-      this.k.cascade.dropRemote(dc, cur);
-    }
+    if (ownerOf(cur) !== undefined || dc.routes.order(src, TRAFFIC_EPOCH) !== 'newer') return;
+    if (cur !== undefined) this.k.cascade.dropRemote(dc, cur);
     dc.routes.set(slot, { kind: 'remote', endpoint: src, slot, node, epoch: TRAFFIC_EPOCH, name: cur?.name ?? `ep${slot}` });
     this.k.fireWatches(dc, slot);
   }
