@@ -470,20 +470,9 @@ export class Kernel {
         case 'reply-cancel-ack':
           remote.onReplyCancelAck(dc, from, frame);
           break;
-        case 'notify': {
-          const srcSlot = dc.space.checkEndpoint(frame.src);
-          const route = dc.routes.lookup(frame.dst);
-          const srcRoute = dc.routes.at(srcSlot);
-          // The source must live at the node it came from (or, passed on after a move, at its origin).
-          const sender = frame.origin ?? from;
-          if (ownerOf(srcRoute) !== undefined || (srcRoute?.kind === 'remote' && srcRoute.endpoint === frame.src && srcRoute.node !== sender)) {
-            k.stats.sourcesRefused++;
-            k.refused(from, frame.k, 'EDVSBADSRCDST');
-            break;
-          }
-          if (dc.space.isSystemSlot(srcSlot) && dc.space.isSystemSlot(route.slot)) k.moves.notifyFrame(dc, from, frame, route);
+        case 'notify':
+          remote.onNotify(dc, from, frame);
           break;
-        }
         case 'unbound': {
           const slot = dc.space.checkEndpoint(frame.ep);
           const route = dc.routes.at(slot);

@@ -228,11 +228,17 @@ export class RouteMoves {
     this.k.stats.parked++;
   }
 
-  /** Withdraws a send frame of `from` parked in `dc` (its sender cancelled); whether one was. */
+  /** Holds a frame whose source is the moving endpoint of `route`, from a node it was not on, until the route is set again. */
+  holdFrame(route: FrozenRoute, from: number, frame: SendFrame | NotifyFrame): void {
+    route.parked.push({ kind: 'held', from, frame });
+    this.k.stats.parked++;
+  }
+
+  /** Withdraws a send frame of `from` parked or held in `dc` (its sender cancelled); whether one was. */
   unparkFrame(dc: DcState, from: number, id: number): boolean {
     for (const r of dc.routes.all()) {
       if (r.kind !== 'frozen') continue;
-      const i = r.parked.findIndex((p) => p.kind === 'frame' && p.from === from && p.frame.k === 'send' && p.frame.id === id);
+      const i = r.parked.findIndex((p) => (p.kind === 'frame' || p.kind === 'held') && p.from === from && p.frame.k === 'send' && p.frame.id === id);
       if (i >= 0) {
         r.parked.splice(i, 1);
         return true;
@@ -280,6 +286,10 @@ export class RouteMoves {
           if (p.frame.k === 'send') this.k.remote.deliverSend(dc, p.from, p.frame, route);
           else this.notifyFrame(dc, p.from, p.frame, route);
           break;
+        case 'held':
+          // Its source is checked again against the route now set, as if the frame arrived now.
+          this.k.remote.receiveAgain(dc, p.from, p.frame);
+          break;
       }
     }
   }
@@ -322,6 +332,11 @@ export class RouteMoves {
         case 'frame':
           if (p.frame.k === 'send') this.k.emit(p.from, { k: 'send-ack', dc: p.frame.dc, id: p.frame.id, rc: new DvsError(code === 'EDVSDSTDIED' && p.frame.rec ? 'EDVSDEADSRCDST' : code).errno });
           break;
+        case 'held':
+          // Its source, the endpoint that was moving, is gone from here: refused as a dead sender's.
+          this.k.refused(p.from, p.frame.k, 'EDVSENDPOINT');
+          if (p.frame.k === 'send') this.k.emit(p.from, { k: 'send-ack', dc: p.frame.dc, id: p.frame.id, rc: new DvsError('EDVSENDPOINT').errno });
+          break;
         case 'notify':
           break;
       }
@@ -336,7 +351,7 @@ export class RouteMoves {
       if (r.kind !== 'frozen') continue;
       for (let i = r.parked.length - 1; i >= 0; i--) {
         const p = r.parked[i];
-        if (p === undefined || p.kind === 'frame' || p.proc !== proc) continue;
+        if (p === undefined || p.kind === 'frame' || p.kind === 'held' || p.proc !== proc) continue;
         r.parked.splice(i, 1);
         if (p.kind === 'send') p.waiter.reject(err());
       }
@@ -349,7 +364,7 @@ export class RouteMoves {
       if (r.kind !== 'frozen') continue;
       for (let i = r.parked.length - 1; i >= 0; i--) {
         const p = r.parked[i];
-        if (p?.kind === 'frame' && p.from === node) r.parked.splice(i, 1);
+        if ((p?.kind === 'frame' || p?.kind === 'held') && p.from === node) r.parked.splice(i, 1);
       }
     }
   }

@@ -10,7 +10,7 @@ import { checkMessageType } from '../ipc/message.js';
 import { checkPayload, type Payload } from '../ipc/payload.js';
 import type { KernelCore } from './core.js';
 import type { DcState } from './dc.js';
-import type { CancelAckFrame, CancelFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, ReplyCancelAckFrame, ReplyCancelFrame, ReplyFrame, SendAckFrame, SendFrame } from './frames.js';
+import type { CancelAckFrame, CancelFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, NotifyFrame, ReplyCancelAckFrame, ReplyCancelFrame, ReplyFrame, SendAckFrame, SendFrame } from './frames.js';
 import { IdTable } from './id-table.js';
 import type { RemoteQueued } from './mailbox.js';
 import { RecvMode, type LocalProc, type RecvWait } from './proc.js';
@@ -323,21 +323,28 @@ export class RemoteCalls {
   // ---------------------------------------------------------------- requests of other nodes
 
   /**
-   * A message from another node for an endpoint here. Its source must be that node's (never an
-   * endpoint owned here or known to live on a third node), an unknown source is learnt (autobind),
-   * and its destination is delivered, queued, parked when frozen, or answered "moved".
+   * A message from another node for an endpoint here. Its source must be that node's by this
+   * node's routes (`RouteTable.sourceFrom`): refused (EDVSBADSRCDST, counted) when they place it
+   * elsewhere, held while it is moving and comes from another node than the one it was on; an
+   * unknown source is learnt (autobind), a dead one refused (EDVSENDPOINT). Its destination is then
+   * delivered, queued, parked when frozen, or answered "moved".
    */
   onSend(dc: DcState, from: number, frame: SendFrame): void {
     const srcSlot = dc.space.checkEndpoint(frame.src);
-    const srcRoute = dc.routes.at(srcSlot);
-    if (ownerOf(srcRoute) !== undefined || this.speaksForAnother(dc, srcRoute, frame.src, from)) {
+    const source = dc.routes.sourceFrom(frame.src, from);
+    if (source === 'foreign') {
       this.k.stats.sourcesRefused++;
       this.refuseSend(from, frame, 'EDVSBADSRCDST');
       return;
     }
     checkMessageType(frame.type);
     checkPayload(frame.payload, this.k.limits.maxPayloadBytes);
-    this.k.moves.autobind(dc, frame.src, from);
+    const srcRoute = dc.routes.at(srcSlot);
+    if (source === 'moving' && srcRoute?.kind === 'frozen') {
+      this.k.moves.holdFrame(srcRoute, from, frame);
+      return;
+    }
+    if (source === 'new') this.k.moves.autobind(dc, frame.src, from);
     // A sender older than the incarnation this node knows for its slot is dead: refuse its message.
     if (dc.routes.at(srcSlot)?.endpoint !== frame.src) {
       this.refuseSend(from, frame, 'EDVSENDPOINT');
@@ -353,13 +360,38 @@ export class RemoteCalls {
     this.deliverSend(dc, from, frame, route);
   }
 
-  /** A frame's source is known to live on another node than the one that sent it. */
-  private speaksForAnother(dc: DcState, route: Route | undefined, src: Endpoint, from: number): boolean {
-    if (route === undefined || route.endpoint !== src) return false;
-    if (route.kind === 'remote') return route.node !== from;
-    // A group speaks through its members; a moving endpoint through its old or its new node.
-    if (route.kind === 'group') return !route.members.includes(from);
-    return false;
+  /**
+   * A notification from another node (or passed on by one, with `origin`: its source is checked
+   * against `origin`). Refused and dropped (counted) when the routes place its source elsewhere,
+   * held like a send while its source is moving; both ends must be system slots.
+   */
+  onNotify(dc: DcState, from: number, frame: NotifyFrame): void {
+    const srcSlot = dc.space.checkEndpoint(frame.src);
+    const route = dc.routes.lookup(frame.dst);
+    const source = dc.routes.sourceFrom(frame.src, frame.origin ?? from);
+    if (source === 'foreign') {
+      this.k.stats.sourcesRefused++;
+      this.k.refused(from, frame.k, 'EDVSBADSRCDST');
+      return;
+    }
+    const srcRoute = dc.routes.at(srcSlot);
+    if (source === 'moving' && srcRoute?.kind === 'frozen') {
+      this.k.moves.holdFrame(srcRoute, from, frame);
+      return;
+    }
+    if (dc.space.isSystemSlot(srcSlot) && dc.space.isSystemSlot(route.slot)) this.k.moves.notifyFrame(dc, from, frame, route);
+  }
+
+  /** A frame held while its source was moving, handled as if it arrived now; never throws. */
+  receiveAgain(dc: DcState, from: number, frame: SendFrame | NotifyFrame): void {
+    try {
+      if (frame.k === 'send') this.onSend(dc, from, frame);
+      else this.onNotify(dc, from, frame);
+    } catch (err) {
+      const code = isDvsError(err) ? err.code : 'EDVSBADREQUEST';
+      if (frame.k === 'send') this.refuseSend(from, frame, code);
+      else this.k.refused(from, frame.k, code);
+    }
   }
 
   /** Delivers, queues, parks or redirects a send frame whose destination route is `route`. */

@@ -8,7 +8,8 @@
  * - group(members, primary, epoch): served by several members (replica groups fill it in).
  * Every change of location is epoch-checked by `order`: a route learnt from a "moved" answer, an
  * autobind or a directory event never replaces a newer one, and a route learnt from traffic never
- * replaces one the directory, a move or a local bind gave (at any generation).
+ * replaces one the directory, a move or a local bind gave (at any generation). `sourceFrom` says
+ * whether a frame from a node may carry an endpoint as its source, by these routes alone.
  */
 import type { EndpointSpace, Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
@@ -44,7 +45,13 @@ export type ParkedCall =
   | { readonly kind: 'sendrec'; readonly proc: LocalProc; readonly msg: OutgoingMessage }
   | { readonly kind: 'notify'; readonly proc: LocalProc; readonly arg: number }
   /** A frame from another node that reached this node while the route was frozen. */
-  | { readonly kind: 'frame'; readonly from: number; readonly frame: SendFrame | NotifyFrame };
+  | { readonly kind: 'frame'; readonly from: number; readonly frame: SendFrame | NotifyFrame }
+  /**
+   * A frame from another node whose source is this moving endpoint, sent from a node other than the
+   * one its previous route names (maybe the node it moves to): its source is checked again, and the
+   * frame handled, once the route is set again.
+   */
+  | { readonly kind: 'held'; readonly from: number; readonly frame: SendFrame | NotifyFrame };
 
 export interface FrozenRoute {
   readonly kind: 'frozen';
@@ -68,6 +75,26 @@ export const TRAFFIC_EPOCH = -1;
 /** A route learnt from traffic (autobind), not given by the directory, a move or a local bind. */
 export function isLearnt(r: Route | undefined): boolean {
   return r?.kind === 'remote' && r.epoch === TRAFFIC_EPOCH;
+}
+
+/**
+ * What a kernel's routes say of a frame's source (`RouteTable.sourceFrom`):
+ * - 'known': the slot's route is this very endpoint and names the sending node;
+ * - 'new': nothing contradicts it: an empty slot, or a route learnt from traffic from the same node
+ *   for an older generation; learnt from the frame (autobind);
+ * - 'dead': from a node the slot's route names, an older generation than the route's; or, in an
+ *   empty slot, one not newer than the directory gave there: the incarnation is gone;
+ * - 'moving': this very endpoint, frozen here, from a node other than the one it was on (maybe the
+ *   node it moves to): held until the route is set again, then checked again;
+ * - 'foreign': the slot is bound here, or its route names another node (at any generation), or a
+ *   newer generation than the directory gave, even from the same node: refused.
+ */
+export type SourceCheck = 'known' | 'new' | 'dead' | 'moving' | 'foreign';
+
+/** Whether a settled route names `node` (a group: any member). */
+function names(r: SettledRoute, node: number): boolean {
+  if (r.kind === 'local') return false;
+  return r.kind === 'remote' ? r.node === node : r.members.includes(node);
 }
 
 /** The process bound here behind a route, if any (a frozen route keeps its local owner until drained). */
@@ -156,6 +183,24 @@ export class RouteTable {
     if (gen !== curGen) return gen > curGen ? 'newer' : 'older';
     if (epoch === cur.epoch) return 'same';
     return epoch > cur.epoch ? 'newer' : 'older';
+  }
+
+  /**
+   * Whether a frame from `node` may carry `src` as its source, by what this table knows (see
+   * `SourceCheck`). A frozen route speaks from the node its previous route names.
+   */
+  sourceFrom(src: Endpoint, node: number): SourceCheck {
+    const slot = this.space.slotOf(src);
+    const cur = this.at(slot);
+    const gen = this.space.generationOf(src);
+    if (cur === undefined) return gen > this.knownGeneration(slot) ? 'new' : 'dead';
+    if (ownerOf(cur) !== undefined) return 'foreign';
+    const settled = cur.kind === 'frozen' ? cur.previous : cur;
+    const curGen = this.space.generationOf(cur.endpoint);
+    if (!names(settled, node)) return cur.kind === 'frozen' && gen === curGen ? 'moving' : 'foreign';
+    if (gen === curGen) return 'known';
+    if (gen < curGen) return 'dead';
+    return isLearnt(cur) ? 'new' : 'foreign';
   }
 
   *all(): IterableIterator<Route> {
