@@ -8,6 +8,7 @@ import { type Endpoint } from '../ipc/endpoint.js';
 import { DvsError, isDvsError, type DvsErrorCode } from '../ipc/errors.js';
 import { checkMessageType } from '../ipc/message.js';
 import { checkPayload, type Payload } from '../ipc/payload.js';
+import type { TimerHandle } from './clock.js';
 import type { KernelCore } from './core.js';
 import type { DcState } from './dc.js';
 import type { CancelAckFrame, CancelFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, NotifyFrame, ReplyCancelAckFrame, ReplyCancelFrame, ReplyFrame, SendAckFrame, SendFrame } from './frames.js';
@@ -33,8 +34,10 @@ interface SendOpBase {
   readonly type: number;
   readonly payload: Payload;
   redirects: number;
-  /** Resends to a node that answered with an older epoch than this node knows (see `retryLater`). */
+  /** Resends to a node that lags behind this one's directory (see `retryLater`). */
   lagRetries?: number;
+  /** The timer of a resend `retryLater` has planned: no node holds the request meanwhile. */
+  backoff?: TimerHandle;
   /** The caller gave up (timeout, abort) and a cancel went out. */
   cancelling: boolean;
 }
@@ -116,6 +119,14 @@ export class RemoteCalls {
 
   /** Timeout or abort of a remote send/sendrec: withdraw if still queued there; delivery wins otherwise. */
   expire(op: SendOp | SendrecOp): void {
+    if (this.outstanding.get(op.id) === op && op.backoff !== undefined) {
+      // Waiting to be sent again: no node holds it, so it is withdrawn here.
+      this.k.clock.clearTimer(op.backoff);
+      op.backoff = undefined;
+      this.outstanding.delete(op.id);
+      this.settle(op, new DvsError(expiredReason(op), undefined, { details: { endpoint: op.dst } }));
+      return;
+    }
     if (this.outstanding.get(op.id) === op) {
       op.cancelling = true;
       this.k.emit(op.node, { k: 'cancel', dc: op.dc.dcid, id: op.id });
@@ -188,6 +199,15 @@ export class RemoteCalls {
       }
       if (op.redirects < this.k.maxRedirects && this.redirect(op, from, frame.node, frame.epoch ?? TRAFFIC_EPOCH)) return;
     }
+    if (err.code === 'EDVSBADSRCDST') {
+      if (op.cancelling) {
+        this.settle(op, new DvsError(expiredReason(op), undefined, { details: { endpoint: op.dst } }));
+        return;
+      }
+      // The caller is bound here, so that node's routes lag behind the directory (a slot claimed
+      // here just now, an endpoint that moved here): ask again shortly rather than fail.
+      if (this.retryLater(op)) return;
+    }
     this.settle(op, err);
   }
 
@@ -233,15 +253,16 @@ export class RemoteCalls {
 
   /**
    * Sends `op` again to the same node after a backoff, a bounded number of times. It stays
-   * outstanding meanwhile, so a timeout or abort cancels it there (that node answers it knows
-   * nothing of it, and the call fails with its own reason) and a node going down fails it.
+   * outstanding meanwhile, so a node going down fails it, and a timeout or abort withdraws it here
+   * (`expire`: no node holds it until it is sent again).
    */
   private retryLater(op: SendOp | SendrecOp): boolean {
     const n = op.lagRetries ?? 0;
     if (n >= LAG_RETRIES) return false;
     op.lagRetries = n + 1;
     this.outstanding.set(op);
-    this.k.clock.setTimer(Math.min(LAG_BACKOFF_MAX_MS, LAG_BACKOFF_MS * 2 ** n), () => {
+    op.backoff = this.k.clock.setTimer(Math.min(LAG_BACKOFF_MAX_MS, LAG_BACKOFF_MS * 2 ** n), () => {
+      op.backoff = undefined;
       if (this.outstanding.get(op.id) !== op || op.cancelling) return;
       this.outstanding.delete(op.id);
       op.id = this.k.newId();
