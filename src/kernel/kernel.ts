@@ -18,7 +18,7 @@ import { checkName, type AbsorbOptions, type Quiescence } from './moves.js';
 import { LocalProc, type GrantBackend } from './proc.js';
 import { Process, type ProcessCalls } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
-import { ownerOf } from './routes.js';
+import { isLearnt, ownerOf } from './routes.js';
 import { checkNotAborted, checkTimeout, Waiter } from './waiter.js';
 
 export type { KernelObserver, KernelStats } from './core.js';
@@ -214,9 +214,13 @@ export class Kernel {
       slot = space.checkEndpoint(opts.endpoint);
       if (opts.slot !== undefined && opts.slot !== slot) fail('EDVSBADVALUE', `endpoint ${opts.endpoint} is not in slot ${opts.slot}`);
       endpoint = opts.endpoint;
-      if (space.generationOf(endpoint) <= routes.lastGeneration(slot) && routes.at(slot)?.endpoint !== endpoint) {
-        fail('EDVSENDPOINT', `endpoint ${space.format(endpoint)} is older than generation ${routes.lastGeneration(slot)} already seen in slot ${slot}`);
+      // Only generations the directory, a move or a bind gave fence a bind: traffic may be forged.
+      if (space.generationOf(endpoint) <= routes.knownGeneration(slot) && routes.at(slot)?.endpoint !== endpoint) {
+        fail('EDVSENDPOINT', `endpoint ${space.format(endpoint)} is older than generation ${routes.knownGeneration(slot)} already seen in slot ${slot}`);
       }
+      // The endpoint was claimed (in the directory): a route to the slot learnt from traffic gives way.
+      const learnt = routes.at(slot);
+      if (learnt !== undefined && isLearnt(learnt)) k.cascade.dropRemote(dc, learnt);
     } else {
       slot = opts.slot === undefined ? routes.freeUserSlot() : space.checkSlot(opts.slot);
       endpoint = space.make(routes.lastGeneration(slot) + 1, slot);
@@ -466,20 +470,9 @@ export class Kernel {
         case 'reply-cancel-ack':
           remote.onReplyCancelAck(dc, from, frame);
           break;
-        case 'notify': {
-          const srcSlot = dc.space.checkEndpoint(frame.src);
-          const route = dc.routes.lookup(frame.dst);
-          const srcRoute = dc.routes.at(srcSlot);
-          // The source must live at the node it came from (or, passed on after a move, at its origin).
-          const sender = frame.origin ?? from;
-          if (ownerOf(srcRoute) !== undefined || (srcRoute?.kind === 'remote' && srcRoute.endpoint === frame.src && srcRoute.node !== sender)) {
-            k.stats.sourcesRefused++;
-            k.refused(from, frame.k, 'EDVSBADSRCDST');
-            break;
-          }
-          if (dc.space.isSystemSlot(srcSlot) && dc.space.isSystemSlot(route.slot)) k.moves.notifyFrame(dc, from, frame, route);
+        case 'notify':
+          remote.onNotify(dc, from, frame);
           break;
-        }
         case 'unbound': {
           const slot = dc.space.checkEndpoint(frame.ep);
           const route = dc.routes.at(slot);

@@ -77,6 +77,8 @@ export class RouteMoves {
         cur.node = node;
         cur.epoch = epoch;
         if (name !== undefined) cur.name = checkName(name, cur.name);
+        // Recorded again: a route learnt from traffic may just have been confirmed.
+        dc.routes.set(slot, cur);
         return true;
       }
       const route: RemoteRoute = { kind: 'remote', endpoint, slot, node, epoch, name: checkName(name, cur.name) };
@@ -123,19 +125,16 @@ export class RouteMoves {
   }
 
   /**
-   * Learns a sender's location from its traffic (the original's autobind): only where nothing at
-   * least as new is known, so it never overrides the directory or a move.
+   * Learns a sender's location from its traffic (the original's autobind, so that a reply to a
+   * client bound just now goes out before the directory's news of it arrives): only into an empty
+   * slot or over an older generation that was itself learnt from traffic (`order`), so it never
+   * overrides the directory, a move or a local bind, at any generation.
    */
   autobind(dc: DcState, src: Endpoint, node: number): void {
     const slot = dc.space.slotOf(src);
     const cur = dc.routes.at(slot);
-    if (cur === undefined) {
-      if (dc.space.generationOf(src) <= dc.routes.lastGeneration(slot)) return;
-    } else if (cur.endpoint === src || dc.space.generationOf(src) <= dc.space.generationOf(cur.endpoint) || ownerOf(cur) !== undefined) {
-      return;
-    } else {
-      this.k.cascade.dropRemote(dc, cur);
-    }
+    if (ownerOf(cur) !== undefined || dc.routes.order(src, TRAFFIC_EPOCH) !== 'newer') return;
+    if (cur !== undefined) this.k.cascade.dropRemote(dc, cur);
     dc.routes.set(slot, { kind: 'remote', endpoint: src, slot, node, epoch: TRAFFIC_EPOCH, name: cur?.name ?? `ep${slot}` });
     this.k.fireWatches(dc, slot);
   }
@@ -229,11 +228,17 @@ export class RouteMoves {
     this.k.stats.parked++;
   }
 
-  /** Withdraws a send frame of `from` parked in `dc` (its sender cancelled); whether one was. */
+  /** Holds a frame whose source is the moving endpoint of `route`, from a node it was not on, until the route is set again. */
+  holdFrame(route: FrozenRoute, from: number, frame: SendFrame | NotifyFrame): void {
+    route.parked.push({ kind: 'held', from, frame });
+    this.k.stats.parked++;
+  }
+
+  /** Withdraws a send frame of `from` parked or held in `dc` (its sender cancelled); whether one was. */
   unparkFrame(dc: DcState, from: number, id: number): boolean {
     for (const r of dc.routes.all()) {
       if (r.kind !== 'frozen') continue;
-      const i = r.parked.findIndex((p) => p.kind === 'frame' && p.from === from && p.frame.k === 'send' && p.frame.id === id);
+      const i = r.parked.findIndex((p) => (p.kind === 'frame' || p.kind === 'held') && p.from === from && p.frame.k === 'send' && p.frame.id === id);
       if (i >= 0) {
         r.parked.splice(i, 1);
         return true;
@@ -281,6 +286,10 @@ export class RouteMoves {
           if (p.frame.k === 'send') this.k.remote.deliverSend(dc, p.from, p.frame, route);
           else this.notifyFrame(dc, p.from, p.frame, route);
           break;
+        case 'held':
+          // Its source is checked again against the route now set, as if the frame arrived now.
+          this.k.remote.receiveAgain(dc, p.from, p.frame);
+          break;
       }
     }
   }
@@ -323,6 +332,11 @@ export class RouteMoves {
         case 'frame':
           if (p.frame.k === 'send') this.k.emit(p.from, { k: 'send-ack', dc: p.frame.dc, id: p.frame.id, rc: new DvsError(code === 'EDVSDSTDIED' && p.frame.rec ? 'EDVSDEADSRCDST' : code).errno });
           break;
+        case 'held':
+          // Its source, the endpoint that was moving, is gone from here: refused as a dead sender's.
+          this.k.refused(p.from, p.frame.k, 'EDVSENDPOINT');
+          if (p.frame.k === 'send') this.k.emit(p.from, { k: 'send-ack', dc: p.frame.dc, id: p.frame.id, rc: new DvsError('EDVSENDPOINT').errno });
+          break;
         case 'notify':
           break;
       }
@@ -337,7 +351,7 @@ export class RouteMoves {
       if (r.kind !== 'frozen') continue;
       for (let i = r.parked.length - 1; i >= 0; i--) {
         const p = r.parked[i];
-        if (p === undefined || p.kind === 'frame' || p.proc !== proc) continue;
+        if (p === undefined || p.kind === 'frame' || p.kind === 'held' || p.proc !== proc) continue;
         r.parked.splice(i, 1);
         if (p.kind === 'send') p.waiter.reject(err());
       }
@@ -350,7 +364,7 @@ export class RouteMoves {
       if (r.kind !== 'frozen') continue;
       for (let i = r.parked.length - 1; i >= 0; i--) {
         const p = r.parked[i];
-        if (p?.kind === 'frame' && p.from === node) r.parked.splice(i, 1);
+        if ((p?.kind === 'frame' || p?.kind === 'held') && p.from === node) r.parked.splice(i, 1);
       }
     }
   }

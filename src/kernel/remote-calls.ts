@@ -8,9 +8,10 @@ import { type Endpoint } from '../ipc/endpoint.js';
 import { DvsError, isDvsError, type DvsErrorCode } from '../ipc/errors.js';
 import { checkMessageType } from '../ipc/message.js';
 import { checkPayload, type Payload } from '../ipc/payload.js';
+import type { TimerHandle } from './clock.js';
 import type { KernelCore } from './core.js';
 import type { DcState } from './dc.js';
-import type { CancelAckFrame, CancelFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, ReplyCancelAckFrame, ReplyCancelFrame, ReplyFrame, SendAckFrame, SendFrame } from './frames.js';
+import type { CancelAckFrame, CancelFrame, CopyReadFrame, CopyRelayFrame, CopyWriteFrame, NotifyFrame, ReplyCancelAckFrame, ReplyCancelFrame, ReplyFrame, SendAckFrame, SendFrame } from './frames.js';
 import { IdTable } from './id-table.js';
 import type { RemoteQueued } from './mailbox.js';
 import { RecvMode, type LocalProc, type RecvWait } from './proc.js';
@@ -33,8 +34,10 @@ interface SendOpBase {
   readonly type: number;
   readonly payload: Payload;
   redirects: number;
-  /** Resends to a node that answered with an older epoch than this node knows (see `retryLater`). */
+  /** Resends to a node that lags behind this one's directory (see `retryLater`). */
   lagRetries?: number;
+  /** The timer of a resend `retryLater` has planned: no node holds the request meanwhile. */
+  backoff?: TimerHandle;
   /** The caller gave up (timeout, abort) and a cancel went out. */
   cancelling: boolean;
 }
@@ -116,6 +119,14 @@ export class RemoteCalls {
 
   /** Timeout or abort of a remote send/sendrec: withdraw if still queued there; delivery wins otherwise. */
   expire(op: SendOp | SendrecOp): void {
+    if (this.outstanding.get(op.id) === op && op.backoff !== undefined) {
+      // Waiting to be sent again: no node holds it, so it is withdrawn here.
+      this.k.clock.clearTimer(op.backoff);
+      op.backoff = undefined;
+      this.outstanding.delete(op.id);
+      this.settle(op, new DvsError(expiredReason(op), undefined, { details: { endpoint: op.dst } }));
+      return;
+    }
     if (this.outstanding.get(op.id) === op) {
       op.cancelling = true;
       this.k.emit(op.node, { k: 'cancel', dc: op.dc.dcid, id: op.id });
@@ -188,6 +199,15 @@ export class RemoteCalls {
       }
       if (op.redirects < this.k.maxRedirects && this.redirect(op, from, frame.node, frame.epoch ?? TRAFFIC_EPOCH)) return;
     }
+    if (err.code === 'EDVSBADSRCDST') {
+      if (op.cancelling) {
+        this.settle(op, new DvsError(expiredReason(op), undefined, { details: { endpoint: op.dst } }));
+        return;
+      }
+      // The caller is bound here, so that node's routes lag behind the directory (a slot claimed
+      // here just now, an endpoint that moved here): ask again shortly rather than fail.
+      if (this.retryLater(op)) return;
+    }
     this.settle(op, err);
   }
 
@@ -233,15 +253,16 @@ export class RemoteCalls {
 
   /**
    * Sends `op` again to the same node after a backoff, a bounded number of times. It stays
-   * outstanding meanwhile, so a timeout or abort cancels it there (that node answers it knows
-   * nothing of it, and the call fails with its own reason) and a node going down fails it.
+   * outstanding meanwhile, so a node going down fails it, and a timeout or abort withdraws it here
+   * (`expire`: no node holds it until it is sent again).
    */
   private retryLater(op: SendOp | SendrecOp): boolean {
     const n = op.lagRetries ?? 0;
     if (n >= LAG_RETRIES) return false;
     op.lagRetries = n + 1;
     this.outstanding.set(op);
-    this.k.clock.setTimer(Math.min(LAG_BACKOFF_MAX_MS, LAG_BACKOFF_MS * 2 ** n), () => {
+    op.backoff = this.k.clock.setTimer(Math.min(LAG_BACKOFF_MAX_MS, LAG_BACKOFF_MS * 2 ** n), () => {
+      op.backoff = undefined;
       if (this.outstanding.get(op.id) !== op || op.cancelling) return;
       this.outstanding.delete(op.id);
       op.id = this.k.newId();
@@ -323,21 +344,28 @@ export class RemoteCalls {
   // ---------------------------------------------------------------- requests of other nodes
 
   /**
-   * A message from another node for an endpoint here. Its source must be that node's (never an
-   * endpoint owned here or known to live on a third node), an unknown source is learnt (autobind),
-   * and its destination is delivered, queued, parked when frozen, or answered "moved".
+   * A message from another node for an endpoint here. Its source must be that node's by this
+   * node's routes (`RouteTable.sourceFrom`): refused (EDVSBADSRCDST, counted) when they place it
+   * elsewhere, held while it is moving and comes from another node than the one it was on; an
+   * unknown source is learnt (autobind), a dead one refused (EDVSENDPOINT). Its destination is then
+   * delivered, queued, parked when frozen, or answered "moved".
    */
   onSend(dc: DcState, from: number, frame: SendFrame): void {
     const srcSlot = dc.space.checkEndpoint(frame.src);
-    const srcRoute = dc.routes.at(srcSlot);
-    if (ownerOf(srcRoute) !== undefined || this.speaksForAnother(dc, srcRoute, frame.src, from)) {
+    const source = dc.routes.sourceFrom(frame.src, from);
+    if (source === 'foreign') {
       this.k.stats.sourcesRefused++;
       this.refuseSend(from, frame, 'EDVSBADSRCDST');
       return;
     }
     checkMessageType(frame.type);
     checkPayload(frame.payload, this.k.limits.maxPayloadBytes);
-    this.k.moves.autobind(dc, frame.src, from);
+    const srcRoute = dc.routes.at(srcSlot);
+    if (source === 'moving' && srcRoute?.kind === 'frozen') {
+      this.k.moves.holdFrame(srcRoute, from, frame);
+      return;
+    }
+    if (source === 'new') this.k.moves.autobind(dc, frame.src, from);
     // A sender older than the incarnation this node knows for its slot is dead: refuse its message.
     if (dc.routes.at(srcSlot)?.endpoint !== frame.src) {
       this.refuseSend(from, frame, 'EDVSENDPOINT');
@@ -353,13 +381,38 @@ export class RemoteCalls {
     this.deliverSend(dc, from, frame, route);
   }
 
-  /** A frame's source is known to live on another node than the one that sent it. */
-  private speaksForAnother(dc: DcState, route: Route | undefined, src: Endpoint, from: number): boolean {
-    if (route === undefined || route.endpoint !== src) return false;
-    if (route.kind === 'remote') return route.node !== from;
-    // A group speaks through its members; a moving endpoint through its old or its new node.
-    if (route.kind === 'group') return !route.members.includes(from);
-    return false;
+  /**
+   * A notification from another node (or passed on by one, with `origin`: its source is checked
+   * against `origin`). Refused and dropped (counted) when the routes place its source elsewhere,
+   * held like a send while its source is moving; both ends must be system slots.
+   */
+  onNotify(dc: DcState, from: number, frame: NotifyFrame): void {
+    const srcSlot = dc.space.checkEndpoint(frame.src);
+    const route = dc.routes.lookup(frame.dst);
+    const source = dc.routes.sourceFrom(frame.src, frame.origin ?? from);
+    if (source === 'foreign') {
+      this.k.stats.sourcesRefused++;
+      this.k.refused(from, frame.k, 'EDVSBADSRCDST');
+      return;
+    }
+    const srcRoute = dc.routes.at(srcSlot);
+    if (source === 'moving' && srcRoute?.kind === 'frozen') {
+      this.k.moves.holdFrame(srcRoute, from, frame);
+      return;
+    }
+    if (dc.space.isSystemSlot(srcSlot) && dc.space.isSystemSlot(route.slot)) this.k.moves.notifyFrame(dc, from, frame, route);
+  }
+
+  /** A frame held while its source was moving, handled as if it arrived now; never throws. */
+  receiveAgain(dc: DcState, from: number, frame: SendFrame | NotifyFrame): void {
+    try {
+      if (frame.k === 'send') this.onSend(dc, from, frame);
+      else this.onNotify(dc, from, frame);
+    } catch (err) {
+      const code = isDvsError(err) ? err.code : 'EDVSBADREQUEST';
+      if (frame.k === 'send') this.refuseSend(from, frame, code);
+      else this.k.refused(from, frame.k, code);
+    }
   }
 
   /** Delivers, queues, parks or redirects a send frame whose destination route is `route`. */

@@ -7,7 +7,9 @@
  *   deadline passes (then the previous route comes back),
  * - group(members, primary, epoch): served by several members (replica groups fill it in).
  * Every change of location is epoch-checked by `order`: a route learnt from a "moved" answer, an
- * autobind or a directory event never replaces a newer one.
+ * autobind or a directory event never replaces a newer one, and a route learnt from traffic never
+ * replaces one the directory, a move or a local bind gave (at any generation). `sourceFrom` says
+ * whether a frame from a node may carry an endpoint as its source, by these routes alone.
  */
 import type { EndpointSpace, Endpoint } from '../ipc/endpoint.js';
 import { DvsError } from '../ipc/errors.js';
@@ -43,7 +45,13 @@ export type ParkedCall =
   | { readonly kind: 'sendrec'; readonly proc: LocalProc; readonly msg: OutgoingMessage }
   | { readonly kind: 'notify'; readonly proc: LocalProc; readonly arg: number }
   /** A frame from another node that reached this node while the route was frozen. */
-  | { readonly kind: 'frame'; readonly from: number; readonly frame: SendFrame | NotifyFrame };
+  | { readonly kind: 'frame'; readonly from: number; readonly frame: SendFrame | NotifyFrame }
+  /**
+   * A frame from another node whose source is this moving endpoint, sent from a node other than the
+   * one its previous route names (maybe the node it moves to): its source is checked again, and the
+   * frame handled, once the route is set again.
+   */
+  | { readonly kind: 'held'; readonly from: number; readonly frame: SendFrame | NotifyFrame };
 
 export interface FrozenRoute {
   readonly kind: 'frozen';
@@ -64,6 +72,31 @@ export type SettledRoute = LocalProc | RemoteRoute | GroupRoute;
 /** Epoch of a location learnt from traffic (autobind): older than any epoch a directory or a move gives. */
 export const TRAFFIC_EPOCH = -1;
 
+/** A route learnt from traffic (autobind), not given by the directory, a move or a local bind. */
+export function isLearnt(r: Route | undefined): boolean {
+  return r?.kind === 'remote' && r.epoch === TRAFFIC_EPOCH;
+}
+
+/**
+ * What a kernel's routes say of a frame's source (`RouteTable.sourceFrom`):
+ * - 'known': the slot's route is this very endpoint and names the sending node;
+ * - 'new': nothing contradicts it: an empty slot, or a route learnt from traffic from the same node
+ *   for an older generation; learnt from the frame (autobind);
+ * - 'dead': from a node the slot's route names, an older generation than the route's; or, in an
+ *   empty slot, one not newer than the directory gave there: the incarnation is gone;
+ * - 'moving': this very endpoint, frozen here, from a node other than the one it was on (maybe the
+ *   node it moves to): held until the route is set again, then checked again;
+ * - 'foreign': the slot is bound here, or its route names another node (at any generation), or a
+ *   newer generation than the directory gave, even from the same node: refused.
+ */
+export type SourceCheck = 'known' | 'new' | 'dead' | 'moving' | 'foreign';
+
+/** Whether a settled route names `node` (a group: any member). */
+function names(r: SettledRoute, node: number): boolean {
+  if (r.kind === 'local') return false;
+  return r.kind === 'remote' ? r.node === node : r.members.includes(node);
+}
+
 /** The process bound here behind a route, if any (a frozen route keeps its local owner until drained). */
 export function ownerOf(r: Route | undefined): LocalProc | undefined {
   if (r === undefined) return undefined;
@@ -81,8 +114,13 @@ export class RouteTable {
   private readonly dcid: number;
   /** Routes indexed by slot + nrTasks. */
   private readonly entries: (Route | undefined)[];
-  /** Highest generation this kernel has seen per slot; -1 = never. */
+  /** Highest generation this kernel has seen per slot, from traffic too; -1 = never. */
   private readonly lastGen: number[];
+  /**
+   * Highest generation per slot that a route not learnt from traffic named (the directory, a move,
+   * a local bind); -1 = never. Traffic cannot raise it: a forged source never fences the directory.
+   */
+  private readonly knownGen: number[];
 
   constructor(dcid: number, space: EndpointSpace) {
     this.dcid = dcid;
@@ -90,6 +128,7 @@ export class RouteTable {
     const total = space.limits.nrTasks + space.limits.nrProcs;
     this.entries = new Array<Route | undefined>(total).fill(undefined);
     this.lastGen = new Array<number>(total).fill(-1);
+    this.knownGen = new Array<number>(total).fill(-1);
   }
 
   at(slot: number): Route | undefined {
@@ -105,11 +144,18 @@ export class RouteTable {
     return this.lastGen[slot + this.space.limits.nrTasks] ?? -1;
   }
 
+  /** Highest generation of `slot` given by the directory, a move or a local bind (never by traffic). */
+  knownGeneration(slot: number): number {
+    return this.knownGen[slot + this.space.limits.nrTasks] ?? -1;
+  }
+
+  /** Sets `slot`'s route (also to record a route changed in place, e.g. learnt, then confirmed by the directory). */
   set(slot: number, route: Route): void {
     const i = slot + this.space.limits.nrTasks;
     this.entries[i] = route;
     const gen = this.space.generationOf(route.endpoint);
     if (gen > (this.lastGen[i] ?? -1)) this.lastGen[i] = gen;
+    if (!isLearnt(route) && gen > (this.knownGen[i] ?? -1)) this.knownGen[i] = gen;
   }
 
   clear(slot: number): void {
@@ -119,18 +165,42 @@ export class RouteTable {
   /**
    * How a location (`endpoint` at `epoch`) compares with the slot's current route: 'newer' (a later
    * generation, or a later epoch of the same one), 'same' (this very endpoint at this epoch), or
-   * 'older' (never to replace the current route). An empty slot takes any generation not older than
-   * one already seen there.
+   * 'older' (never to replace the current route). A location learnt from traffic (`TRAFFIC_EPOCH`)
+   * is older than any route the directory, a move or a local bind gave, whatever its generation;
+   * a location from one of those replaces a route learnt from traffic, whatever that route's
+   * generation, unless older than a generation they gave the slot before. An empty slot takes any
+   * generation not older than the last one they gave there (from traffic: only a later one).
    */
   order(endpoint: Endpoint, epoch: number): 'newer' | 'same' | 'older' {
     const slot = this.space.slotOf(endpoint);
     const cur = this.at(slot);
     const gen = this.space.generationOf(endpoint);
-    if (cur === undefined) return gen >= this.lastGeneration(slot) ? 'newer' : 'older';
+    const learnt = epoch === TRAFFIC_EPOCH;
+    const known = this.knownGeneration(slot);
+    if (cur === undefined) return (learnt ? gen > known : gen >= known) ? 'newer' : 'older';
+    if (cur.endpoint !== endpoint && learnt !== isLearnt(cur)) return learnt || gen < known ? 'older' : 'newer';
     const curGen = this.space.generationOf(cur.endpoint);
     if (gen !== curGen) return gen > curGen ? 'newer' : 'older';
     if (epoch === cur.epoch) return 'same';
     return epoch > cur.epoch ? 'newer' : 'older';
+  }
+
+  /**
+   * Whether a frame from `node` may carry `src` as its source, by what this table knows (see
+   * `SourceCheck`). A frozen route speaks from the node its previous route names.
+   */
+  sourceFrom(src: Endpoint, node: number): SourceCheck {
+    const slot = this.space.slotOf(src);
+    const cur = this.at(slot);
+    const gen = this.space.generationOf(src);
+    if (cur === undefined) return gen > this.knownGeneration(slot) ? 'new' : 'dead';
+    if (ownerOf(cur) !== undefined) return 'foreign';
+    const settled = cur.kind === 'frozen' ? cur.previous : cur;
+    const curGen = this.space.generationOf(cur.endpoint);
+    if (!names(settled, node)) return cur.kind === 'frozen' && gen === curGen ? 'moving' : 'foreign';
+    if (gen === curGen) return 'known';
+    if (gen < curGen) return 'dead';
+    return isLearnt(cur) ? 'new' : 'foreign';
   }
 
   *all(): IterableIterator<Route> {
