@@ -2,7 +2,10 @@
 import { readGroups, type GroupView } from '../services/replica/group-view.js';
 import { withDirectory, type ReachOptions } from './admin.js';
 
-export function replicas(dir: string, dcid: number, opts: ReachOptions = {}): Promise<GroupView[]> {
+/** A group as the store says, and the node its directory entry names now (the serving primary). */
+export type GroupStatus = GroupView & { readonly servedBy: number | undefined };
+
+export function replicas(dir: string, dcid: number, opts: ReachOptions = {}): Promise<GroupStatus[]> {
   return withDirectory(dir, async (d, _c, store) => {
     const groups = await readGroups(store, dcid);
     // The entry says where the group is served now (the primary's node once it took the entry over).
@@ -10,7 +13,7 @@ export function replicas(dir: string, dcid: number, opts: ReachOptions = {}): Pr
   }, opts);
 }
 
-export function formatReplicas(groups: readonly (GroupView & { servedBy?: number })[]): string {
+export function formatReplicas(groups: readonly GroupStatus[]): string {
   if (groups.length === 0) return 'no replica groups';
   const dash = (v: number | undefined): string => (v === undefined ? '-' : String(v));
   return [

@@ -192,8 +192,26 @@ export class BlockCache {
   /**
    * Writes every dirty block, sorted, contiguous ones joined into one device write of at most
    * `maxRequestBytes`. Does not call the device's own flush (the caller decides durability).
+   * Flushes run one at a time, so no block has two writes in flight (a write a replicated disk
+   * sends again after a failover can never overtake a newer one).
    */
   async flush(): Promise<void> {
+    const prev = this.flushing;
+    const run = (async (): Promise<void> => {
+      await prev?.catch(() => undefined);
+      await this.flushNow();
+    })();
+    this.flushing = run;
+    try {
+      await run;
+    } finally {
+      if (this.flushing === run) this.flushing = undefined;
+    }
+  }
+
+  private flushing: Promise<void> | undefined;
+
+  private async flushNow(): Promise<void> {
     const dirty = [...this.entries].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
     const runs: [number, Entry][][] = [];
     for (const item of dirty) {

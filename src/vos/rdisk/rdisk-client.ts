@@ -19,6 +19,8 @@ export interface RdiskDeviceInfo {
   readonly readOnly: boolean;
   readonly maxIo: number;
   readonly maxInline: number;
+  /** Served by a replica group: a request whose answer is lost in a failover is sent again. */
+  readonly replicated: boolean;
 }
 
 /** An RDISK answer's fields; its error rethrown. */
@@ -35,7 +37,7 @@ export function deviceInfoOf(r: Record<string, unknown>): RdiskDeviceInfo {
     if (typeof v !== 'number') throw new DvsError('EDVSIO', `RDISK's open answer has no ${k}`);
     return v;
   };
-  return { version: num('version'), size: num('size'), readOnly: r.readOnly === true, maxIo: num('maxIo'), maxInline: num('maxInline') };
+  return { version: num('version'), size: num('size'), readOnly: r.readOnly === true, maxIo: num('maxIo'), maxInline: num('maxInline'), replicated: r.replicated === true };
 }
 
 export class RdiskClient {

@@ -6,7 +6,7 @@
  * makes for RDISK alone, not tied to a sendrec (`whileWaiting: false`).
  */
 import type { M3Ipc } from '../../ipc/calls.js';
-import { DvsError } from '../../ipc/errors.js';
+import { DvsError, isDvsError } from '../../ipc/errors.js';
 import type { Message } from '../../ipc/message.js';
 import type { Payload } from '../../ipc/payload.js';
 import type { PeerRef } from '../slot-peer.js';
@@ -26,6 +26,10 @@ interface Pending {
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** To a replica group: how long one attempt waits for its answer before it is sent again. */
+const ATTEMPT_MS = 2000;
+/** What a request to a group that is failing over can meet. */
+const FAILOVER_CODES = ['EDVSTIMEDOUT', 'EDVSNOTCONN', 'EDVSDSTDIED', 'EDVSDEADSRCDST', 'EDVSNOTBIND', 'EDVSNONODE', 'EDVSSHUTDOWN'] as const;
 
 export class RdiskDevice {
   private readonly pending = new Map<number, Pending>();
@@ -110,7 +114,27 @@ export class RdiskDevice {
     }
   }
 
-  private request(type: number, fields: Record<string, Payload>, data?: { buffer: Uint8Array; access: 'read' | 'write' }): Promise<Record<string, unknown>> {
+  /**
+   * One request, within the device's timeout. To a replica group, an attempt whose answer does not
+   * come within ATTEMPT_MS, or that could not be sent because the primary just went, is sent again
+   * (reads and writes of whole extents are idempotent, and FS never has two writes of one block in
+   * flight): the new primary answers it.
+   */
+  private async request(type: number, fields: Record<string, Payload>, data?: { buffer: Uint8Array; access: 'read' | 'write' }): Promise<Record<string, unknown>> {
+    if (!this.info.replicated) return this.attempt(type, fields, data, this.timeoutMs);
+    const deadline = Date.now() + this.timeoutMs;
+    for (let n = 0; ; n++) {
+      const left = deadline - Date.now();
+      try {
+        return await this.attempt(type, fields, data, Math.max(1, Math.min(ATTEMPT_MS, left)));
+      } catch (err) {
+        if (!FAILOVER_CODES.some((c) => isDvsError(err, c)) || Date.now() >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(200, 10 * 2 ** Math.min(n, 5))));
+      }
+    }
+  }
+
+  private attempt(type: number, fields: Record<string, Payload>, data: { buffer: Uint8Array; access: 'read' | 'write' } | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
     const tag = this.nextTag;
     this.nextTag = this.nextTag >= RD_MAX_TAG ? 1 : this.nextTag + 1;
     return new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -118,8 +142,8 @@ export class RdiskDevice {
         const p = this.pending.get(tag);
         if (p === undefined) return;
         this.settle(tag, p);
-        reject(new DvsError('EDVSTIMEDOUT', `RDISK did not answer within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+        reject(new DvsError('EDVSTIMEDOUT', `RDISK did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
       const pend: Pending = { resolve, reject, timer, grant: undefined };
       this.pending.set(tag, pend);
       this.peer
@@ -127,7 +151,7 @@ export class RdiskDevice {
           if (pend.grant !== undefined) this.ipc.revoke(pend.grant);
           pend.grant = data === undefined ? undefined : this.ipc.grant(data.buffer, { grantee: ep, access: data.access, whileWaiting: false });
           const payload = pend.grant === undefined ? { ...fields, tag } : { ...fields, tag, grant: pend.grant };
-          await this.ipc.send(ep, { type, payload }, { timeoutMs: this.timeoutMs });
+          await this.ipc.send(ep, { type, payload }, { timeoutMs });
         })
         .catch((err: unknown) => {
           if (this.pending.get(tag) !== pend) return;
