@@ -254,6 +254,17 @@ describe('checkRegisterHistory: hand-written histories', () => {
     expect(check(h).ok).toBe(true);
   });
 
+  it('keeps in the witness a write that a failed CAS may have seen', () => {
+    // The CAS from null failed, so the register was not null then, yet a read after it sees null:
+    // the concurrent write of 3 cannot explain both. The CAS could have seen 3, so the write is
+    // part of the explanation even though no op reads 3 (found by random search).
+    const h = [done(1, cas(null, 1), 2, 7, false), done(1, read, 8, 14, null), done(0, write(3), 4, 10)];
+    const r = check(h);
+    expect(r.witness).toEqual({ ops: [0, 1], others: [2], from: -Infinity, initial: [null], minimal: true });
+    expect(r.explanation).toContain('even if any of these took effect among them (answers ignored):\n  #2 client 0 write(3) [4, 10] ok');
+    expectSoundWitness(h, r);
+  });
+
   it('ignores unanswered reads', () => {
     expect(check([done(0, write(1), 0, 1), lost(1, read, 2), done(1, read, 3, 4, 1)]).ok).toBe(true);
   });

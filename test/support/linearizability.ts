@@ -15,7 +15,10 @@
  * Search: Wing & Gong's backtracking as improved by Lowe (the WGL algorithm of Knossos and
  * porcupine). Ops are events on a time-ordered linked list; the search linearizes, one at a time,
  * an op invoked before the earliest return still pending, and backtracks when none fits. Each
- * (set of linearized ops, register value) is expanded once. Additions for unknown outcomes:
+ * (set of linearized ops, register value) is expanded once. A read of the current value (or a CAS
+ * failing on it) that may go next goes next with no alternative tried: moved to the front of any
+ * order that works, it keeps that order working. This keeps all-concurrent histories cheap.
+ * Additions for unknown outcomes:
  * - they have no return event, so they never force backtracking, and the search ends once every
  *   completed op is placed (an op left out took effect "never", or after everything observed);
  * - they are tried only after the completed candidates, and a configuration is skipped if one with
@@ -29,7 +32,8 @@
  * proves the violation). It is found by cutting time to the shortest failing window [S, T] (ops
  * invoked after T dropped, ops unanswered by T made unknown-outcome; ops finished before S dropped
  * with the register then allowed any value it could hold at S) and then, greedily, dropping reads
- * and failed CASes and turning other answers into unknown outcomes while it still fails.
+ * and failed CASes and turning other answers into unknown outcomes while it still fails, and
+ * dropping unknown-outcome writes that provably could not have mattered.
  */
 
 export type RegisterOp =
@@ -144,7 +148,8 @@ export function checkRegisterHistory(
     );
   }
   if (r.outcome === 'ok') return { ok: true, explored: r.explored };
-  const w = explain(ops, init, r.reach, Math.max(MIN_EXPLAIN_STATES, 3 * r.explored));
+  // Explaining may cost a few times the check itself; no single search may outgrow maxStates (memory).
+  const w = explain(ops, init, r.reach, Math.max(MIN_EXPLAIN_STATES, 3 * r.explored), maxStates);
   const witness: Witness = {
     ops: w.ops.filter((o) => o.comp !== Infinity).map((o) => o.id).sort((a, b) => a - b),
     others: w.ops.filter((o) => o.comp === Infinity).map((o) => o.id).sort((a, b) => a - b),
@@ -551,7 +556,7 @@ function from(ops: readonly Op[], s: number, init: number): Window {
   return { ops: kept, from: s, starts };
 }
 
-function explain(ops: readonly Op[], init: number, reach: number, budget: number): Window & { readonly minimal: boolean } {
+function explain(ops: readonly Op[], init: number, reach: number, budget: number, perSearch: number): Window & { readonly minimal: boolean } {
   let left = budget;
   let minimal = true;
   // Only a search that ran to the end counts as failing; one that ran out of budget keeps the
@@ -561,7 +566,7 @@ function explain(ops: readonly Op[], init: number, reach: number, budget: number
       minimal = false;
       return false;
     }
-    const r = search(w.ops, startCodes(w), left);
+    const r = search(w.ops, startCodes(w), Math.min(left, perSearch));
     left -= r.explored;
     if (r.outcome === 'budget') minimal = false;
     return r.outcome === 'fail';
@@ -612,11 +617,11 @@ function explain(ops: readonly Op[], init: number, reach: number, budget: number
 
 /**
  * The window less the unknown-outcome ops that cannot matter: those writing a value no other op
- * reads or expects. Had one taken effect, until the next write only ops that cannot tell (failed
- * CASes expecting other values, unknown-outcome CASes left out) could follow it; so it may as well
- * not have, unless a completed failed CAS expected exactly the value it overwrote, hence the
- * condition that there is none. Leaving it out is thus no relaxation lost, and the window, already
- * failing with it, fails without it.
+ * reads or expects. Had one taken effect, the ops after it until the next write could not tell
+ * (no read sees its value, no CAS expects it), so any order using it still works without it,
+ * except where a completed failed CAS expected the value it overwrote: hence nothing is dropped if
+ * the window has a completed failed CAS. The witness stays valid, and it still fails (fewer
+ * options).
  */
 function withoutIdle(ops: readonly Op[]): readonly Op[] {
   if (ops.some((o) => o.kind === CAS && o.comp !== Infinity && o.result === 0)) return ops;
