@@ -12,6 +12,10 @@ export interface TestHost {
   readonly address: string;
   /** Command prefix that runs a program inside this host's namespace. */
   readonly prefix: readonly string[];
+  /** Cuts this host off the bridge (its veth down): a network partition of one host. */
+  cut(): void;
+  /** Puts it back. */
+  heal(): void;
 }
 
 export interface TestNetwork {
@@ -54,7 +58,7 @@ export function createTestNetwork(count: number): TestNetwork {
       const inner = `dvsp${tag}n${i}`.slice(0, 15);
       const address = `10.213.${net}.${i + 1}`;
       ip('netns', 'add', namespace);
-      hosts.push({ index: i, namespace, address, prefix: ['ip', 'netns', 'exec', namespace] });
+      hosts.push({ index: i, namespace, address, prefix: ['ip', 'netns', 'exec', namespace], cut: () => void ip('link', 'set', outer, 'down'), heal: () => void ip('link', 'set', outer, 'up') });
       ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner);
       ip('link', 'set', inner, 'netns', namespace);
       ip('link', 'set', outer, 'master', bridge);
