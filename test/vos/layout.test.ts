@@ -24,6 +24,20 @@ describe('VOS layout', () => {
     expect(vosUnits(s, slots, limits, [0, 1, 2, 3]).filter((u) => u.node === 3).map((u) => u.key)).toEqual(['systask@3']);
   });
 
+  it('a replicated server: one unit per member node on the group\'s slot, each member with a system slot of its own', () => {
+    const s = parseVosSpec(spec([{ name: 'fs', node: 0 }, { name: 'rdisk', node: 1, shape: 'unikernel', options: { image: 'd.img' }, replicas: { nodes: [1, 2], mode: 'active', quorum: 1 } }]));
+    const slots = assignSlots(s, limits, [0, 1, 2]);
+    expect(slots).toEqual({ fs: 1, rdisk: 3, 'rdisk~1': 8, 'rdisk~2': 9 });
+    const units = vosUnits(s, slots, limits, [0, 1, 2]).filter((u) => u.server === 'rdisk');
+    expect(units.map((u) => [u.key, u.node, u.slot, u.memberSlot, u.failover])).toEqual([
+      ['rdisk#1', 1, 3, 8, false],
+      ['rdisk#2', 2, 3, 9, false],
+    ]);
+    expect(units[0]?.replicas).toEqual({ nodes: [1, 2], mode: 'active', quorum: 1 });
+    // A member node that is not the DC's is refused, naming the field.
+    expect(() => assignSlots(parseVosSpec(spec([{ name: 'rdisk', node: 1, shape: 'unikernel', options: { image: 'd.img' }, replicas: { nodes: [1, 5] } }])), limits, [0, 1, 2])).toThrow(/servers\[0\]\.replicas\.nodes: node 5 is not a node of DC 1/);
+  });
+
   it('refuses a slot outside the DC\'s server slots and a DC with too few of them, naming the field', () => {
     const small = resolveDcLimits({ nrNodes: 4, nrSysProcs: 4 + 4 + 9 });
     const s = parseVosSpec(spec([{ name: 'pm', node: 0, slot: 20 }]));
