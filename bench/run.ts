@@ -6,10 +6,11 @@ import { clusterSuite } from './suites/cluster.js';
 import { ipcSuite } from './suites/ipc.js';
 import { kernelSuite } from './suites/kernel.js';
 import { migrationSuite } from './suites/migration.js';
+import { replicationSuite } from './suites/replication.js';
 import { vosSuite } from './suites/vos.js';
 import { webSuite } from './suites/web.js';
 
-const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite, migrationSuite, vosSuite, webSuite];
+const SUITES: readonly Suite[] = [kernelSuite, ipcSuite, clusterSuite, migrationSuite, vosSuite, webSuite, replicationSuite];
 
 // Every process the suites start (daemons and raw baselines alike) runs with the malloc settings
 // `dvs cluster up` gives daemons; this process itself started without them.

@@ -24,7 +24,8 @@ const GROUPS = [
 ] as const;
 let DC = 1;
 let SLOT = 9;
-const REGISTER = fileURLToPath(new URL('./fixtures/register-replica.mjs', import.meta.url));
+// Built into dist by the suite's global setup (the bench's register, in its replicated form).
+const REGISTER = fileURLToPath(new URL('../../dist/bench/services/register-service.js', import.meta.url));
 const W = 30_000;
 let tc: TestCluster;
 const clients: DvsClient[] = [];
