@@ -46,12 +46,21 @@ async function group(): Promise<Group | undefined> {
   return (await replicas(tc.dir, DC, { timeoutMs: 5000 })).find((g) => g.slot === SLOT);
 }
 
-/** The group once both members stand, synchronised, and the entry is the primary's. */
-function settled(): Promise<Group> {
+/** The group once its `members` stand, synchronised, and the entry is the primary's. */
+function settled(members = 2): Promise<Group> {
   return eventually(async () => {
     const g = await group();
-    return g !== undefined && g.candidates.length === 2 && g.synced.length === 2 && g.primary !== undefined && g.servedBy === g.primary ? g : undefined;
+    return g !== undefined && g.candidates.length === members && g.synced.length === members && g.primary !== undefined && g.servedBy === g.primary ? g : undefined;
   }, W, 100);
+}
+
+/** Boots the group's VOS again with these member nodes (`dvs vos up --replace`). */
+async function withMembers(nodes: number[]): Promise<void> {
+  const spec = GROUPS.find((x) => x.dc === DC)!;
+  const file = path.join(tc.dir, `vos-${DC}-${nodes.join('')}.json`);
+  const replicas = { nodes, mode: spec.mode, leaseMs: 1000, failoverMs: 20_000, ...('quorum' in spec ? { quorum: Math.min(spec.quorum, nodes.length) } : {}) };
+  await writeFile(file, JSON.stringify({ dc: DC, servers: [{ name: `custom:${REGISTER}`, node: 1, shape: 'unikernel', slot: SLOT, replicas }] }));
+  await vosUp(tc.dir, file, { timeoutMs: W, replace: true });
 }
 
 /** A client that calls the register with retries, recording what it saw. */
@@ -182,6 +191,27 @@ describe.each(GROUPS)('an $mode replica group of a register on two nodes', (spec
     const back = await settled();
     expect(back.primary).toBe(after?.primary);
     expect(back.synced).toContain(victim);
+  });
+
+  it('the member count changes while clients write: a third member joins, then leaves; the history stays linearizable', { timeout: 120_000 }, async () => {
+    const g = await settled();
+    const history: HistoryEntry[] = [];
+    const load = runLoad(await registerClients(2, g.endpoint, history), Date.now() + 60_000);
+    await eventually(() => (load.acked.length >= 20 ? true : undefined), W, 20);
+    await withMembers([1, 2, 0]);
+    const three = await settled(3);
+    expect(three.synced).toContain(0);
+    const before = load.acked.length;
+    await eventually(() => (load.acked.length >= before + 20 ? true : undefined), W, 20);
+    await withMembers([1, 2]);
+    const two = await settled(2);
+    expect(two.synced).not.toContain(0);
+    const after = load.acked.length;
+    await eventually(() => (load.acked.length >= after + 20 ? true : undefined), W, 20);
+    await load.stop();
+    expect(history.every((h) => h.completedAt !== undefined)).toBe(true);
+    const check = checkRegisterHistory(history);
+    expect(check.ok, check.explanation).toBe(true);
   });
 
   it('a deposed primary woken late (SIGSTOP, then SIGCONT) answers no one: it rejoins as a backup and the history stays linearizable', { timeout: 120_000 }, async () => {
