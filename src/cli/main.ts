@@ -20,11 +20,18 @@ import { formatRunTable } from './run-table.js';
 import { formatSelfViews, formatStatus } from './status-table.js';
 import { formatVosView, vosDown, vosStatus, vosUp } from './vos-command.js';
 import { formatReplicas, replicas } from './replicas-command.js';
+import { formatRound, rebalance } from './rebalance-command.js';
 import { formatVosPs, vosProcesses, vosRun } from './vos-ps.js';
 
 function int(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+function ratio(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number');
   return n;
 }
 
@@ -346,6 +353,36 @@ vos
     out(opts.json, v, () => formatVosView(v));
   });
 
+
+program
+  .command('rebalance')
+  .description("moves a DC's coroutine services from nodes above the high-water mark to nodes below the low one, by message rate and queue depth (docs/migration.md)")
+  .requiredOption('--dc <dcid>', 'the DC', int)
+  .option('--high <ratio>', 'a node above this multiple of the mean load sheds services', ratio, 1.25)
+  .option('--low <ratio>', 'a node below this multiple of the mean load takes them', ratio, 0.75)
+  .option('--max-moves <n>', 'moves per round', positiveInt, 1)
+  .option('--rounds <n>', 'rounds to run', positiveInt, 5)
+  .option('--interval <ms>', 'how long each round samples the load', positiveInt, 2000)
+  .option('--dry-run', 'plan, move nothing')
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption())
+  .action(async (opts: { dc: number; high: number; low: number; maxMoves: number; rounds: number; interval: number; dryRun?: boolean; dir: string; json?: boolean; timeout: number }) => {
+    if (!(opts.high > opts.low)) throw new DvsError('EDVSINVAL', `--high (${opts.high}) must be above --low (${opts.low})`);
+    const rounds = await rebalance(opts.dir, opts.dc, {
+      high: opts.high,
+      low: opts.low,
+      maxMoves: opts.maxMoves,
+      rounds: opts.rounds,
+      intervalMs: opts.interval,
+      dryRun: opts.dryRun === true,
+      timeoutMs: opts.timeout,
+      onRound: (r) => {
+        if (opts.json !== true) console.log(formatRound(r));
+      },
+    });
+    if (opts.json === true) console.log(JSON.stringify(rounds));
+  });
 
 program
   .command('replicas')
