@@ -6,14 +6,16 @@ import type { Service } from '../../src/services/service.js';
 export default function createService(): Service {
   return {
     async run(ipc: M3Ipc): Promise<void> {
-      for (;;) {
-        let m;
-        try {
-          m = await ipc.receiveRequest();
-        } catch {
-          return; // unbound: the VOS stopped
+      // The answer and the next receive in one call (replyAndReceive), as a server loop should.
+      let m;
+      try {
+        m = await ipc.receiveRequest();
+        for (;;) {
+          while (isNotification(m)) m = await ipc.receiveRequest();
+          m = await ipc.replyAndReceive(m.source, { type: 0, payload: m.payload });
         }
-        if (!isNotification(m)) await ipc.reply(m.source, { type: 0, payload: m.payload });
+      } catch {
+        return; // unbound: the VOS stopped
       }
     },
   };

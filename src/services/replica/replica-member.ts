@@ -280,6 +280,8 @@ export class ReplicaMember {
         synced,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new DvsError('EDVSTIMEDOUT', 'the join did not finish in time')), SYNC_TIMEOUT_MS);
+          // A member stopped while it joins stops waiting at once.
+          this.abort.signal.addEventListener('abort', () => reject(new DvsError('EDVSINTR', 'the member stopped while joining')), { once: true });
         }),
       ]);
     } finally {
