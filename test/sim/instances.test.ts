@@ -4,9 +4,10 @@
  * while clients call costs no failed call.
  */
 import { describe, it, expect } from 'vitest';
+import type { InstanceGroupRecord } from '../../src/cluster/directory.js';
 import type { Endpoint } from '../../src/ipc/endpoint.js';
 import type { Process } from '../../src/kernel/process.js';
-import { Simulation } from '../../src/sim/index.js';
+import { SimCluster, Simulation } from '../../src/sim/index.js';
 import { assertClean, outcome } from './helpers.js';
 
 const SLOT = 20; // a system slot (notify-able), as a VOS server's would be
@@ -205,5 +206,61 @@ describe('instance groups', () => {
     assertClean(sim, await sim.run({ maxTime: 5000 }));
     expect(got).toEqual([2]);
     expect(sim.kernel(0).stats.sourcesRefused).toBe(0);
+  });
+});
+
+describe('instance groups through the directory (SimCluster: store, directories, reconcilers)', () => {
+  it('the record makes the group on every node; a member whose node dies leaves it; calls never fail', async () => {
+    const c = new SimCluster({ seed: 47, nodes: 4, latency: { min: 1, max: 4 }, leaseTtlMs: 500 });
+    await c.start();
+    await c.createDc({ dcid: 1, nodes: [0, 1, 2, 3] });
+    const served = new Map<number, number>();
+    const load: Load = { ok: [], failed: [], answers: [] };
+    let client: Process | undefined;
+    let group: InstanceGroupRecord | undefined;
+    c.spawn('setup', async () => {
+      group = await c.node(0).directory.putInstanceGroup(1, SLOT, { nodes: [1, 2, 3], name: 'echo' });
+      client = await c.bind(0, 1, { name: 'cli' });
+    });
+    assertClean(c, await c.run({ maxTime: c.now() + 500 }));
+    const rec = group!;
+    for (const n of [1, 2, 3]) {
+      expect(c.kernel(n).instanceInfo(1, rec.endpoint)?.members).toEqual([1, 2, 3]);
+      const p = c.node(n).reconciler.bindInstance(1, SLOT);
+      expect(p.endpoint).toBe(rec.endpoint);
+      c.spawn(
+        `echo@n${n}`,
+        async (ctx) => {
+          for (;;) {
+            const m = await p.receiveRequest().catch(() => undefined);
+            if (m === undefined) return;
+            await ctx.sleep(3);
+            served.set(n, (served.get(n) ?? 0) + 1);
+            await p.reply(m.source, { type: 1, payload: { node: n, echo: m.payload } }).catch(() => undefined);
+          }
+        },
+        { daemon: true },
+      );
+    }
+    // The instances are not published as endpoints: the record is their claim.
+    expect(c.node(0).directory.endpointAt(1, SLOT)).toBeUndefined();
+    const cli = client!;
+    c.spawn('client', async (ctx) => {
+      for (let i = 0; i < 300; i++) {
+        const r = await outcome(c, cli.sendrec(rec.endpoint, { type: 2, payload: i }, { timeoutMs: 10_000 }));
+        if (r.ok) load.ok.push((r.value?.payload as { node: number }).node);
+        else load.failed.push(`${i}: ${r.code ?? '?'}`);
+        await ctx.jitter();
+      }
+    });
+    c.after(300, () => c.crash(3));
+    assertClean(c, await c.run({ maxTime: c.now() + 30_000 }));
+    expect(load.failed).toEqual([]);
+    expect(load.ok.length).toBe(300);
+    // Node 3 served until it crashed (at about a tenth of the run), then nodes 1 and 2 took over.
+    expect(share(load.ok, 3)).toBeGreaterThan(0);
+    for (const n of [1, 2]) expect(share(load.ok, n)).toBeGreaterThan(0.3);
+    // Node 3's registration went with its lease: the reconcilers dropped it from the group.
+    expect(c.kernel(0).instanceInfo(1, rec.endpoint)?.members).toEqual([1, 2]);
   });
 });
