@@ -30,7 +30,7 @@ export interface InstanceGroupView {
   readonly module: string | undefined;
   readonly nodes: readonly number[];
   /** Per node that answered: whether it runs an instance, the requests that instance received, and the calls its kernel sent per member. */
-  readonly perNode: readonly { readonly node: number; readonly running: boolean; readonly received: number; readonly sent: Readonly<Record<number, number>> }[];
+  readonly perNode: readonly { readonly node: number; readonly running: boolean; readonly received: number; readonly sent: Readonly<Record<number, number>>; readonly resent: number }[];
 }
 
 async function instancesOf(c: DvsClient, dcid: number | undefined): Promise<InstanceRow[]> {
@@ -48,7 +48,7 @@ export async function listInstanceGroups(dir: string, dcid: number | undefined, 
       const k = `${r.dcid}/${r.slot}`;
       let g = groups.get(k);
       if (g === undefined) groups.set(k, (g = { row: r, perNode: [] }));
-      g.perNode.push({ node: n.nodeId, running: r.running, received: r.received, sent: r.sent });
+      g.perNode.push({ node: n.nodeId, running: r.running, received: r.received, sent: r.sent, resent: r.resent });
     }
   }
   return [...groups.values()]
@@ -95,10 +95,10 @@ export function formatInstanceGroups(groups: readonly InstanceGroupView[]): stri
   const lines: string[] = [];
   for (const g of groups) {
     lines.push(`DC ${g.dcid} slot ${g.slot}: ${g.name} (endpoint ${g.endpoint}) on nodes [${g.nodes.join(',')}]  ${g.module ?? ''}`);
-    lines.push('  node  instance  received  sent by its kernel (member:calls)');
+    lines.push('  node  instance  received  resent  sent by its kernel (member:calls)');
     for (const p of g.perNode) {
       const sent = Object.entries(p.sent).map(([m, n]) => `${m}:${n}`).join(' ');
-      lines.push(`  ${String(p.node).padStart(4)}  ${(p.running ? 'running' : '-').padEnd(8)}  ${String(p.received).padStart(8)}  ${sent}`);
+      lines.push(`  ${String(p.node).padStart(4)}  ${(p.running ? 'running' : '-').padEnd(8)}  ${String(p.received).padStart(8)}  ${String(p.resent).padStart(6)}  ${sent}`);
     }
   }
   return lines.join('\n');

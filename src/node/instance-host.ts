@@ -39,6 +39,8 @@ export interface InstanceRow {
   readonly sent: Readonly<Record<number, number>>;
   /** Members this node's kernel calls now. */
   readonly live: readonly number[];
+  /** Calls this node's kernel sent again to another member after theirs failed. */
+  readonly resent: number;
 }
 
 const key = (dcid: number, slot: number): string => `${dcid}/${slot}`;
@@ -89,7 +91,7 @@ export class InstanceHost {
         } catch {
           // DC not run here
         }
-        rows.push({ dcid: g.dcid, slot: g.slot, endpoint: g.endpoint, name: g.name, module: g.module, nodes: g.nodes, running: this.running.get(key(g.dcid, g.slot)) === g.endpoint, received, sent: info?.sent ?? {}, live: info?.live ?? [] });
+        rows.push({ dcid: g.dcid, slot: g.slot, endpoint: g.endpoint, name: g.name, module: g.module, nodes: g.nodes, running: this.running.get(key(g.dcid, g.slot)) === g.endpoint, received, sent: info?.sent ?? {}, live: info?.live ?? [], resent: info?.resent ?? 0 });
       }
     }
     return rows;
