@@ -209,6 +209,57 @@ describe('instance groups', () => {
   });
 });
 
+describe('instance groups: notify, timeouts', () => {
+  it('a notify reaches one live member', async () => {
+    const sim = new Simulation({ seed: 48, nodes: 4, latency: { min: 1, max: 2 } });
+    const g = group(sim);
+    const got: number[] = [];
+    for (const n of [1, 2]) {
+      const p = sim.kernel(n).bind(sim.dcid, { endpoint: g.ep, name: 'echo' });
+      sim.spawn(`rx@n${n}`, async () => {
+        for (;;) {
+          const m = await p.receive(sim.space.make(0, SLOT + 1)).catch(() => undefined);
+          if (m === undefined) return;
+          got.push(n);
+        }
+      }, { daemon: true });
+    }
+    setMembers(sim, g, [1, 2]);
+    const src = sim.bind(0, { slot: SLOT + 1, name: 'src' });
+    sim.spawn('notifier', async (ctx) => {
+      for (let i = 0; i < 20; i++) {
+        await src.notify(g.ep, { arg: i });
+        await ctx.sleep(10);
+      }
+    });
+    assertClean(sim, await sim.run({ maxTime: 5000 }));
+    expect(got.length).toBe(20);
+    expect(new Set(got)).toEqual(new Set([1, 2]));
+  });
+
+  it("with no live member the call waits for one within its timeout, then fails with the caller's timeout", async () => {
+    const sim = new Simulation({ seed: 49, nodes: 3, latency: { min: 1, max: 2 } });
+    const g = group(sim);
+    setMembers(sim, g, [1, 2]); // listed, but no instance started yet
+    const c = sim.bind(0, { name: 'c' });
+    let late: Awaited<ReturnType<typeof outcome>> | undefined;
+    let early: Awaited<ReturnType<typeof outcome>> | undefined;
+    sim.spawn('early', async () => {
+      early = await outcome(sim, c.sendrec(g.ep, { type: 1, payload: 0 }, { timeoutMs: 300 }));
+    });
+    sim.after(400, () => startInstance(sim, g, 2, () => 1));
+    const c2 = sim.bind(0, { name: 'c2' });
+    sim.spawn('late', async (ctx) => {
+      await ctx.sleep(350);
+      late = await outcome(sim, c2.sendrec(g.ep, { type: 1, payload: 1 }, { timeoutMs: 3000 }));
+    });
+    assertClean(sim, await sim.run({ maxTime: 10_000 }));
+    expect(early).toMatchObject({ ok: false, code: 'EDVSTIMEDOUT', at: 300 });
+    expect(late?.ok).toBe(true);
+    expect((late?.value as { payload: { node: number } } | undefined)?.payload.node).toBe(2);
+  });
+});
+
 describe('instance groups through the directory (SimCluster: store, directories, reconcilers)', () => {
   it('the record makes the group on every node; a member whose node dies leaves it; calls never fail', async () => {
     const c = new SimCluster({ seed: 47, nodes: 4, latency: { min: 1, max: 4 }, leaseTtlMs: 500 });
