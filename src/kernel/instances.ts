@@ -300,6 +300,9 @@ export class InstanceCalls {
       if (call.kind === 'sendrec') {
         const recv: RecvWait = { mode: RecvMode.SendrecSending, from: dst, waiter: inner as unknown as Waiter<Message> };
         proc.recv = recv;
+        // A late reply to an earlier attempt (its member was given up but answered after all)
+        // carries that attempt's request id: it must not complete this one.
+        if (route.kind === 'local') proc.sendrecOpId = 0;
         try {
           rv.routeSendrec(proc, route, dst, msg, recv, true);
         } catch (err) {

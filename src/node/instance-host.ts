@@ -115,6 +115,9 @@ export class InstanceHost {
     const g: InstanceGroupRecord | undefined = directory.instanceGroup(dcid, slot);
     const runsDc = kernel.listDcs().some((dc) => dc.dcid === dcid);
     const want = g !== undefined && runsDc && g.nodes.includes(nodeId) && g.module !== undefined;
+    // An instance whose service ended by itself is started again.
+    const ended = this.running.get(k);
+    if (ended !== undefined && !coroutines.owns(dcid, ended)) this.running.delete(k);
     const have = this.running.get(k);
     if (have !== undefined && (!want || have !== g?.endpoint)) {
       this.running.delete(k);

@@ -186,7 +186,7 @@ describe('instance groups', () => {
     expect(share(after, 3)).toBeGreaterThan(0.2);
   });
 
-  it('a frame whose source is the group endpoint is accepted from any member', async () => {
+  it('a frame whose source is the group endpoint is accepted from any member, refused from another node', async () => {
     const sim = new Simulation({ seed: 46, nodes: 4, latency: { min: 1, max: 2 } });
     const g = group(sim);
     startInstance(sim, g, 1, () => 1);
@@ -206,6 +206,9 @@ describe('instance groups', () => {
     assertClean(sim, await sim.run({ maxTime: 5000 }));
     expect(got).toEqual([2]);
     expect(sim.kernel(0).stats.sourcesRefused).toBe(0);
+    // From a node that is not a member, the same source is a forgery: refused.
+    sim.kernel(0).receiveFrame(3, { k: 'send', dc: sim.dcid, id: 1, src: g.ep, dst: target.endpoint, type: 3, payload: { n: 3 }, rec: false });
+    expect(sim.kernel(0).stats.sourcesRefused).toBe(1);
   });
 });
 
