@@ -114,4 +114,33 @@ describe('dvs scale: instance groups on real daemons', () => {
     const text = await runCli(['scale', 'ls', '--dir', tc.dir]);
     expect(text.stdout).toMatch(/DC 1 slot 20: .* on nodes \[0,1\]/);
   });
+
+  it('bad requests get a typed error, exit code 1, and change nothing; rm stops every instance', { timeout: 60_000 }, async () => {
+    const started = await runCli(['service', 'start', '--dc', String(DC), '--node', '1', '--module', ECHO, '--slot', '22', '--json', '--dir', tc.dir]);
+    expect(started.code, started.stderr).toBe(EXIT.ok);
+    const ep = (JSON.parse(started.stdout) as { endpoint: number }).endpoint;
+    for (const [args, code] of [
+      [['--dc', String(DC), '--slot', '23', '--nodes', '0'], 'EDVSINVAL'], // a new group needs its module
+      [['--dc', String(DC), '--slot', '22', '--nodes', '0', '--module', ECHO], 'EDVSSLOTUSED'], // a service's slot
+      [['--dc', String(DC), '--slot', '23', '--nodes', '0,7', '--module', ECHO], 'EDVSNODCNODE'],
+      [['--dc', '9', '--slot', '23', '--nodes', '0', '--module', ECHO], 'EDVSBADDCID'],
+    ] as const) {
+      const bad = await runCli(['scale', ...args, '--dir', tc.dir]);
+      expect(bad.code, `${args.join(' ')}: ${bad.stderr}`).toBe(EXIT.error);
+      expect(bad.stderr).toMatch(new RegExp(code));
+    }
+    const rm = await runCli(['scale', 'rm', '--dc', String(DC), '--slot', '23', '--dir', tc.dir]);
+    expect(rm.code).toBe(EXIT.error);
+    expect(rm.stderr).toMatch(/EDVSNOENT/);
+    const ls = await runCli(['scale', 'ls', '--dc', String(DC), '--json', '--dir', tc.dir]);
+    expect((JSON.parse(ls.stdout) as InstanceGroupView[]).map((g) => g.slot)).toEqual([SLOT]);
+    // Removing the group stops every instance; the plain service stays.
+    const gone = await runCli(['scale', 'rm', '--dc', String(DC), '--slot', String(SLOT), '--dir', tc.dir]);
+    expect(gone.code, gone.stderr).toBe(EXIT.ok);
+    await eventually(async () => {
+      const r = await runCli(['service', 'ls', '--json', '--dir', tc.dir]);
+      const rows = JSON.parse(r.stdout) as { endpoint: number; node: number }[];
+      return rows.length === 1 && rows[0]?.endpoint === ep ? true : undefined;
+    }, 20_000, 200);
+  });
 });
