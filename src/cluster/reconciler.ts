@@ -270,7 +270,8 @@ export class Reconciler {
     try {
       if (previous !== undefined && (group === undefined || previous.endpoint !== group.endpoint)) this.kernel.clearInstances(dcid, previous.endpoint);
       if (group === undefined) return;
-      const members = group.nodes.filter((n) => n === this.me || this.directory.node(n) !== undefined);
+      const inDc = this.directory.dc(dcid)?.nodes ?? [];
+      const members = group.nodes.filter((n) => inDc.includes(n) && (n === this.me || this.directory.node(n) !== undefined));
       this.kernel.setInstances(dcid, group.endpoint, { members, epoch: group.modRevision, name: group.name });
     } catch (err) {
       this.refused(`instance group ${group?.slot ?? previous?.slot ?? '?'} of DC ${dcid}`, err);

@@ -174,7 +174,9 @@ export class Kernel {
     const dc = this.core.dc(dcid);
     if (node === this.nodeId) fail('EDVSBADNODEID', 'a kernel cannot remove its own node from a DC; destroy the DC instead');
     if (!dc.nodes.delete(node)) fail('EDVSNODCNODE', `node ${node} is not a member of DC ${dcid}`);
+    for (const inst of [...dc.routes.allInstances()]) if (inst.members.includes(node)) this.core.instances.memberGone(dc, inst, node);
     for (const r of [...dc.routes.all()]) {
+      if (dc.routes.instancesOf(r.endpoint) !== undefined) continue;
       const where = r.kind === 'frozen' ? r.previous : r;
       if ((where.kind === 'remote' && where.node === node) || (where.kind === 'group' && where.primary === node)) this.core.cascade.dropRemote(dc, r);
     }

@@ -210,6 +210,24 @@ describe('instance groups', () => {
     sim.kernel(0).receiveFrame(3, { k: 'send', dc: sim.dcid, id: 1, src: g.ep, dst: target.endpoint, type: 3, payload: { n: 3 }, rec: false });
     expect(sim.kernel(0).stats.sourcesRefused).toBe(1);
   });
+  it('a member node taken out of the DC leaves the group; calls go on to the others', async () => {
+    const sim = new Simulation({ seed: 50, nodes: 4, latency: { min: 1, max: 4 } });
+    const g = group(sim);
+    for (const n of [1, 2, 3]) startInstance(sim, g, n, () => sim.random.int(2, 6));
+    setMembers(sim, g, [1, 2, 3]);
+    const load: Load = { ok: [], failed: [], answers: [] };
+    clients(sim, g, 0, 4, 60, load);
+    let at = -1;
+    sim.after(100, () => {
+      at = sim.now();
+      sim.kernel(0).removeNode(sim.dcid, 2);
+    });
+    assertClean(sim, await sim.run({ maxTime: 60_000 }));
+    expect(load.failed).toEqual([]);
+    expect(load.answers.filter(([t, n]) => n === 2 && t > at + 20).length).toBe(0);
+    expect(sim.kernel(0).instanceInfo(sim.dcid, g.ep)?.live).toEqual([1, 3]);
+    expect(sim.kernel(0).route(sim.dcid, g.ep)).toMatchObject({ kind: 'group', members: [1, 3] });
+  });
 });
 
 describe('instance groups: notify, timeouts', () => {
