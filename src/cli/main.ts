@@ -21,6 +21,7 @@ import { formatSelfViews, formatStatus } from './status-table.js';
 import { formatVosView, vosDown, vosStatus, vosUp } from './vos-command.js';
 import { formatReplicas, replicas } from './replicas-command.js';
 import { formatRound, rebalance } from './rebalance-command.js';
+import { formatInstanceGroups, listInstanceGroups, removeInstanceGroup, scaleGroup } from './scale-command.js';
 import { formatVosPs, vosProcesses, vosRun } from './vos-ps.js';
 
 function int(value: string): number {
@@ -66,7 +67,7 @@ function out(json: boolean | undefined, value: unknown, text: () => string): voi
 }
 
 // Usage errors come back as a CommanderError (commander has printed them): exit code EXIT.usage.
-const program = new Command().name('dvs').description('DVS: a Distributed Virtualization System').version('0.1.0').exitOverride();
+const program = new Command().name('dvs').description('DVS: a Distributed Virtualization System').version('0.1.0').exitOverride().enablePositionalOptions();
 
 program
   .command('demo')
@@ -316,6 +317,56 @@ service
   .action(async (opts: { dir: string; json?: boolean; timeout: number }) => {
     const rows = await listServices(opts.dir, { timeoutMs: opts.timeout });
     out(opts.json, rows, () => ['DC  endpoint  node  name              module', ...rows.map((r) => `${String(r.dcid).padEnd(3)} ${String(r.endpoint).padStart(8)}  ${String(r.node).padStart(4)}  ${r.name.padEnd(17)} ${r.module}`)].join('\n'));
+  });
+
+const scale = program
+  .command('scale')
+  .description('instance groups (docs/instances.md): run a stateless service as instances on several nodes behind one endpoint')
+  // Its options are its own; those after `ls` or `rm` are theirs.
+  .enablePositionalOptions()
+  .option('--dc <dcid>', 'its DC', int)
+  .option('--slot <slot>', 'the slot of its endpoint', int)
+  .option('--nodes <list>', 'the nodes its instances run on, e.g. 0,1,2 (instances start where missing and stop where not listed)', intList)
+  .option('--module <file>', 'the service module its instances run (needed for a new group)')
+  .option('--name <name>', 'its endpoint name')
+  .option('--args <json>', "its factory's argument, as JSON")
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('the store and for the instances'))
+  .action(async (opts: { dc?: number; slot?: number; nodes?: number[]; module?: string; name?: string; args?: string; dir: string; json?: boolean; timeout: number }) => {
+    if (opts.dc === undefined || opts.slot === undefined || opts.nodes === undefined) throw new DvsError('EDVSINVAL', 'dvs scale needs --dc, --slot and --nodes (or a subcommand: ls, rm)');
+    let args: Payload | undefined;
+    try {
+      if (opts.args !== undefined) args = JSON.parse(opts.args) as Payload;
+    } catch {
+      throw new DvsError('EDVSBADVALUE', `--args is not JSON: ${opts.args}`);
+    }
+    const v = await scaleGroup(opts.dir, opts.dc, opts.slot, { nodes: opts.nodes, ...(opts.module === undefined ? {} : { module: opts.module }), ...(opts.name === undefined ? {} : { name: opts.name }), ...(args === undefined ? {} : { args }) }, { timeoutMs: opts.timeout });
+    out(opts.json, v, () => formatInstanceGroups([v]));
+  });
+scale
+  .command('ls')
+  .description('the instance groups, with what each daemon runs and sent to each member')
+  .option('--dc <dcid>', 'only this DC', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption('each daemon'))
+  .action(async (opts: { dc?: number; dir: string; json?: boolean; timeout: number }) => {
+    const groups = await listInstanceGroups(opts.dir, opts.dc, { timeoutMs: opts.timeout });
+    out(opts.json, groups, () => formatInstanceGroups(groups));
+  });
+scale
+  .command('rm')
+  .description('remove an instance group: every daemon stops its instance')
+  .requiredOption('--dc <dcid>', 'its DC', int)
+  .requiredOption('--slot <slot>', 'its slot', int)
+  .addOption(dirOption())
+  .addOption(jsonOption())
+  .addOption(timeoutOption())
+  .action(async (opts: { dc: number; slot: number; dir: string; json?: boolean; timeout: number }) => {
+    const removed = await removeInstanceGroup(opts.dir, opts.dc, opts.slot, { timeoutMs: opts.timeout });
+    if (!removed) throw new DvsError('EDVSNOENT', `DC ${opts.dc} has no instance group in slot ${opts.slot}`);
+    out(opts.json, { dcid: opts.dc, slot: opts.slot, removed }, () => `instance group ${opts.slot} of DC ${opts.dc} removed`);
   });
 
 const vos = program.command('vos').description('the Virtual Operating System of a DC: its system servers (docs/vos/boot.md)');

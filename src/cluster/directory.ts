@@ -37,7 +37,9 @@ import { Emitter } from './emitter.js';
 import { DirectoryKeys } from './keys.js';
 import { DvsError } from '../ipc/errors.js';
 import type { Compare, CoordinationStore, StoreValue } from './store.js';
-import type { VosRecordEntry } from './directory/records.js';
+import type { InstanceGroupRecord, VosRecordEntry } from './directory/records.js';
+import { dcSpace } from './directory/dc-space.js';
+import { checkName } from './directory/parse.js';
 
 export {
   NAME_MAX,
@@ -51,6 +53,8 @@ export {
   type EndpointEvent,
   type VosRecordEntry,
   type VosRecordEvent,
+  type InstanceGroupRecord,
+  type InstanceGroupEvent,
   type DirectoryEvents,
 } from './directory/records.js';
 export type { DirectoryOptions, RegisterOptions, ClaimOptions, ReleaseOptions, RestoreOptions } from './directory/options.js';
@@ -65,6 +69,7 @@ export class Directory extends Emitter<DirectoryEvents> {
   private readonly pool: SlotPool;
   private readonly claims: EndpointClaims;
   private readonly freezes: EndpointFreezes;
+  private readonly ctx: DirectoryContext;
 
   constructor(store: CoordinationStore, opts: DirectoryOptions = {}) {
     super();
@@ -80,6 +85,7 @@ export class Directory extends Emitter<DirectoryEvents> {
     const cache = this.cache;
     const txns = new TxnRunner(store, clock, settings.maxRetries, () => cache.closed);
     const ctx: DirectoryContext = { store, keys: this.keys, clock, settings, cache, txns, emit };
+    this.ctx = ctx;
     this.registry = new NodeRegistry(ctx);
     this.admin = new DcAdmin(ctx);
     this.pool = new SlotPool(ctx, this.registry);
@@ -250,6 +256,80 @@ export class Directory extends Emitter<DirectoryEvents> {
   async removeVosRecord(dcid: number): Promise<boolean> {
     await this.opened();
     const r = await this.store.delete(this.keys.vos(dcid));
+    await this.cache.catchUp(r.revision);
+    return r.deleted > 0;
+  }
+
+  // ---------------------------------------------------------------- instance groups
+
+  /** The DC's instance groups (docs/instances.md), from the cache. */
+  instanceGroups(dcid: number): InstanceGroupRecord[] {
+    return this.cache.instanceGroups(dcid);
+  }
+
+  instanceGroup(dcid: number, slot: number): InstanceGroupRecord | undefined {
+    return this.cache.instanceGroup(dcid, slot);
+  }
+
+  /**
+   * Creates or updates the instance group in `slot` of `dcid`: its instances run on `nodes`. A new
+   * group takes the slot's next generation (EDVSSLOTUSED when an endpoint is bound or reserved in
+   * the slot); an update keeps its endpoint, and keeps `module` and `options` unless given.
+   * Resolves once the cache reflects it.
+   */
+  async putInstanceGroup(dcid: number, slot: number, def: { readonly nodes: readonly number[]; readonly name?: string; readonly module?: string; readonly options?: StoreValue }): Promise<InstanceGroupRecord> {
+    await this.opened();
+    const space = await dcSpace(this.ctx, dcid);
+    space.checkSlot(slot);
+    if (slot < 0) throw new DvsError('EDVSBADVALUE', `an instance group needs a non-negative slot, got ${slot}`);
+    const dcRec = this.cache.dc(dcid);
+    const nodes = [...new Set(def.nodes)].sort((a, b) => a - b);
+    for (const n of nodes) if (dcRec !== undefined && !dcRec.nodes.includes(n)) throw new DvsError('EDVSNODCNODE', `node ${n} is not a member of DC ${dcid}`, { details: { dcid, node: n } });
+    const key = this.keys.instances(dcid, slot);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const cur = await this.store.get(key);
+      const prev = cur === undefined ? undefined : (cur.value as Record<string, unknown>);
+      const genKey = this.keys.generation(dcid, slot);
+      const compare: Compare[] = [
+        { key: this.keys.dc(dcid), exists: true },
+        { key: this.keys.endpoint(dcid, slot), exists: false },
+        { key: this.keys.reservation(dcid, slot), exists: false },
+        cur === undefined ? { key, exists: false } : { key, modRevision: cur.modRevision },
+      ];
+      let endpoint: number;
+      const success: { op: 'put'; key: string; value: StoreValue }[] = [];
+      if (prev !== undefined && typeof prev.endpoint === 'number') endpoint = prev.endpoint;
+      else {
+        const g = await this.store.get(genKey);
+        const gen = typeof g?.value === 'number' ? g.value + 1 : 0;
+        compare.push(g === undefined ? { key: genKey, exists: false } : { key: genKey, modRevision: g.modRevision });
+        endpoint = space.make(gen, slot);
+        success.push({ op: 'put', key: genKey, value: gen });
+      }
+      const name = checkName(def.name ?? prev?.name, `inst${slot}`);
+      const module = def.module ?? (typeof prev?.module === 'string' ? prev.module : undefined);
+      const options = def.options ?? (prev?.options as StoreValue | undefined);
+      const value: Record<string, StoreValue> = { endpoint, name, nodes };
+      if (module !== undefined) value.module = module;
+      if (options !== undefined) value.options = options;
+      success.push({ op: 'put', key, value });
+      const r = await this.store.txn({ compare, success, failure: [] });
+      if (r.succeeded) {
+        await this.cache.catchUp(r.revision);
+        return { dcid, slot, endpoint, name, nodes, ...(module !== undefined ? { module } : {}), ...(options !== undefined ? { options } : {}), modRevision: r.revision };
+      }
+      if ((await this.store.get(this.keys.dc(dcid))) === undefined) throw new DvsError('EDVSBADDCID', `DC ${dcid} does not exist`, { details: { dcid } });
+      if ((await this.store.get(this.keys.endpoint(dcid, slot))) !== undefined || (await this.store.get(this.keys.reservation(dcid, slot))) !== undefined) {
+        throw new DvsError('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} holds an endpoint`, { details: { dcid, slot } });
+      }
+    }
+    throw new DvsError('EDVSAGAIN', `instance group ${dcid}/${slot} changed too often meanwhile`);
+  }
+
+  /** Removes an instance group's record; false when there was none. */
+  async removeInstanceGroup(dcid: number, slot: number): Promise<boolean> {
+    await this.opened();
+    const r = await this.store.delete(this.keys.instances(dcid, slot));
     await this.cache.catchUp(r.revision);
     return r.deleted > 0;
   }

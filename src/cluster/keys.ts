@@ -13,13 +13,15 @@
  *   <root>/dcs/<dcid>/frz/<slot>        {endpoint, epoch, recordRevision, ms}:      under a lease of its own
  *                                       the endpoint is frozen at that epoch        (ms long)
  *   <root>/dcs/<dcid>/vos               the DC's VOS record (src/vos/vos-record.ts)  persistent
+ *   <root>/dcs/<dcid>/inst/<slot>       {endpoint, name, nodes, module?, options?}:  persistent
+ *                                       an instance group (docs/instances.md)
  */
 
 export type ParsedKey =
   | { readonly kind: 'node'; readonly nodeId: number }
   | { readonly kind: 'incarnation'; readonly nodeId: number }
   | { readonly kind: 'dc' | 'vos'; readonly dcid: number }
-  | { readonly kind: 'ep' | 'gen' | 'resv' | 'frz'; readonly dcid: number; readonly slot: number };
+  | { readonly kind: 'ep' | 'gen' | 'resv' | 'frz' | 'inst'; readonly dcid: number; readonly slot: number };
 
 const INT = /^(0|-?[1-9][0-9]{0,8})$/;
 
@@ -69,6 +71,11 @@ export class DirectoryKeys {
     return `${this.root}/dcs/${dcid}/frz/${slot}`;
   }
 
+  /** An instance group's record (docs/instances.md). */
+  instances(dcid: number, slot: number): string {
+    return `${this.root}/dcs/${dcid}/inst/${slot}`;
+  }
+
   /** The DC's VOS record: opaque to the directory, read by the VOS layer. */
   vos(dcid: number): string {
     return `${this.root}/dcs/${dcid}/vos`;
@@ -93,7 +100,7 @@ export class DirectoryKeys {
     const slot = int(b);
     if (slot === undefined) return undefined;
     if (sub === 'eps') return { kind: 'ep', dcid, slot };
-    if (sub === 'gen' || sub === 'resv' || sub === 'frz') return { kind: sub, dcid, slot };
+    if (sub === 'gen' || sub === 'resv' || sub === 'frz' || sub === 'inst') return { kind: sub, dcid, slot };
     return undefined;
   }
 }

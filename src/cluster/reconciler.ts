@@ -12,7 +12,7 @@ import type { Clock, TimerHandle } from '../kernel/clock.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Process } from '../kernel/process.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
-import type { Directory, DcRecord, EndpointRecord, NodeInfo } from './directory.js';
+import type { Directory, DcRecord, EndpointRecord, InstanceGroupRecord, NodeInfo } from './directory.js';
 import { NodeRegistration, type RegistrationStatus } from './registration.js';
 
 /** Where a peer's link listener is. */
@@ -117,8 +117,11 @@ export class Reconciler {
       d.on('node', (e) => {
         this.syncPeers();
         if (e.type === 'up' && e.node.nodeId !== this.me) this.sweepLater(e.node.nodeId);
+        // An instance's liveness is its node's registration.
+        if (e.type !== 'changed') for (const dc of this.kernel.listDcs()) for (const g of d.instanceGroups(dc.dcid)) this.onInstances(g, undefined);
       }),
       d.on('dc', (e) => this.syncDc(e.dc.dcid)),
+      d.on('instances', (e) => this.onInstances(e.type === 'removed' ? undefined : e.group, e.type === 'removed' ? e.group : e.previous)),
       d.on('endpoint', (e) => this.onEndpoint(e.type, e.endpoint, e.previous)),
       d.on('leaseLost', (e) => {
         if (e.nodeId === this.me && !this.stopped) this.registration.leaseLost(e.error);
@@ -198,8 +201,22 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Binds this node's instance of an instance group (docs/instances.md): its endpoint is the
+   * group's, from the group's record, and is not claimed in the directory (the record is its claim).
+   */
+  bindInstance(dcid: number, slot: number): Process {
+    const g = this.directory.instanceGroup(dcid, slot);
+    if (g === undefined) throw new DvsError('EDVSNOENT', `DC ${dcid} has no instance group in slot ${slot}`, { details: { dcid, slot } });
+    if (!this.runs(dcid)) throw new DvsError('EDVSBADDCID', `DC ${dcid} does not run on node ${this.me}`);
+    this.onInstances(g, undefined);
+    return this.kernel.bind(dcid, { endpoint: g.endpoint, name: g.name });
+  }
+
   /** A local endpoint was unbound (the kernel's observer): its directory entry goes, unless it moved away. */
   localUnbound(dcid: number, endpoint: number): void {
+    // An instance of a group: it was never published.
+    if (this.isInstance(dcid, endpoint)) return;
     this.release(dcid, endpoint, 0);
     // The slot may already hold another node's newer endpoint that could not be routed while this
     // one was bound here (a node fenced out after a lost lease): route it now.
@@ -229,6 +246,36 @@ export class Reconciler {
     if (this.peers.has(node) && this.directory.node(node) === undefined) queueMicrotask(() => this.syncPeers());
     // Replica groups whose primary was there: their senders park for the next primary (RADAR).
     for (const ep of [...this.groups.values()]) if (ep.node === node) this.awaitFailover(ep);
+  }
+
+  // ---------------------------------------------------------------- instance groups
+
+  private isInstance(dcid: number, endpoint: number): boolean {
+    try {
+      return this.kernel.instanceInfo(dcid, endpoint) !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * An instance group's record set (or removed: `group` undefined, `previous` the last record): the
+   * kernel's group follows, its members the listed nodes that are registered (this node always,
+   * its kernel knowing whether its instance is bound).
+   */
+  private onInstances(group: InstanceGroupRecord | undefined, previous: InstanceGroupRecord | undefined): void {
+    if (this.stopped) return;
+    const dcid = group?.dcid ?? previous?.dcid;
+    if (dcid === undefined || !this.runs(dcid)) return;
+    try {
+      if (previous !== undefined && (group === undefined || previous.endpoint !== group.endpoint)) this.kernel.clearInstances(dcid, previous.endpoint);
+      if (group === undefined) return;
+      const inDc = this.directory.dc(dcid)?.nodes ?? [];
+      const members = group.nodes.filter((n) => inDc.includes(n) && (n === this.me || this.directory.node(n) !== undefined));
+      this.kernel.setInstances(dcid, group.endpoint, { members, epoch: group.modRevision, name: group.name });
+    } catch (err) {
+      this.refused(`instance group ${group?.slot ?? previous?.slot ?? '?'} of DC ${dcid}`, err);
+    }
   }
 
   // ---------------------------------------------------------------- replica groups (RADAR)
@@ -327,6 +374,7 @@ export class Reconciler {
         if (changed) this.opts.events?.dc?.({ type: 'changed', dcid, nodes: record.nodes });
       }
       for (const ep of this.directory.endpoints(dcid)) this.onEndpoint('bound', ep, undefined);
+      for (const g of this.directory.instanceGroups(dcid)) this.onInstances(g, undefined);
     } catch (err) {
       this.refused(`DC ${dcid}`, err);
     }
@@ -398,7 +446,7 @@ export class Reconciler {
       if (this.stopped || this.directory.node(node) === undefined) return;
       for (const dc of this.kernel.listDcs()) {
         for (const p of this.kernel.procs(dc.dcid)) {
-          if (p.kind !== 'remote' || p.node !== node || this.directory.lookup(dc.dcid, p.endpoint) !== undefined) continue;
+          if (p.kind !== 'remote' || p.node !== node || this.directory.lookup(dc.dcid, p.endpoint) !== undefined || this.isInstance(dc.dcid, p.endpoint)) continue;
           try {
             this.kernel.unbind(dc.dcid, p.endpoint);
           } catch (err) {
@@ -436,7 +484,7 @@ export class Reconciler {
   private async restoreEndpoints(): Promise<void> {
     for (const dc of this.kernel.listDcs()) {
       for (const p of this.kernel.procs(dc.dcid)) {
-        if (p.kind !== 'local') continue;
+        if (p.kind !== 'local' || this.isInstance(dc.dcid, p.endpoint)) continue;
         try {
           await this.directory.restoreEndpoint(dc.dcid, p.endpoint, this.me, p.name, p.epoch);
           // Unbound while its entry was being restored (its release found nothing): release it now.

@@ -68,7 +68,10 @@ export class Cascade {
     box.notifies = undefined;
     box.owed = undefined;
     proc.grants = undefined;
-    this.failWaitersOn(dc, ep);
+    const inst = dc.routes.instancesOf(ep);
+    // One instance of a group: only the calls it had taken fail (and go to another member).
+    if (inst !== undefined) this.k.instances.localGone(dc, inst);
+    else this.failWaitersOn(dc, ep);
     if (broadcast && this.k.transport !== undefined) {
       for (const node of dc.nodes) if (node !== this.k.nodeId && !this.k.downNodes.has(node)) this.k.emit(node, { k: 'unbound', dc: dc.dcid, ep });
     }

@@ -11,6 +11,7 @@ import { Cascade } from './cascade.js';
 import { Copies } from './copies.js';
 import type { DcState } from './dc.js';
 import type { KernelFrame, KernelTransport } from './frames.js';
+import { InstanceCalls } from './instances.js';
 import { RouteMoves } from './moves.js';
 import type { LocalProc } from './proc.js';
 import { RemoteCalls } from './remote-calls.js';
@@ -50,6 +51,8 @@ export interface CoreConfig {
   readonly observer: KernelObserver | undefined;
   /** How long a handed-over sender's old address answers "moved" for late cancels. */
   readonly tombstoneMs: number;
+  /** Uniform in [0, 1): the draws of power of two choices among an instance group's members. */
+  readonly random: () => number;
 }
 
 export function fail(code: DvsErrorCode, message?: string, details?: Readonly<Record<string, unknown>>): never {
@@ -65,6 +68,7 @@ export class KernelCore {
   readonly maxRedirects: number;
   readonly copyWindow: number;
   readonly tombstoneMs: number;
+  readonly random: () => number;
   readonly stats: KernelStats = { framesIn: 0, framesOut: 0, framesRefused: 0, sourcesRefused: 0, repliesDropped: 0, notifiesDropped: 0, parked: 0 };
   readonly dcs = new Map<number, DcState>();
   readonly downNodes = new Set<number>();
@@ -76,6 +80,7 @@ export class KernelCore {
   readonly copies: Copies;
   readonly moves: RouteMoves;
   readonly cascade: Cascade;
+  readonly instances: InstanceCalls;
 
   constructor(cfg: CoreConfig) {
     this.nodeId = cfg.nodeId;
@@ -86,12 +91,14 @@ export class KernelCore {
     this.maxRedirects = cfg.maxRedirects;
     this.copyWindow = cfg.copyWindow;
     this.tombstoneMs = cfg.tombstoneMs;
+    this.random = cfg.random;
     // Modules reach each other through this core only inside their methods, never while constructed.
     this.rendezvous = new Rendezvous(this);
     this.remote = new RemoteCalls(this);
     this.copies = new Copies(this);
     this.moves = new RouteMoves(this);
     this.cascade = new Cascade(this);
+    this.instances = new InstanceCalls(this);
   }
 
   /** A fresh id for a frame that expects an answer (unique among this kernel's outstanding requests). */

@@ -14,6 +14,7 @@ import { fail, KernelCore, type KernelObserver, type KernelStats } from './core.
 import { DcState, type BindWatch } from './dc.js';
 import type { KernelFrame, KernelTransport } from './frames.js';
 import type { Handover } from './mailbox.js';
+import { seededRandom, type InstanceInfo } from './instances.js';
 import { checkName, type AbsorbOptions, type Quiescence } from './moves.js';
 import { LocalProc, type GrantBackend } from './proc.js';
 import { Process, type ProcessCalls } from './process.js';
@@ -24,6 +25,7 @@ import { checkNotAborted, checkTimeout, Waiter } from './waiter.js';
 export type { KernelObserver, KernelStats } from './core.js';
 export type { Handover } from './mailbox.js';
 export type { AbsorbOptions, Quiescence } from './moves.js';
+export type { InstanceInfo } from './instances.js';
 
 export interface KernelOptions {
   readonly nodeId: number;
@@ -41,6 +43,8 @@ export interface KernelOptions {
   readonly onServiceFrame?: ServiceFrameHandler;
   /** How long a node that handed an endpoint over still answers late cancels for it with "ask there" (default 60 s). */
   readonly tombstoneMs?: number;
+  /** Uniform random numbers in [0, 1) for choosing among an instance group's members (default: a PRNG seeded by the node id). */
+  readonly random?: () => number;
 }
 
 /** Takes the body of a `svc` frame from node `from` about DC `dcid`. */
@@ -110,6 +114,7 @@ export class Kernel {
       copyWindow: opts.copyWindow ?? DEFAULT_COPY_WINDOW,
       observer: opts.observer,
       tombstoneMs: opts.tombstoneMs ?? DEFAULT_TOMBSTONE_MS,
+      random: opts.random ?? seededRandom(opts.nodeId),
     });
     this.stats = this.core.stats;
     const rv = this.core.rendezvous;
@@ -169,7 +174,9 @@ export class Kernel {
     const dc = this.core.dc(dcid);
     if (node === this.nodeId) fail('EDVSBADNODEID', 'a kernel cannot remove its own node from a DC; destroy the DC instead');
     if (!dc.nodes.delete(node)) fail('EDVSNODCNODE', `node ${node} is not a member of DC ${dcid}`);
+    for (const inst of [...dc.routes.allInstances()]) if (inst.members.includes(node)) this.core.instances.memberGone(dc, inst, node);
     for (const r of [...dc.routes.all()]) {
+      if (dc.routes.instancesOf(r.endpoint) !== undefined) continue;
       const where = r.kind === 'frozen' ? r.previous : r;
       if ((where.kind === 'remote' && where.node === node) || (where.kind === 'group' && where.primary === node)) this.core.cascade.dropRemote(dc, r);
     }
@@ -226,6 +233,10 @@ export class Kernel {
       endpoint = space.make(routes.lastGeneration(slot) + 1, slot);
     }
     if (slot === HARDWARE) fail('EDVSBADPROC', 'the KERNEL/HARDWARE slot cannot be bound');
+    // This node's instance of an instance group takes the slot from the group's route (calls in
+    // flight to other members go on).
+    const inst = routes.instancesAt(slot);
+    if (inst !== undefined && inst.endpoint === endpoint && routes.at(slot)?.kind === 'group') routes.clear(slot);
     if (routes.at(slot) !== undefined) fail('EDVSSLOTUSED', `slot ${slot} of DC ${dcid} is in use`, { slot });
     const epoch = opts.epoch ?? 0;
     if (!Number.isInteger(epoch) || epoch < 0) fail('EDVSBADVALUE', `epoch must be a non-negative integer, got ${String(epoch)}`);
@@ -314,6 +325,35 @@ export class Kernel {
   /** A group route (calls go to `primary`), epoch-checked; room for replica groups. */
   setGroupRoute(dcid: number, endpoint: Endpoint, group: { readonly members: readonly number[]; readonly primary: number; readonly epoch: number; readonly name?: string }): boolean {
     return this.core.moves.setGroup(this.core.dc(dcid), endpoint, group.members, group.primary, group.epoch, group.name);
+  }
+
+  /**
+   * Makes `endpoint` an instance group (docs/instances.md) whose instances run on `members` (the
+   * directory's word; this node's own instance, when bound here, is a member whether listed or
+   * not). Calls to it from here go to a live member by power of two choices and are sent again to
+   * another member if theirs fails. A newer generation replaces an older group; false for an older one.
+   */
+  setInstances(dcid: number, endpoint: Endpoint, group: { readonly members: readonly number[]; readonly epoch?: number; readonly name?: string }): boolean {
+    return this.core.instances.set(this.core.dc(dcid), endpoint, group.members, group.epoch ?? 0, group.name);
+  }
+
+  /** `endpoint` is no longer an instance group here: its route goes too, unless an instance is bound here. */
+  clearInstances(dcid: number, endpoint: Endpoint): void {
+    this.core.instances.clear(this.core.dc(dcid), endpoint);
+  }
+
+  /** The instance group of `endpoint` as this kernel sees it (members, live ones, calls per member), if it is one. */
+  instanceInfo(dcid: number, endpoint: Endpoint): InstanceInfo | undefined {
+    const dc = this.core.dc(dcid);
+    dc.space.checkEndpoint(endpoint);
+    const inst = dc.routes.instancesOf(endpoint);
+    return inst === undefined ? undefined : this.core.instances.info(dc, inst);
+  }
+
+  /** Every instance group of `dcid` known here. */
+  instanceGroups(dcid: number): InstanceInfo[] {
+    const dc = this.core.dc(dcid);
+    return [...dc.routes.allInstances()].map((inst) => this.core.instances.info(dc, inst));
   }
 
   /**
@@ -475,6 +515,12 @@ export class Kernel {
           break;
         case 'unbound': {
           const slot = dc.space.checkEndpoint(frame.ep);
+          const inst = dc.routes.instancesOf(frame.ep);
+          if (inst !== undefined) {
+            // One instance of a group is gone, not the endpoint: calls waiting on it go elsewhere.
+            if (from !== k.nodeId) k.instances.memberGone(dc, inst, from);
+            break;
+          }
           const route = dc.routes.at(slot);
           if (route !== undefined && route.endpoint === frame.ep && ownerOf(route) === undefined) {
             k.cascade.dropRemote(dc, route);

@@ -67,6 +67,8 @@ export class RouteMoves {
     const cur = dc.routes.at(slot);
     const owner = ownerOf(cur);
     if (owner !== undefined) fail('EDVSSLOTUSED', `slot ${slot} is bound locally`, { slot });
+    // An instance group's endpoint is routed by its members (instances.ts), not by a location.
+    if (dc.routes.instancesOf(endpoint) !== undefined) return false;
     const order = dc.routes.order(endpoint, epoch);
     if (order === 'older') {
       if (cur === undefined || dc.space.generationOf(endpoint) < dc.space.generationOf(cur.endpoint)) fail('EDVSENDPOINT', `endpoint ${dc.space.format(endpoint)} is older than the slot's generation`);
@@ -115,7 +117,7 @@ export class RouteMoves {
    * (the route was learnt from traffic or never moved).
    */
   learn(dc: DcState, endpoint: Endpoint, node: number, epoch: number): void {
-    if (node === this.k.nodeId || !dc.nodes.has(node)) return;
+    if (node === this.k.nodeId || !dc.nodes.has(node) || dc.routes.instancesOf(endpoint) !== undefined) return;
     const cur = dc.routes.at(dc.space.slotOf(endpoint));
     if (cur === undefined || cur.endpoint !== endpoint || ownerOf(cur) !== undefined) return;
     const order = dc.routes.order(endpoint, epoch);

@@ -197,7 +197,8 @@ export class RemoteCalls {
         this.settle(op, new DvsError(expiredReason(op), undefined, { details: { endpoint: op.dst } }));
         return;
       }
-      if (op.redirects < this.k.maxRedirects && this.redirect(op, from, frame.node, frame.epoch ?? TRAFFIC_EPOCH)) return;
+      // An instance group's member that has no instance: the call goes to another member instead.
+      if (op.dc.routes.instancesOf(op.dst) === undefined && op.redirects < this.k.maxRedirects && this.redirect(op, from, frame.node, frame.epoch ?? TRAFFIC_EPOCH)) return;
     }
     if (err.code === 'EDVSBADSRCDST') {
       if (op.cancelling) {

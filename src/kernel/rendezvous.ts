@@ -65,7 +65,7 @@ export class Rendezvous {
     checkPayload(msg.payload, this.k.limits.maxPayloadBytes);
     const route = dc.routes.lookup(dst);
     this.checkIpcTo(proc, dc, route.slot);
-    if (route.kind === 'remote' || route.kind === 'group') this.k.checkRoute(dc, route);
+    if ((route.kind === 'remote' || route.kind === 'group') && dc.routes.instancesOf(dst) === undefined) this.k.checkRoute(dc, route);
     return route;
   }
 
@@ -74,6 +74,8 @@ export class Rendezvous {
   send(proc: LocalProc, dst: Endpoint, msg: OutgoingMessage, opts: CallOptions | undefined): Promise<void> {
     try {
       const route = this.checkSend(proc, dst, msg, opts, CALL_BIT.send);
+      const inst = proc.dc.routes.instancesOf(dst);
+      if (inst !== undefined) return this.k.instances.send(proc, inst, dst, msg, opts);
       if (route.kind === 'local') {
         const w = route.recv;
         if (accepts(w, proc.endpoint)) {
@@ -134,6 +136,8 @@ export class Rendezvous {
   sendrec(proc: LocalProc, dst: Endpoint, msg: OutgoingMessage, opts: CallOptions | undefined): Promise<Message> {
     try {
       const route = this.checkSend(proc, dst, msg, opts, CALL_BIT.sendrec);
+      const inst = proc.dc.routes.instancesOf(dst);
+      if (inst !== undefined) return this.k.instances.sendrec(proc, inst, dst, msg, opts);
       if (proc.recv !== undefined) fail('EDVSBUSY', 'a receive-side call is already in progress on this endpoint');
       if (route.kind === 'local' && opts?.timeoutMs === 0 && !accepts(route.recv, proc.endpoint)) fail('EDVSTIMEDOUT');
       const waiter = new Waiter<Message>();
@@ -369,6 +373,8 @@ export class Rendezvous {
       if (!dc.space.isSystemSlot(slot)) fail('EDVSPRIVILEGES', `endpoint ${dc.space.format(dst)} is not a system process and cannot be notified`);
       this.checkIpcTo(proc, dc, slot);
       const route = dc.routes.lookup(dst);
+      const inst = dc.routes.instancesOf(dst);
+      if (inst !== undefined) return Promise.resolve(this.k.instances.notify(proc, inst, dst, arg));
       switch (route.kind) {
         case 'local':
           return Promise.resolve(this.notifyLocal(route, proc.endpoint, proc.privId, arg));

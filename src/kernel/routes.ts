@@ -6,6 +6,9 @@
  * - frozen(epoch): moving; new senders park here until the route is set again or the freeze's
  *   deadline passes (then the previous route comes back),
  * - group(members, primary, epoch): served by several members (replica groups fill it in).
+ * A slot may also hold an instance group (`InstanceSet`, instances.ts): one endpoint bound by a
+ * stateless instance on each of several nodes; its route is the local instance where one runs
+ * here, else group(the other members), and calls pick a member by power of two choices.
  * Every change of location is epoch-checked by `order`: a route learnt from a "moved" answer, an
  * autobind or a directory event never replaces a newer one, and a route learnt from traffic never
  * replaces one the directory, a move or a local bind gave (at any generation). `sourceFrom` says
@@ -65,6 +68,26 @@ export interface FrozenRoute {
   timer: TimerHandle | undefined;
 }
 
+/**
+ * An instance group (docs/instances.md): one endpoint of a stateless service bound by an instance
+ * on each member node. The directory gives the members; this kernel counts its own outstanding
+ * calls per member to choose between two (power of two choices).
+ */
+export interface InstanceSet {
+  readonly endpoint: Endpoint;
+  readonly slot: number;
+  name: string;
+  epoch: number;
+  /** Nodes with a live instance, as the directory and the links say (this node's own included if listed). */
+  members: number[];
+  /** This kernel's calls in flight per member node. */
+  readonly load: Map<number, number>;
+  /** Calls this kernel sent per member node (attempts, resends included). */
+  readonly sent: Map<number, number>;
+  /** Calls resent to another member after theirs failed. */
+  resent: number;
+}
+
 export type Route = LocalProc | RemoteRoute | FrozenRoute | GroupRoute;
 /** A route other than frozen: where calls actually go. */
 export type SettledRoute = LocalProc | RemoteRoute | GroupRoute;
@@ -121,6 +144,8 @@ export class RouteTable {
    * a local bind); -1 = never. Traffic cannot raise it: a forged source never fences the directory.
    */
   private readonly knownGen: number[];
+  /** Instance groups by slot. */
+  private readonly instanceSets = new Map<number, InstanceSet>();
 
   constructor(dcid: number, space: EndpointSpace) {
     this.dcid = dcid;
@@ -162,6 +187,33 @@ export class RouteTable {
     this.entries[slot + this.space.limits.nrTasks] = undefined;
   }
 
+  /** The instance group of `slot`, if it holds one. */
+  instancesAt(slot: number): InstanceSet | undefined {
+    return this.instanceSets.get(slot);
+  }
+
+  /** The instance group whose endpoint is `ep`, if any. */
+  instancesOf(ep: Endpoint): InstanceSet | undefined {
+    const inst = this.instanceSets.get(this.space.slotOf(ep));
+    return inst?.endpoint === ep ? inst : undefined;
+  }
+
+  setInstances(inst: InstanceSet): void {
+    this.instanceSets.set(inst.slot, inst);
+    const i = inst.slot + this.space.limits.nrTasks;
+    const gen = this.space.generationOf(inst.endpoint);
+    if (gen > (this.lastGen[i] ?? -1)) this.lastGen[i] = gen;
+    if (gen > (this.knownGen[i] ?? -1)) this.knownGen[i] = gen;
+  }
+
+  clearInstances(slot: number): void {
+    this.instanceSets.delete(slot);
+  }
+
+  *allInstances(): IterableIterator<InstanceSet> {
+    yield* this.instanceSets.values();
+  }
+
   /**
    * How a location (`endpoint` at `epoch`) compares with the slot's current route: 'newer' (a later
    * generation, or a later epoch of the same one), 'same' (this very endpoint at this epoch), or
@@ -193,6 +245,9 @@ export class RouteTable {
     const slot = this.space.slotOf(src);
     const cur = this.at(slot);
     const gen = this.space.generationOf(src);
+    // An instance group's endpoint speaks from any member node, this one's own instance or not.
+    const inst = this.instanceSets.get(slot);
+    if (inst !== undefined && inst.endpoint === src) return inst.members.includes(node) ? 'known' : 'foreign';
     if (cur === undefined) return gen > this.knownGeneration(slot) ? 'new' : 'dead';
     if (ownerOf(cur) !== undefined) return 'foreign';
     const settled = cur.kind === 'frozen' ? cur.previous : cur;

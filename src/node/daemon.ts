@@ -18,6 +18,7 @@ import { Reconciler } from '../cluster/reconciler.js';
 import { DvsError } from '../ipc/errors.js';
 import { Kernel, KERNEL_PROTOCOL_VERSION, type Process } from '../kernel/index.js';
 import { systemClock } from '../runtime/system-clock.js';
+import { InstanceHost } from './instance-host.js';
 import { NodeServices } from './node-services.js';
 import { RunHosting } from './run-hosting.js';
 import { serviceOps } from './proc-services.js';
@@ -73,6 +74,7 @@ export class Daemon {
   /** The OS programs this daemon runs (`dvs run`); created with the process socket. */
   private supervisorOf: Supervisor | undefined;
   private services: NodeServices | undefined;
+  private instances: InstanceHost | undefined;
   private vos: VosManager | undefined;
   private runtime!: NodeRuntimeInfo;
   /** The data directory's lock file, once taken. */
@@ -178,6 +180,10 @@ export class Daemon {
       logger: log.child({ sub: 'services' }),
     });
 
+    // Instances of instance groups that list this node (docs/instances.md).
+    const instances = new InstanceHost({ nodeId: node, kernel: this.kernel, directory: this.directory, reconciler: this.reconciler, coroutines: this.services.coroutines, logger: log.child({ sub: 'instances' }) });
+    this.instances = instances;
+
     // 5. The process socket.
     let token: string;
     try {
@@ -217,12 +223,13 @@ export class Daemon {
       bind: (dcid, o) => runHosting.bind(dcid, o) ?? reconciler.bind(dcid, o),
       info: () => this.diagnostics(),
       runs: supervisor,
-      ops: new Map([...serviceOps(this.services), ...vosOps(vos)]),
+      ops: new Map([...serviceOps(this.services, instances), ...vosOps(vos)]),
       // A remote call past its timeout may wait until the far node is declared down.
       settleMs: config.timing.deadMs,
     });
     await this.procServer.start();
     vos.start();
+    instances.start();
 
     this.runtime = {
       nodeId: config.nodeId,
@@ -333,6 +340,7 @@ export class Daemon {
     await this.vos?.stop().catch((err: unknown) => log.warn({ err }, 'stopping VOS servers'));
     await this.supervisorOf?.stopAll().catch((err: unknown) => log.warn({ err }, 'stopping programs'));
     await this.procServer?.close().catch((err: unknown) => log.warn({ err }, 'process server close'));
+    await this.instances?.stop().catch((err: unknown) => log.warn({ err }, 'stopping instances'));
     await this.services?.stop().catch((err: unknown) => log.warn({ err }, 'services stop'));
     for (const dc of this.kernel.listDcs()) {
       for (const p of this.kernel.procs(dc.dcid)) {

@@ -5,6 +5,7 @@
  */
 import type { Payload } from '../ipc/payload.js';
 import { optInt, optString, reqInt, reqString, type Fields } from '../transport/proc-protocol.js';
+import type { InstanceHost } from './instance-host.js';
 import type { NodeServices } from './node-services.js';
 import { dcidOf } from './proc-op-host.js';
 import { op, type Op } from './proc-ops.js';
@@ -13,8 +14,10 @@ const MODULE_PATH_MAX = 4096;
 const NAME_MAX = 32;
 const MAX_FREEZE_MS = 24 * 60 * 60 * 1000;
 
-export function serviceOps(services: NodeServices): ReadonlyMap<string, Op> {
+export function serviceOps(services: NodeServices, instances?: InstanceHost): ReadonlyMap<string, Op> {
   return new Map<string, Op>([
+    // The instance groups this daemon knows, with its own instance's and kernel's counts (docs/instances.md).
+    ['instances', op((_c, f: Fields) => instances?.list(optInt(f, 'dcid')) ?? [])],
     [
       'serve',
       op(async (c, f: Fields) => {

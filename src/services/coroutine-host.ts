@@ -66,12 +66,15 @@ export class CoroutineHost implements ServiceHosting {
     this.log = opts.logger ?? silentLogger;
   }
 
-  /** Starts a service on a new endpoint of `dcid`. */
-  async start(dcid: number, o: StartOptions): Promise<HostedCoroutine> {
+  /**
+   * Starts a service on a new endpoint of `dcid`; with `bind`, on the endpoint it binds (an
+   * instance of an instance group, whose endpoint is the group's).
+   */
+  async start(dcid: number, o: StartOptions, bind?: (name: string) => Process | Promise<Process>): Promise<HostedCoroutine> {
     const name = o.name ?? o.factory.slice(-32);
     const spec: CoroutineSpec = { kind: 'coroutine', factory: o.factory, args: o.args ?? null, name };
     const service = await this.create(spec);
-    const process = await this.opts.bind(dcid, o.slot === undefined ? { name } : { slot: o.slot, name });
+    const process = bind !== undefined ? await bind(name) : await this.opts.bind(dcid, o.slot === undefined ? { name } : { slot: o.slot, name });
     return this.run(dcid, process, service, spec, false);
   }
 

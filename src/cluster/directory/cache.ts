@@ -10,8 +10,8 @@ import type { Clock, TimerHandle } from '../../kernel/clock.js';
 import type { DirectoryKeys, ParsedKey } from '../keys.js';
 import type { CoordinationStore, KeyValue, Unsubscribe, WatchEvent } from '../store.js';
 import { asDvsError, fail } from './failures.js';
-import { parseDc, parseEndpoint, parseFreeze, parseNode, parseReservation, withFreeze } from './parse.js';
-import type { DcRecord, EmitDirectoryEvent, EndpointRecord, FreezeMarker, GenEntry, NodeRecord, Reservation, VosRecordEntry } from './records.js';
+import { parseDc, parseEndpoint, parseInstanceGroup, parseFreeze, parseNode, parseReservation, withFreeze } from './parse.js';
+import type { DcRecord, EmitDirectoryEvent, EndpointRecord, FreezeMarker, GenEntry, InstanceGroupRecord, NodeRecord, Reservation, VosRecordEntry } from './records.js';
 
 /** Everything cached of one DC. A DC's keys may be cached before its record (not in a normal order of writes). */
 export interface DcState {
@@ -22,6 +22,7 @@ export interface DcState {
   readonly gens: Map<number, GenEntry>;
   readonly resv: Map<number, Reservation>;
   readonly frz: Map<number, FreezeMarker>;
+  readonly inst: Map<number, InstanceGroupRecord>;
 }
 
 /** A cached DC whose record is known. */
@@ -161,6 +162,16 @@ export class DirectoryCache {
     return [...s.eps.values()].sort((a, b) => a.slot - b.slot);
   }
 
+  /** The instance groups of a DC, by slot order. */
+  instanceGroups(dcid: number): InstanceGroupRecord[] {
+    const st = this.dcMap.get(dcid);
+    return st === undefined ? [] : [...st.inst.values()].sort((a, b) => a.slot - b.slot);
+  }
+
+  instanceGroup(dcid: number, slot: number): InstanceGroupRecord | undefined {
+    return this.dcMap.get(dcid)?.inst.get(slot);
+  }
+
   vos(dcid: number): VosRecordEntry | undefined {
     return this.vosMap.get(dcid);
   }
@@ -283,7 +294,7 @@ export class DirectoryCache {
   private dcState(dcid: number): DcState {
     let s = this.dcMap.get(dcid);
     if (s === undefined) {
-      s = { record: undefined, modRevision: 0, space: undefined, eps: new Map(), gens: new Map(), resv: new Map(), frz: new Map() };
+      s = { record: undefined, modRevision: 0, space: undefined, eps: new Map(), gens: new Map(), resv: new Map(), frz: new Map(), inst: new Map() };
       this.dcMap.set(dcid, s);
     }
     return s;
@@ -341,6 +352,22 @@ export class DirectoryCache {
         return this.applyEndpoint(p.dcid, p.slot, key, kv);
       case 'frz':
         return this.applyFreeze(p.dcid, p.slot, key, kv);
+      case 'inst': {
+        const st = this.dcState(p.dcid);
+        const prev = st.inst.get(p.slot);
+        const rec = kv === undefined ? undefined : parseInstanceGroup(kv, p.dcid, p.slot);
+        if (kv !== undefined && rec === undefined) this.malformed(key);
+        if (rec === undefined) {
+          if (prev !== undefined) {
+            st.inst.delete(p.slot);
+            this.hooks.emit('instances', { type: 'removed', group: prev });
+          }
+          return;
+        }
+        st.inst.set(p.slot, rec);
+        this.hooks.emit('instances', prev === undefined ? { type: 'set', group: rec } : { type: 'set', group: rec, previous: prev });
+        return;
+      }
     }
   }
 
@@ -441,6 +468,7 @@ function rank(p: ParsedKey | undefined): number {
     case 'resv':
     case 'frz':
     case 'vos':
+    case 'inst':
       return 2;
     case 'ep':
       return 3;

@@ -5,7 +5,7 @@
 import { resolveDcLimits, type DcLimits } from '../../ipc/limits.js';
 import type { KeyValue, StoreValue, TxnOpResult } from '../store.js';
 import { fail } from './failures.js';
-import { NAME_MAX, type DcDefinition, type DcRecord, type EndpointRecord, type FreezeMarker, type NodeRecord, type Reservation } from './records.js';
+import { NAME_MAX, type InstanceGroupRecord, type DcDefinition, type DcRecord, type EndpointRecord, type FreezeMarker, type NodeRecord, type Reservation } from './records.js';
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Date);
@@ -92,4 +92,18 @@ export function parseReservation(kv: KeyValue): Reservation | undefined {
   const v = kv.value;
   if (!isRecord(v) || !isInt(v.node, 0, 4095) || !isInt(v.generation, 0, Number.MAX_SAFE_INTEGER)) return undefined;
   return { node: v.node, generation: v.generation, lease: kv.lease ?? 0, modRevision: kv.modRevision };
+}
+
+/** An instance group's record under `inst/<slot>`, or undefined when malformed. */
+export function parseInstanceGroup(kv: KeyValue, dcid: number, slot: number): InstanceGroupRecord | undefined {
+  const v = kv.value;
+  if (!isRecord(v) || !isInt(v.endpoint, 0, 0xffffffff) || typeof v.name !== 'string' || !Array.isArray(v.nodes)) return undefined;
+  const nodes: number[] = [];
+  for (const n of v.nodes) {
+    if (!isInt(n, 0, 0xffff)) return undefined;
+    nodes.push(n);
+  }
+  if (v.module !== undefined && typeof v.module !== 'string') return undefined;
+  const rec: InstanceGroupRecord = { dcid, slot, endpoint: v.endpoint, name: v.name, nodes: [...new Set(nodes)].sort((a, b) => a - b), modRevision: kv.modRevision };
+  return { ...rec, ...(typeof v.module === 'string' ? { module: v.module } : {}), ...(v.options !== undefined ? { options: v.options as StoreValue } : {}) };
 }

@@ -76,6 +76,22 @@ export interface VosRecordEntry {
   readonly modRevision: number;
 }
 export type VosRecordEvent = { readonly type: 'set'; readonly entry: VosRecordEntry } | { readonly type: 'removed'; readonly dcid: number };
+/**
+ * An instance group (docs/instances.md): one endpoint of a stateless service with an instance on
+ * each of `nodes`, as stored under `inst/<slot>`. `module` and `options` say what the daemons run
+ * there (opaque to the directory).
+ */
+export interface InstanceGroupRecord {
+  readonly dcid: number;
+  readonly slot: number;
+  readonly endpoint: Endpoint;
+  readonly name: string;
+  readonly nodes: readonly number[];
+  readonly module?: string;
+  readonly options?: StoreValue;
+  readonly modRevision: number;
+}
+export type InstanceGroupEvent = { readonly type: 'set'; readonly group: InstanceGroupRecord; readonly previous?: InstanceGroupRecord } | { readonly type: 'removed'; readonly group: InstanceGroupRecord };
 export type EndpointEvent = { readonly type: 'bound' | 'unbound'; readonly endpoint: EndpointRecord; readonly previous?: EndpointRecord };
 
 export interface DirectoryEvents {
@@ -83,6 +99,7 @@ export interface DirectoryEvents {
   dc: DcEvent;
   endpoint: EndpointEvent;
   vos: VosRecordEvent;
+  instances: InstanceGroupEvent;
   /** A node registered here lost its lease: the cluster considers it dead; re-register (a new incarnation). */
   leaseLost: { readonly nodeId: number; readonly error: DvsError };
   /** The cache was rebuilt from a fresh read after its watch ended (compaction, store reset). */
