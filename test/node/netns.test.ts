@@ -3,60 +3,25 @@
  * veth and a bridge; nothing may assume one host. The store's host is node 0's address; clients
  * reach their daemon through its Unix socket.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDc, withDirectory } from '../../src/cli/admin.js';
-import { spawnNode } from '../../src/cli/cluster.js';
-import { isAlive, writeClusterFile, type ClusterNodeEntry } from '../../src/cli/cluster-files.js';
-import type { NodeRuntimeInfo } from '../../src/node/daemon.js';
-import { createTestNetwork, type TestNetwork } from '../support/netns.js';
+import { withDirectory } from '../../src/cli/admin.js';
+import { startNetnsCluster, type NetnsCluster } from '../support/netns-cluster.js';
 import { killActors, startActor } from './helpers.js';
 
-let net: TestNetwork;
-let dir: string;
-const nodes: ClusterNodeEntry[] = [];
-const runtimes: NodeRuntimeInfo[] = [];
+let cluster: NetnsCluster;
 
 beforeAll(async () => {
-  net = createTestNetwork(3);
-  dir = await mkdtemp(path.join(os.tmpdir(), 'dvs-netns-'));
-  const keyFile = path.join(dir, 'cluster.key');
-  await writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
-  const config = (i: number, store: Record<string, unknown>): Record<string, unknown> & { nodeId: number; dataDir: string } => ({
-    nodeId: i,
-    listen: `${net.hosts[i]!.address}:0`,
-    dataDir: path.join(dir, `node-${i}`),
-    clusterKeyFile: keyFile,
-    store,
-    timing: { heartbeatMs: 250, suspectMs: 750, deadMs: 1500 },
-    logLevel: 'warn',
-  });
-  const first = await spawnNode(config(0, { backend: 'embedded', serve: true, address: `${net.hosts[0]!.address}:0` }), net.hosts[0]!.prefix);
-  nodes.push(first.entry);
-  runtimes.push(first.runtime);
-  const s = first.runtime.store;
-  if (s.backend !== 'embedded') throw new Error('expected the embedded store');
-  for (let i = 1; i < 3; i++) {
-    const n = await spawnNode(config(i, { backend: 'embedded', serve: false, address: `${s.host}:${s.port}` }), net.hosts[i]!.prefix);
-    nodes.push(n.entry);
-    runtimes.push(n.runtime);
-  }
-  await writeClusterFile({ dir, keyFile, store: { backend: 'embedded', host: s.host, port: s.port }, nodes });
-  await createDc(dir, { dcid: 1, nodes: [0, 1, 2] });
+  cluster = await startNetnsCluster({ count: 3, tmpPrefix: 'dvs-netns-', dcid: 1 });
 }, 60_000);
 
 afterAll(async () => {
   killActors();
-  for (const n of nodes) if (isAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
-  net?.remove();
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  await cluster?.stop();
 }, 30_000);
 
 describe('daemons on separate network hosts', () => {
   it('register their own addresses, link over the bridge and carry remote IPC', async () => {
+    const { net, dir, runtimes } = cluster;
     for (let i = 0; i < 3; i++) expect(runtimes[i]!.link.host).toBe(net.hosts[i]!.address);
     const registered = await withDirectory(dir, (d) => Promise.resolve(d.nodes().map((n) => [n.nodeId, n.host])));
     expect(registered.sort()).toEqual([

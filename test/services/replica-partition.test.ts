@@ -5,88 +5,54 @@
  * majority elects the backup and goes on writing; healed, the old primary rejoins as a backup,
  * and once the VOS is stopped both images are identical (by hash) and hold every acknowledged write.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { createHash } from 'node:crypto';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDc } from '../../src/cli/admin.js';
-import { spawnNode } from '../../src/cli/cluster.js';
-import { isAlive, writeClusterFile, type ClusterNodeEntry } from '../../src/cli/cluster-files.js';
 import { fsMkfs } from '../../src/cli/fs-command.js';
 import { replicas } from '../../src/cli/replicas-command.js';
 import { vosDown, vosUp } from '../../src/cli/vos-command.js';
 import { connect, type DvsClient } from '../../src/client/index.js';
 import { DvsError } from '../../src/ipc/errors.js';
-import type { NodeRuntimeInfo } from '../../src/node/daemon.js';
 import { RdiskClient } from '../../src/vos/rdisk/rdisk-client.js';
 import { fixedPeer } from '../../src/vos/slot-peer.js';
 import { eventually } from '../node/helpers.js';
-import { createTestNetwork, type TestNetwork } from '../support/netns.js';
+import { startNetnsCluster, type NetnsCluster } from '../support/netns-cluster.js';
 
 const DC = 1;
 const SLOT = 3;
 const BLOCK = 4096;
 const W = 60_000;
-let net: TestNetwork;
-let dir: string;
-const nodes: ClusterNodeEntry[] = [];
-const runtimes: NodeRuntimeInfo[] = [];
+let cluster: NetnsCluster;
 const clients: DvsClient[] = [];
 
-const imageOn = (node: number): string => path.join(dir, `node-${node}`, 'disk.img');
+const imageOn = (node: number): string => path.join(cluster.dir, `node-${node}`, 'disk.img');
 const sha = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
 const blockOf = (writer: number, k: number): string => createHash('sha256').update(`${writer}:${k}`).digest('hex').repeat(BLOCK / 64);
 
 async function group(): Promise<{ primary: number | undefined; servedBy: number | undefined; synced: readonly number[]; candidates: readonly number[]; epoch: number; endpoint: number } | undefined> {
-  return (await replicas(dir, DC, { timeoutMs: 5000 })).find((g) => g.slot === SLOT);
+  return (await replicas(cluster.dir, DC, { timeoutMs: 5000 })).find((g) => g.slot === SLOT);
 }
 
 beforeAll(async () => {
-  net = createTestNetwork(3);
-  dir = await mkdtemp(path.join(os.tmpdir(), 'dvs-partition-'));
-  const keyFile = path.join(dir, 'cluster.key');
-  await writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
-  const config = (i: number, store: Record<string, unknown>): Record<string, unknown> & { nodeId: number; dataDir: string } => ({
-    nodeId: i,
-    listen: `${net.hosts[i]!.address}:0`,
-    dataDir: path.join(dir, `node-${i}`),
-    clusterKeyFile: keyFile,
-    store,
-    timing: { heartbeatMs: 250, suspectMs: 750, deadMs: 1500 },
-    logLevel: 'warn',
-  });
-  const first = await spawnNode(config(0, { backend: 'embedded', serve: true, address: `${net.hosts[0]!.address}:0` }), net.hosts[0]!.prefix);
-  nodes.push(first.entry);
-  runtimes.push(first.runtime);
-  const s = first.runtime.store;
-  if (s.backend !== 'embedded') throw new Error('expected the embedded store');
-  for (let i = 1; i < 3; i++) {
-    const n = await spawnNode(config(i, { backend: 'embedded', serve: false, address: `${s.host}:${s.port}` }), net.hosts[i]!.prefix);
-    nodes.push(n.entry);
-    runtimes.push(n.runtime);
-  }
-  await writeClusterFile({ dir, keyFile, store: { backend: 'embedded', host: s.host, port: s.port }, nodes });
-  await createDc(dir, { dcid: DC, nodes: [0, 1, 2] });
+  cluster = await startNetnsCluster({ count: 3, tmpPrefix: 'dvs-partition-', dcid: DC });
   await fsMkfs(imageOn(1), 4);
   await copyFile(imageOn(1), imageOn(2));
-  const spec = path.join(dir, 'vos.json');
+  const spec = path.join(cluster.dir, 'vos.json');
   await writeFile(spec, JSON.stringify({ dc: DC, servers: [{ name: 'rdisk', node: 1, shape: 'unikernel', options: { image: 'disk.img' }, replicas: { nodes: [1, 2], mode: 'passive', leaseMs: 1000 } }] }));
-  await vosUp(dir, spec, { timeoutMs: W });
+  await vosUp(cluster.dir, spec, { timeoutMs: W });
 }, 90_000);
 
 afterAll(async () => {
   for (const c of clients) await c.close().catch(() => undefined);
-  for (const h of net?.hosts ?? []) {
+  for (const h of cluster?.net.hosts ?? []) {
     try {
       h.heal();
     } catch {
       // already gone
     }
   }
-  for (const n of nodes) if (isAlive(n.pid)) process.kill(n.pid, 'SIGKILL');
-  net?.remove();
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  await cluster?.stop();
 }, 30_000);
 
 /** A writer on `node`: block after block of its own range, each write retried until acknowledged or `stop`. */
@@ -125,6 +91,7 @@ function writer(node: number, rd: RdiskClient, first: number): { acked: Map<numb
 
 describe('a replicated RDISK through a network partition', () => {
   it('the minority answers no write, the majority goes on, and healed the old primary rejoins with an identical image', { timeout: 180_000 }, async () => {
+    const { net, dir, runtimes } = cluster;
     const g = await eventually(async () => {
       const now = await group();
       return now?.primary !== undefined && now.synced.length === 2 && now.servedBy === now.primary ? now : undefined;
