@@ -1,13 +1,14 @@
 /**
  * The `vos` bench suite's client server: asked `{n, peer}`, it makes n sendrecs to the server at
- * `peer` (the echo service, in the same shape) and then n rounds of a bare promise ping-pong in its
- * own process, and answers the µs per call of each: server-to-server IPC beside its floor, both
- * measured where the server runs.
+ * `peer` (the echo service, in the same shape), then n rounds of a bare promise ping-pong and n
+ * sendrecs through a bare kernel of its own, all in its own process, and answers the µs per call
+ * of each: server-to-server IPC beside its floors, measured where the server runs.
  */
 import { performance } from 'node:perf_hooks';
 import type { M3Ipc, Payload } from '../../src/ipc/index.js';
 import { isNotification } from '../../src/ipc/index.js';
 import type { Service } from '../../src/services/service.js';
+import { kernelPingPong } from '../kernel-ping.js';
 import { promisePingPong } from '../ping-pong.js';
 
 async function perCall(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
@@ -37,7 +38,11 @@ export default function createService(): Service {
           await perCall(Math.min(n, 1000), (i) => pp.call(i));
           const promiseUs = await perCall(n, (i) => pp.call(i));
           pp.stop();
-          answer = { sendrecUs, promiseUs };
+          const kp = kernelPingPong();
+          await perCall(Math.min(n, 1000), (i) => kp.call(i));
+          const kernelUs = await perCall(n, (i) => kp.call(i));
+          kp.stop();
+          answer = { sendrecUs, promiseUs, kernelUs };
         } catch (err) {
           answer = { error: err instanceof Error ? err.message : String(err) };
         }

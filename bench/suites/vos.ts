@@ -4,8 +4,9 @@
  * - Server-to-server IPC: an echo server and a pinger server (bench/services/) booted as a VOS in
  *   the unikernel shape (coroutines of node 0's daemon) and in the multiserver shape (a process
  *   each); the pinger makes sendrecs to the echo and, in its own process, a bare promise
- *   ping-pong: µs per call of each. Beside them, this process's in-process kernel sendrec (the
- *   kernel suite's figure) against the same ping-pong.
+ *   ping-pong and sendrecs through a bare kernel of its own (the floor of the unikernel pair: the
+ *   same kernel calls in the same daemon process): µs per call of each. Beside them, this
+ *   process's in-process kernel sendrec (the kernel suite's figure) against the same ping-pong.
  * - Spawn through PM: a VOS with SYSTASK on every node and PM on node 0; a client on node 0 spawns
  *   /bin/true on node 0 (local) and on node 1 (remote) and waits for its exit, beside
  *   child_process.spawn of the same program from this process, and one remote sendrec from node 0
@@ -25,11 +26,10 @@ import { readRuntime, type ClusterFile } from '../../src/cli/cluster-files.js';
 import { vosUp } from '../../src/cli/vos-command.js';
 import { connect, type DvsClient } from '../../src/client/index.js';
 import { Vos } from '../../src/client/vos.js';
-import { Kernel } from '../../src/kernel/index.js';
-import { systemClock } from '../../src/runtime/system-clock.js';
 import type { VosView } from '../../src/vos/vos-view.js';
 import { removeOnExit } from '../etcd-process.js';
 import { latency, median, round, type BenchResult, type Suite } from '../harness.js';
+import { kernelPingPong } from '../kernel-ping.js';
 import { promisePingPong } from '../ping-pong.js';
 
 const SUITE = 'vos';
@@ -86,53 +86,40 @@ function endpointOf(view: VosView, key: string): number {
 }
 
 /** The pinger's figures for one shape, the median of `rounds`. */
-async function pairFigures(env: Env, dcid: number, view: VosView, n: number, rounds: number): Promise<{ sendrecUs: number; promiseUs: number }> {
+async function pairFigures(env: Env, dcid: number, view: VosView, n: number, rounds: number): Promise<{ sendrecUs: number; promiseUs: number; kernelUs: number }> {
   const c = await env.client(0);
   const p = await c.bind(dcid, { name: 'bench' });
   const peer = endpointOf(view, `custom:${ECHO}`);
   const pinger = endpointOf(view, `custom:${PINGER}`);
   const s: number[] = [];
   const b: number[] = [];
+  const k: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const m = await p.sendrec(pinger, { type: 1, payload: { n, peer } }, { timeoutMs: CALL_TIMEOUT_MS });
-    const r = m.payload as { sendrecUs?: number; promiseUs?: number; error?: string };
-    if (r.error !== undefined || r.sendrecUs === undefined || r.promiseUs === undefined) throw new Error(`pinger: ${r.error ?? 'malformed answer'}`);
+    const r = m.payload as { sendrecUs?: number; promiseUs?: number; kernelUs?: number; error?: string };
+    if (r.error !== undefined || r.sendrecUs === undefined || r.promiseUs === undefined || r.kernelUs === undefined) throw new Error(`pinger: ${r.error ?? 'malformed answer'}`);
     s.push(r.sendrecUs);
     b.push(r.promiseUs);
+    k.push(r.kernelUs);
   }
   await p.unbind();
-  return { sendrecUs: median(s), promiseUs: median(b) };
+  return { sendrecUs: median(s), promiseUs: median(b), kernelUs: median(k) };
 }
 
 /** The in-process kernel's sendrec and the bare ping-pong in this process, µs per call. */
 async function inProcess(n: number): Promise<{ sendrecUs: number; promiseUs: number }> {
-  const kernel = new Kernel({ nodeId: 0, clock: systemClock });
-  kernel.createDc({ dcid: 0 });
-  const server = kernel.bind(0, { slot: 0, name: 'echo' });
-  const client = kernel.bind(0, { name: 'client' });
-  void (async () => {
-    for (;;) {
-      let m;
-      try {
-        m = await server.receiveRequest();
-      } catch {
-        return;
-      }
-      await server.reply(m.source, { type: 1, payload: m.payload });
-    }
-  })();
-  const msg = { type: 7, payload: 1 };
   const per = async (op: (i: number) => Promise<unknown>): Promise<number> => {
     for (let i = 0; i < 1000; i++) await op(i);
     const t0 = performance.now();
     for (let i = 0; i < n; i++) await op(i);
     return ((performance.now() - t0) * 1000) / n;
   };
-  const sendrecUs = await per(() => client.sendrec(server.endpoint, msg));
+  const kp = kernelPingPong();
+  const sendrecUs = await per((i) => kp.call(i));
+  kp.stop();
   const pp = promisePingPong();
   const promiseUs = await per((i) => pp.call(i));
   pp.stop();
-  kernel.shutdown();
   return { sendrecUs, promiseUs };
 }
 
@@ -141,7 +128,9 @@ export const vosSuite: Suite = {
   description: 'VOS server-to-server sendrec in the unikernel and multiserver shapes against a promise ping-pong; spawn through PM, local and remote, against child_process.spawn',
   async run({ scale }): Promise<BenchResult[]> {
     const n = Math.max(500, Math.round(50_000 * scale));
+    // Unikernel rounds are short and the daemon's timers and GC scatter them: more of them.
     const rounds = 5;
+    const uniRounds = 15;
     const env = new Env();
     try {
       await env.setUp();
@@ -151,12 +140,14 @@ export const vosSuite: Suite = {
       ];
       const uniView = await env.boot('uni.json', { dc: DC_UNI, servers: servers('unikernel') });
       const multiView = await env.boot('multi.json', { dc: DC_MULTI, servers: servers('multiserver') });
-      const uni = await pairFigures(env, DC_UNI, uniView, n, rounds);
+      const uni = await pairFigures(env, DC_UNI, uniView, n, uniRounds);
       const multi = await pairFigures(env, DC_MULTI, multiView, Math.max(200, Math.round(n / 5)), rounds);
       const local = await inProcess(n);
       const note = { iterations: n, rounds, baselineIs: 'a promise ping-pong in the same process' };
       return [
-        latency(SUITE, 'unikernel server-to-server sendrec', uni.sendrecUs, uni.promiseUs, 'us', note),
+        latency(SUITE, 'unikernel server-to-server sendrec', uni.sendrecUs, uni.promiseUs, 'us', { ...note, rounds: uniRounds, target: 'x3' }),
+        latency(SUITE, 'bare kernel sendrec in the unikernel daemon (floor)', uni.kernelUs, uni.promiseUs, 'us', { ...note, rounds: uniRounds }),
+        { suite: SUITE, case: 'unikernel pair against the bare kernel in its daemon', value: round(uni.sendrecUs / uni.kernelUs, 2), unit: 'x' },
         latency(SUITE, 'multiserver server-to-server sendrec', multi.sendrecUs, multi.promiseUs, 'us', { ...note, iterations: Math.max(200, Math.round(n / 5)) }),
         latency(SUITE, 'in-process kernel sendrec (kernel suite)', local.sendrecUs, local.promiseUs, 'us', note),
         { suite: SUITE, case: 'unikernel against multiserver', value: round(multi.sendrecUs / uni.sendrecUs, 2), unit: 'x' },

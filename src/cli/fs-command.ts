@@ -121,16 +121,32 @@ interface Chunked {
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<unknown>;
 }
 
-/** Copies `size` bytes from one handle to the other in CP_CHUNK pieces. */
+/** Chunks of a copy in flight: the next chunk is read while the last one is written. */
+const CP_DEPTH = 2;
+
+/** Copies `size` bytes from one handle to the other in CP_CHUNK pieces, CP_DEPTH of them in flight. */
 async function pump(from: Chunked, to: Chunked, size: number, progress: (done: number) => void, total: { files: number; bytes: number }): Promise<void> {
-  const buf = Buffer.allocUnsafe(Math.min(CP_CHUNK, Math.max(1, size)));
+  const len = Math.min(CP_CHUNK, Math.max(1, size));
+  const bufs = Array.from({ length: CP_DEPTH }, () => Buffer.allocUnsafe(len));
+  const reads: Promise<number>[] = [];
+  let readAt = 0;
+  const issue = (buf: Buffer): void => {
+    const p = from.read(buf, 0, len, readAt).then((r) => r.bytesRead);
+    p.catch(() => undefined); // awaited in order below; a read after the end's failure must not go unhandled
+    reads.push(p);
+    readAt += len;
+  };
+  for (const buf of bufs) issue(buf);
   let done = 0;
-  for (;;) {
-    const { bytesRead } = await from.read(buf, 0, buf.length, done);
-    if (bytesRead === 0) break;
+  for (let k = 0; ; k++) {
+    const bytesRead = (await reads.shift()) ?? 0;
+    const buf = bufs[k % CP_DEPTH];
+    if (bytesRead === 0 || buf === undefined) break;
     await to.write(buf, 0, bytesRead, done);
     done += bytesRead;
     progress(done);
+    if (bytesRead < len) break; // the end of the file came early
+    issue(buf);
   }
   total.files++;
   total.bytes += done;

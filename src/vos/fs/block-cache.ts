@@ -6,7 +6,7 @@
  *
  * Rules that keep it correct without a lock of its own:
  *  - only clean blocks are evicted; dirty ones leave only through a write-back (`flush`), which the
- *    caller runs at a point where it holds its exclusive lock;
+ *    caller runs at a point where no writer of its own can run (readers may);
  *  - a device read that completes never replaces a block already cached (the cached one is newer);
  *  - `fresh` (a block whose old contents do not matter) cancels a read still in flight for it, so a
  *    late read cannot bring back stale contents.
@@ -31,8 +31,17 @@ interface Entry {
   used?: boolean;
 }
 
+/** One device read of blocks [first, first+count): one promise and one callback for the whole run. */
+interface RunRead {
+  readonly first: number;
+  promise: Promise<Uint8Array>;
+  /** The run's bytes once read, for a reader whose block was evicted before it came back. */
+  bytes: Uint8Array | undefined;
+}
+
+/** A block of a run in flight. */
 interface PendingRead {
-  readonly promise: Promise<Uint8Array>;
+  readonly run: RunRead;
   /** False once `fresh` superseded it: its result must not be cached. */
   valid: boolean;
 }
@@ -42,6 +51,9 @@ const MAX_LOAD_ATTEMPTS = 8;
 /** Longest run of cached blocks a read may span to join two runs of missing ones. */
 const MAX_BRIDGE_BLOCKS = 4;
 export const DEFAULT_MAX_REQUEST_BYTES = 1 << 20;
+/** Write-back requests in flight at once: enough to keep the device busy, few enough that a read
+ * sent meanwhile does not queue behind the whole write-back. */
+const WRITE_BACK_DEPTH = 4;
 
 export class BlockCache {
   private readonly entries = new Map<number, Entry>();
@@ -51,6 +63,12 @@ export class BlockCache {
    * and never reordering a map on every hit.
    */
   private readonly clean = new Set<number>();
+  /**
+   * Eviction's place in `clean`, kept between evictions: every block it passes is dropped or moved
+   * to the back, so it stays at the front, and a fresh iterator would step again over every entry
+   * deleted there since, at each insert of a long read.
+   */
+  private hand: Iterator<number> | undefined;
   private readonly pending = new Map<number, PendingRead>();
   private readonly prefetches = new Set<Promise<void>>();
   private readonly budgetBlocks: number;
@@ -89,12 +107,16 @@ export class BlockCache {
         this.touch(block, e);
         return e.data;
       }
-      const p = this.pending.get(block) ?? this.startRun(block, 1)[0];
+      let p = this.pending.get(block);
+      if (p === undefined) {
+        this.startRun(block, 1);
+        p = this.pending.get(block);
+      }
       if (p === undefined) break;
-      const data = await p.promise;
+      const buf = await p.run.promise;
       const now = this.entries.get(block);
       if (now !== undefined) return now.data;
-      if (p.valid) return data;
+      if (p.valid) return this.blockOf(p.run, buf, block);
     }
     throw new DvsError('EDVSIO', `block ${block} could not be kept in the cache`, { details: { block } });
   }
@@ -118,8 +140,26 @@ export class BlockCache {
       if (ahead.length > 0) this.prefetch(ahead);
       return out;
     }
-    for (const p of this.fetchMissing(ahead.length === 0 ? blocks : [...blocks, ...ahead])) this.track(p.promise);
-    return Promise.all(blocks.map((b) => this.read(b)));
+    for (const run of this.fetchMissing(ahead.length === 0 ? blocks : [...blocks, ...ahead])) this.track(run.promise);
+    // Wait for each run once (not each block), then take every block as it is now.
+    const recs = blocks.map((b) => this.pending.get(b));
+    const runs = new Set<Promise<Uint8Array>>();
+    for (const p of recs) if (p !== undefined) runs.add(p.run.promise);
+    if (runs.size > 0) await Promise.all(runs);
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i] ?? -1;
+      const e = this.entries.get(b);
+      const p = recs[i];
+      if (e !== undefined) {
+        this.touch(b, e);
+        out[i] = e.data;
+      } else if (p?.valid === true && p.run.bytes !== undefined) {
+        out[i] = this.blockOf(p.run, p.run.bytes, b);
+      } else {
+        out[i] = await this.read(b); // superseded or evicted meanwhile (a tiny budget): one at a time
+      }
+    }
+    return out;
   }
 
   /** The block's bytes when cached (counted as a use), else undefined; never waits. */
@@ -132,7 +172,7 @@ export class BlockCache {
 
   /** Starts reading the missing blocks of `blocks` in the background (read-ahead); errors are dropped. */
   prefetch(blocks: readonly number[]): void {
-    for (const p of this.fetchMissing(blocks)) this.track(p.promise);
+    for (const run of this.fetchMissing(blocks)) this.track(run.promise);
   }
 
   /** Keeps `work` (background reading) in view of `drain`; its failure is dropped. */
@@ -220,10 +260,12 @@ export class BlockCache {
       if (run !== undefined && last !== undefined && last[0] + 1 === item[0] && run.length < this.maxRequestBlocks) run.push(item);
       else runs.push([item]);
     }
-    await Promise.all(
-      runs.map(async (run) => {
-        const first = run[0];
-        if (first === undefined) return;
+    let nextRun = 0;
+    const worker = async (): Promise<void> => {
+      while (nextRun < runs.length) {
+        const run = runs[nextRun++];
+        const first = run?.[0];
+        if (run === undefined || first === undefined) continue;
         const buf = new Uint8Array(run.length * this.blockSize);
         const versions = run.map(([, e], i) => {
           buf.set(e.data, i * this.blockSize);
@@ -236,8 +278,9 @@ export class BlockCache {
             this.clean.add(block);
           }
         });
-      }),
-    );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WRITE_BACK_DEPTH, runs.length) }, worker));
     this.evict(undefined);
   }
 
@@ -265,9 +308,9 @@ export class BlockCache {
     this.clean.clear();
   }
 
-  private fetchMissing(blocks: readonly number[]): PendingRead[] {
+  private fetchMissing(blocks: readonly number[]): RunRead[] {
     const missing = [...new Set(blocks)].filter((b) => !this.isCached(b)).sort((a, b) => a - b);
-    const started: PendingRead[] = [];
+    const started: RunRead[] = [];
     let i = 0;
     while (i < missing.length) {
       const first = missing[i] ?? 0;
@@ -284,40 +327,49 @@ export class BlockCache {
         end = next + 1;
         i++;
       }
-      started.push(...this.startRun(first, end - first));
+      started.push(this.startRun(first, end - first));
     }
     return started;
   }
 
-  /** One device read for blocks [first, first+count), each registered as pending. */
-  private startRun(first: number, count: number): PendingRead[] {
-    const whole = this.dev.read(first * this.blockSize, count * this.blockSize);
-    const reads: PendingRead[] = [];
-    for (let i = 0; i < count; i++) {
-      const block = first + i;
+  /**
+   * One device read for blocks [first, first+count), its blocks not cached or in flight already
+   * registered as pending; when it completes, those still valid enter the cache.
+   */
+  private startRun(first: number, count: number): RunRead {
+    const run: RunRead = { first, promise: this.dev.read(first * this.blockSize, count * this.blockSize), bytes: undefined };
+    const mine: number[] = [];
+    for (let block = first; block < first + count; block++) {
       // A bridged block already cached or in flight keeps what it has.
       if (this.isCached(block)) continue;
-      const rec: PendingRead = {
-        valid: true,
-        promise: whole.then(
-          (buf) => {
-            const data = buf.slice(i * this.blockSize, (i + 1) * this.blockSize);
-            if (this.pending.get(block) === rec) this.pending.delete(block);
-            if (rec.valid && !this.entries.has(block)) this.insert(block, { data, dirty: false, version: 0 });
-            return data;
-          },
-          (err: unknown) => {
-            if (this.pending.get(block) === rec) this.pending.delete(block);
-            throw err;
-          },
-        ),
-      };
-      // A prefetch nobody awaits must not surface as an unhandled rejection.
-      rec.promise.catch(() => undefined);
-      this.pending.set(block, rec);
-      reads.push(rec);
+      this.pending.set(block, { run, valid: true });
+      mine.push(block);
     }
-    return reads;
+    run.promise = run.promise.then(
+      (buf) => {
+        run.bytes = buf;
+        for (const block of mine) {
+          const rec = this.pending.get(block);
+          if (rec?.run !== run) continue; // superseded by `fresh`, maybe read again since
+          this.pending.delete(block);
+          if (rec.valid && !this.entries.has(block)) this.insert(block, { data: this.blockOf(run, buf, block), dirty: false, version: 0 });
+        }
+        return buf;
+      },
+      (err: unknown) => {
+        for (const block of mine) if (this.pending.get(block)?.run === run) this.pending.delete(block);
+        throw err;
+      },
+    );
+    // A prefetch nobody awaits must not surface as an unhandled rejection.
+    run.promise.catch(() => undefined);
+    return run;
+  }
+
+  /** A copy of `block`'s bytes out of its run's (a cache entry must not pin the whole run). */
+  private blockOf(run: RunRead, buf: Uint8Array, block: number): Uint8Array {
+    const at = (block - run.first) * this.blockSize;
+    return buf.slice(at, at + this.blockSize);
   }
 
   private touch(_block: number, e: Entry): void {
@@ -342,8 +394,15 @@ export class BlockCache {
   private evict(keep: number | undefined): void {
     if (this.entries.size <= this.budgetBlocks) return;
     // Each block is passed at most twice: once to clear its used bit, once to drop it.
-    for (const block of this.clean) {
-      if (this.entries.size <= this.budgetBlocks) return;
+    let steps = 2 * this.clean.size + 2;
+    while (this.entries.size > this.budgetBlocks && steps-- > 0) {
+      let next = this.hand?.next();
+      if (next === undefined || next.done === true) {
+        this.hand = this.clean.values();
+        next = this.hand.next();
+        if (next.done === true) return;
+      }
+      const block = next.value;
       if (block === keep) continue;
       const e = this.entries.get(block);
       if (e?.used === true) {

@@ -39,6 +39,7 @@ export interface MountedFs {
   readdir(path: string, o: { after?: string; limit?: number }): Promise<{ entries: { name: string; ino: number; kind: string }[]; next?: string }>;
   statfs(): Promise<{ blockSize: number; blocks: number; freeBlocks: number; inodes: number; freeInodes: number }>;
   sync(): Promise<void>;
+  writeBack(): Promise<void>;
   dirtyBlocks(): { block: number; data: Uint8Array }[];
   adoptDirty(list: { block: number; data: Uint8Array }[]): void;
   unmount(): Promise<void>;
@@ -154,7 +155,7 @@ export class FsServer implements Service {
 
   private mounted(): void {
     this.writeBack = setInterval(() => {
-      if (!this.snapshotted) void this.sync().catch(() => undefined);
+      if (!this.snapshotted) void this.sync(false).catch(() => undefined);
     }, this.opts.writeBackMs ?? DEFAULT_WRITE_BACK_MS);
   }
 
@@ -276,12 +277,15 @@ export class FsServer implements Service {
     }
   }
 
-  /** Writes every dirty block back and flushes the disk; one at a time. */
-  private async sync(): Promise<void> {
+  /**
+   * Writes every dirty block back and, unless only the periodic write-back asks, flushes the disk;
+   * one at a time.
+   */
+  private async sync(durable = true): Promise<void> {
     const fs = this.fs;
     if (fs === undefined) return;
     while (this.syncing !== undefined) await this.syncing;
-    this.syncing = fs.sync().finally(() => (this.syncing = undefined));
+    this.syncing = (durable ? fs.sync() : fs.writeBack()).finally(() => (this.syncing = undefined));
     await this.syncing;
   }
 }

@@ -1,11 +1,12 @@
 /**
  * The block cache and the devices on their own: one device read for concurrent misses on a block,
- * coalesced reads and write-backs, dirty blocks never dropped by eviction, a late read never
+ * coalesced reads and write-backs, dirty blocks never dropped by eviction, read-ahead never
+ * evicted before its reader comes, a write-back that leaves room for reads, a late read never
  * bringing back stale bytes, and both devices refusing accesses outside them.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isDvsError } from '../../../src/ipc/errors.js';
 import { BlockCache } from '../../../src/vos/fs/block-cache.js';
 import { FileBlockDevice, MemoryBlockDevice } from '../../../src/vos/fs/block-device.js';
@@ -67,6 +68,43 @@ describe('BlockCache', () => {
     ]);
     expect(mem.bytes[9 * BS]).toBe(0xee);
     expect(cache.dirtyCount).toBe(0);
+  });
+
+  it('a sequential reader far beyond the budget, reading ahead, fetches every block once', async () => {
+    const { dev } = device(4096);
+    const cache = new BlockCache(dev, BS, { budgetBytes: 256 * BS, maxRequestBytes: 64 * BS });
+    const span = (from: number, n: number): number[] => Array.from({ length: Math.max(0, Math.min(n, 4096 - from)) }, (_, i) => from + i);
+    for (let at = 0; at < 4096; at += 64) {
+      const got = await cache.readMany(span(at, 64), span(at + 64, 64));
+      expect(got.map((d) => d[0])).toEqual(span(at, 64).map((b) => b & 0xff));
+      expect(cache.cachedBlocks).toBeLessThanOrEqual(256);
+    }
+    await cache.drain();
+    // A block read ahead and evicted before its reader came would be fetched a second time.
+    expect(dev.log.reduce((n, r) => n + r.length / BS, 0)).toBe(4096);
+  });
+
+  it('a write-back keeps a few requests in flight, so a read sent meanwhile is not queued behind all of it', async () => {
+    const { dev, mem } = device(512);
+    const cache = new BlockCache(dev, BS, { budgetBytes: 512 * BS });
+    // Every other block dirty: 100 runs of one block.
+    for (let b = 0; b < 200; b += 2) cache.fresh(b).fill(0xaa);
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    dev.holdWrite = () => gate;
+    const flushed = cache.flush();
+    await vi.waitFor(() => expect(dev.count('write')).toBeGreaterThan(0), { timeout: 5000 });
+    expect(dev.inFlight).toBeLessThanOrEqual(4);
+    // The read reaches the device before the write-back is done.
+    const read = cache.read(300);
+    await vi.waitFor(() => expect(dev.count('read')).toBe(1), { timeout: 5000 });
+    expect((await read)[0]).toBe(300 & 0xff);
+    release();
+    await flushed;
+    expect(dev.count('write')).toBe(100);
+    expect(dev.maxInFlight).toBeLessThanOrEqual(5);
+    expect(cache.dirtyCount).toBe(0);
+    for (let b = 0; b < 200; b += 2) expect(mem.bytes[b * BS]).toBe(0xaa);
   });
 
   it('a read in flight when a block is made fresh does not bring back old bytes', async () => {

@@ -3,7 +3,7 @@
  * need indirect and double-indirect zones, holes, truncation giving zones back, the request
  * counts that coalescing and read-ahead promise, and fsck.minix -f clean after each scenario.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isDvsError, type DvsErrorCode } from '../../../src/ipc/errors.js';
 import { FileBlockDevice, MemoryBlockDevice } from '../../../src/vos/fs/block-device.js';
 import { MinixFs } from '../../../src/vos/fs/minix/minix-fs.js';
@@ -311,6 +311,40 @@ describe('MinixFs on a fresh mkfs.minix -3 image', () => {
     expect(dev.outOfBounds).toEqual([]);
     save(mem, image.path);
     expectClean(image.path);
+  });
+
+  it('readers go on during a write-back and the disk flush of sync; writers wait for the write-back', async () => {
+    const { fs, dev, done } = await fresh(8192, 128);
+    const a = await fs.open('/a', { create: true });
+    await fs.write(a.ino, 0, bytes(64 * 1024, 1));
+    await fs.sync();
+    const b = await fs.open('/b', { create: true });
+    await fs.write(b.ino, 0, bytes(64 * 1024, 2));
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    dev.holdWrite = () => gate;
+    const writeBack = fs.writeBack();
+    await vi.waitFor(() => expect(dev.inFlight).toBeGreaterThan(0), { timeout: 5000 });
+    expect(Buffer.from(await fs.read(a.ino, 0, 1024)).equals(Buffer.from(bytes(64 * 1024, 1).subarray(0, 1024)))).toBe(true);
+    let wrote = false;
+    const writer = fs.write(a.ino, 0, text('x')).then(() => (wrote = true));
+    await new Promise((r) => setImmediate(r));
+    expect(wrote).toBe(false);
+    release();
+    await writeBack;
+    await writer;
+    dev.holdWrite = undefined;
+    // sync's disk flush is held: a read still goes through.
+    let flushGate = (): void => undefined;
+    const flushHeld = new Promise<void>((resolve) => (flushGate = resolve));
+    dev.holdFlush = () => flushHeld;
+    const synced = fs.sync();
+    await vi.waitFor(() => expect(dev.count('flush')).toBeGreaterThan(1), { timeout: 5000 });
+    expect((await fs.read(b.ino, 0, 4))[0]).toBe(bytes(4, 2)[0]);
+    flushGate();
+    await synced;
+    dev.holdFlush = undefined;
+    await done();
   });
 
   it('a small cache evicts dirty blocks by writing them back, and all stays right', async () => {

@@ -75,6 +75,12 @@ export class ProbeDevice implements BlockDevice {
   delayMs = 0;
   /** When set, a read for which it returns a promise waits for that promise first. */
   holdRead: ((offset: number, length: number) => Promise<void> | undefined) | undefined;
+  /** The same for writes, and for flushes. */
+  holdWrite: ((offset: number, length: number) => Promise<void> | undefined) | undefined;
+  holdFlush: (() => Promise<void> | undefined) | undefined;
+  /** Requests in progress now, and the most ever at once. */
+  inFlight = 0;
+  maxInFlight = 0;
 
   constructor(readonly inner: BlockDevice) {}
 
@@ -92,20 +98,38 @@ export class ProbeDevice implements BlockDevice {
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.note({ op: 'read', offset, length });
-    const hold = this.holdRead?.(offset, length);
-    if (hold !== undefined) await hold;
-    await this.pause();
-    return this.inner.read(offset, length);
+    return this.counted(async () => {
+      const hold = this.holdRead?.(offset, length);
+      if (hold !== undefined) await hold;
+      await this.pause();
+      return this.inner.read(offset, length);
+    });
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.note({ op: 'write', offset, length: data.length });
-    await this.pause();
-    return this.inner.write(offset, data);
+    return this.counted(async () => {
+      const hold = this.holdWrite?.(offset, data.length);
+      if (hold !== undefined) await hold;
+      await this.pause();
+      return this.inner.write(offset, data);
+    });
+  }
+
+  private async counted<T>(fn: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      return await fn();
+    } finally {
+      this.inFlight--;
+    }
   }
 
   async flush(): Promise<void> {
     this.log.push({ op: 'flush', offset: 0, length: 0 });
+    const hold = this.holdFlush?.();
+    if (hold !== undefined) await hold;
     await this.pause();
     return this.inner.flush();
   }

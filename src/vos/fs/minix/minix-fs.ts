@@ -154,7 +154,7 @@ export class MinixFs {
     const imap = new Bitmap(cache, 'inode', 2, sb.ninodes);
     const zmap = new Bitmap(cache, 'zone', sb.zmapStart, sb.zones - sb.firstDataZone);
     const zones = new Zones(cache, sb, zmap);
-    const readAhead = opts.readAheadBytes ?? Math.min(1 << 20, Math.floor(cacheBytes / 4));
+    const readAhead = opts.readAheadBytes ?? Math.min(8 << 20, Math.floor(cacheBytes / 8));
     const fs = new MinixFs(
       dev,
       sb,
@@ -202,12 +202,24 @@ export class MinixFs {
     if (!this.mounted) throw new DvsError('EDVSSHUTDOWN', 'file system is unmounted');
   }
 
-  async sync(): Promise<void> {
-    await this.lock.exclusive(async () => {
+  /**
+   * Writes every dirty block to the device (not asking the device to make it durable). Readers go
+   * on meanwhile: a write-back changes no block, and only writers are kept out.
+   */
+  async writeBack(): Promise<void> {
+    if (this.cache.dirtyCount === 0) return;
+    await this.lock.shared(async () => {
       this.checkMounted();
       await this.cache.flush();
-      await this.dev.flush();
     });
+  }
+
+  /** Everything written before is on the device's stable storage. */
+  async sync(): Promise<void> {
+    await this.writeBack();
+    // Outside the lock: a device's flush (RDISK's fdatasync) can take seconds after a large write,
+    // and it concerns only what the write-back already put on the device.
+    await this.dev.flush();
   }
 
   async unmount(): Promise<void> {
