@@ -6,7 +6,7 @@
  *   each); the pinger makes sendrecs to the echo and, in its own process, a bare promise
  *   ping-pong and sendrecs through a bare kernel of its own (the floor of the unikernel pair: the
  *   same kernel calls in the same daemon process): µs per call of each. Beside them, this
- *   process's in-process kernel sendrec (the kernel suite's figure) against the same ping-pong.
+ *   process's bare kernel sendrec against the same ping-pong.
  * - Spawn through PM: a VOS with SYSTASK on every node and PM on node 0; a client on node 0 spawns
  *   /bin/true on node 0 (local) and on node 1 (remote) and waits for its exit, beside
  *   child_process.spawn of the same program from this process, and one remote sendrec from node 0
@@ -149,7 +149,7 @@ export const vosSuite: Suite = {
         latency(SUITE, 'bare kernel sendrec in the unikernel daemon (floor)', uni.kernelUs, uni.promiseUs, 'us', { ...note, rounds: uniRounds }),
         { suite: SUITE, case: 'unikernel pair against the bare kernel in its daemon', value: round(uni.sendrecUs / uni.kernelUs, 2), unit: 'x' },
         latency(SUITE, 'multiserver server-to-server sendrec', multi.sendrecUs, multi.promiseUs, 'us', { ...note, iterations: Math.max(200, Math.round(n / 5)) }),
-        latency(SUITE, 'in-process kernel sendrec (kernel suite)', local.sendrecUs, local.promiseUs, 'us', note),
+        latency(SUITE, 'bare kernel sendrec in the bench process', local.sendrecUs, local.promiseUs, 'us', note),
         { suite: SUITE, case: 'unikernel against multiserver', value: round(multi.sendrecUs / uni.sendrecUs, 2), unit: 'x' },
         ...(await spawnCases(env, Math.max(20, Math.round(200 * scale)))),
       ];

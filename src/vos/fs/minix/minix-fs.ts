@@ -62,7 +62,7 @@ export interface MountOptions {
   readonly readOnly?: boolean;
   /** Clock in seconds, for inode times. */
   readonly now?: () => number;
-  /** Bytes read ahead of a sequential reader (default the lower of 1 MiB and a quarter of the cache; 0 = off). */
+  /** Bytes read ahead of a sequential reader (default the lower of 8 MiB and an eighth of the cache; 0 = off). */
   readonly readAheadBytes?: number;
   /** Largest single device request (default 1 MiB). */
   readonly maxRequestBytes?: number;
