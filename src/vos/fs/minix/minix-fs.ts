@@ -207,6 +207,7 @@ export class MinixFs {
    * on meanwhile: a write-back changes no block, and only writers are kept out.
    */
   async writeBack(): Promise<void> {
+    this.checkMounted();
     if (this.cache.dirtyCount === 0) return;
     await this.lock.shared(async () => {
       this.checkMounted();
@@ -217,6 +218,7 @@ export class MinixFs {
   /** Everything written before is on the device's stable storage. */
   async sync(): Promise<void> {
     await this.writeBack();
+    this.checkMounted();
     // Outside the lock: a device's flush (RDISK's fdatasync) can take seconds after a large write,
     // and it concerns only what the write-back already put on the device.
     await this.dev.flush();
