@@ -89,10 +89,20 @@ export class Cascade {
 
   /**
    * `node` announced `ep` unbound there while the route to `ep` leads elsewhere now (a group's
-   * deposed primary): only the sendrecs `node` had taken fail; every other call goes on.
+   * deposed primary): only the sendrecs `node` had taken fail, and what it had sent as `ep` and is
+   * still queued here goes; every other call goes on.
    */
   failCallsTakenBy(dc: DcState, ep: Endpoint, node: number): void {
     for (const p of dc.routes.locals()) {
+      const box = p.mailbox;
+      for (let rec = box.head; rec !== undefined; ) {
+        const next = rec.next;
+        if (rec.src === ep && rec.kind === 'remote' && rec.node === node) {
+          box.dequeue(rec);
+          this.k.remote.unindex(rec);
+        }
+        rec = next;
+      }
       const w = p.recv;
       if (w === undefined || w.from !== ep) continue;
       if (w.mode === RecvMode.SendrecReply && w.node === node) {
