@@ -103,18 +103,25 @@ export class Cascade {
         }
         rec = next;
       }
+    }
+    this.failSendrecsAt(dc, ep, node);
+  }
+
+  /** Local sendrecs to `ep` that `node` took (or was sent) end with EDVSDEADSRCDST. */
+  failSendrecsAt(dc: DcState, ep: Endpoint, node: number): void {
+    for (const p of dc.routes.locals()) {
       const w = p.recv;
       if (w === undefined || w.from !== ep) continue;
       if (w.mode === RecvMode.SendrecReply && w.node === node) {
         p.recv = undefined;
-        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep } }));
+        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep, node } }));
       } else if (w.mode === RecvMode.SendrecSending) {
         const op = this.k.remote.sendrecOp(p, ep);
         if (op === undefined || op.node !== node) continue;
         this.k.remote.outstanding.delete(op.id);
         p.sending--;
         p.recv = undefined;
-        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep } }));
+        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep, node } }));
       }
     }
   }
