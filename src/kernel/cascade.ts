@@ -87,45 +87,6 @@ export class Cascade {
     this.k.fireWatches(dc, route.slot);
   }
 
-  /**
-   * `node` announced `ep` unbound there while the route to `ep` leads elsewhere now (a group's
-   * deposed primary): only the sendrecs `node` had taken fail, and what it had sent as `ep` and is
-   * still queued here goes; every other call goes on.
-   */
-  failCallsTakenBy(dc: DcState, ep: Endpoint, node: number): void {
-    for (const p of dc.routes.locals()) {
-      const box = p.mailbox;
-      for (let rec = box.head; rec !== undefined; ) {
-        const next = rec.next;
-        if (rec.src === ep && rec.kind === 'remote' && rec.node === node) {
-          box.dequeue(rec);
-          this.k.remote.unindex(rec);
-        }
-        rec = next;
-      }
-    }
-    this.failSendrecsAt(dc, ep, node);
-  }
-
-  /** Local sendrecs to `ep` that `node` took (or was sent) end with EDVSDEADSRCDST. */
-  failSendrecsAt(dc: DcState, ep: Endpoint, node: number): void {
-    for (const p of dc.routes.locals()) {
-      const w = p.recv;
-      if (w === undefined || w.from !== ep) continue;
-      if (w.mode === RecvMode.SendrecReply && w.node === node) {
-        p.recv = undefined;
-        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep, node } }));
-      } else if (w.mode === RecvMode.SendrecSending) {
-        const op = this.k.remote.sendrecOp(p, ep);
-        if (op === undefined || op.node !== node) continue;
-        this.k.remote.outstanding.delete(op.id);
-        p.sending--;
-        p.recv = undefined;
-        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep, node } }));
-      }
-    }
-  }
-
   /** Everyone local waiting on `ep` (receiving from it, awaiting its reply, queued as it) is told it died. */
   failWaitersOn(dc: DcState, ep: Endpoint, ownerSaidSo = false): void {
     for (const p of dc.routes.locals()) {

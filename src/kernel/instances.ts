@@ -155,9 +155,23 @@ export class InstanceCalls {
 
   /** Local calls waiting on `inst` at `node` end with EDVSDEADSRCDST, and so are sent again elsewhere. */
   private failMember(dc: DcState, inst: InstanceSet, node: number): void {
-    this.k.cascade.failSendrecsAt(dc, inst.endpoint, node);
+    const ep = inst.endpoint;
+    for (const p of dc.routes.locals()) {
+      const w = p.recv;
+      if (w === undefined || w.from !== ep) continue;
+      if (w.mode === RecvMode.SendrecReply && w.node === node) {
+        p.recv = undefined;
+        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep, node } }));
+      } else if (w.mode === RecvMode.SendrecSending) {
+        const op = this.k.remote.sendrecOp(p, ep);
+        if (op === undefined || op.node !== node) continue;
+        this.k.remote.outstanding.delete(op.id);
+        p.sending--;
+        p.recv = undefined;
+        w.waiter.reject(new DvsError('EDVSDEADSRCDST', undefined, { details: { endpoint: ep, node } }));
+      }
+    }
   }
-
 
   /** This node's instance was unbound: local calls it had taken go elsewhere; the route becomes the group's. */
   localGone(dc: DcState, inst: InstanceSet): void {

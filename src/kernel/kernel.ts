@@ -19,7 +19,7 @@ import { checkName, type AbsorbOptions, type Quiescence } from './moves.js';
 import { LocalProc, type GrantBackend } from './proc.js';
 import { Process, type ProcessCalls } from './process.js';
 import { buildProcTable, type ProcInfo } from './procfs.js';
-import { isLearnt, ownerOf, servedFrom } from './routes.js';
+import { isLearnt, ownerOf } from './routes.js';
 import { checkNotAborted, checkTimeout, Waiter } from './waiter.js';
 
 export type { KernelObserver, KernelStats } from './core.js';
@@ -523,10 +523,8 @@ export class Kernel {
           }
           const route = dc.routes.at(slot);
           if (route !== undefined && route.endpoint === frame.ep && ownerOf(route) === undefined) {
-            if (servedFrom(route, from)) {
-              k.cascade.dropRemote(dc, route);
-              k.cascade.failWaitersOn(dc, frame.ep, true);
-            } else k.cascade.failCallsTakenBy(dc, frame.ep, from);
+            k.cascade.dropRemote(dc, route);
+            k.cascade.failWaitersOn(dc, frame.ep, true);
           }
           // Even when the slot now holds a newer incarnation (here or elsewhere): someone may still
           // wait on the dead one, e.g. a sendrec whose ack landed after the directory moved the slot.

@@ -120,17 +120,6 @@ function names(r: SettledRoute, node: number): boolean {
   return r.kind === 'remote' ? r.node === node : r.members.includes(node);
 }
 
-/**
- * Whether calls on `r` go to `node` now (a frozen route: where they went before): an endpoint's
- * death announced by `node` ends such a route only. A group's endpoint keeps its value from one
- * primary to the next, so a deposed primary's unbind must not end the route to its successor.
- */
-export function servedFrom(r: Route, node: number): boolean {
-  const settled = r.kind === 'frozen' ? r.previous : r;
-  if (settled.kind === 'local') return false;
-  return settled.kind === 'remote' ? settled.node === node : settled.primary === node;
-}
-
 /** The process bound here behind a route, if any (a frozen route keeps its local owner until drained). */
 export function ownerOf(r: Route | undefined): LocalProc | undefined {
   if (r === undefined) return undefined;

@@ -389,9 +389,8 @@ export class ReplicaMember {
       if (p.update === undefined) answer = p.answer;
       else {
         const seq = this.seq + 1;
-        const left = await this.replicate(l, g, endpoint, p.update, seq, p.answer, (a) => this.answer(g, m, a));
-        if (left === undefined) return;
-        answer = left;
+        answer = await this.replicate(l, g, endpoint, p.update, seq, p.answer, (a) => this.answer(g, m, a));
+        if (answer === undefined) return;
       }
     } catch (err) {
       if (isDvsError(err, 'EDVSGRPLEADER')) throw err;
@@ -401,59 +400,39 @@ export class ReplicaMember {
   }
 
   /**
-   * Applies `update` at every member: here and at the backups at once. Passive: the answer waits
-   * for every synchronised backup and for this member. Active: it goes out (through `early`) once
-   * `quorum` members applied it. An apply that fails here, after a synchronised backup took the
-   * update, leaves this member behind it: it steps down (EDVSGRPLEADER) and rejoins, and the next
-   * primary answers the call when it is sent again. With no synchronised backup, the failure is the
-   * answer. Returns the answer still to send, or undefined when `early` sent it.
+   * Applies `update` at every member in order. Passive: here first, then each backup. Active: here
+   * and at the backups together, answering (through `early`) once `quorum` applied it. Returns the
+   * answer still to send, or undefined when `early` sent it.
    */
-  private async replicate(l: Leadership, g: Process, endpoint: Endpoint, update: Uint8Array, seq: number, prepared: ReplicaAnswer, early: (a: ReplicaAnswer) => Promise<void>): Promise<ReplicaAnswer | undefined> {
+  private async replicate(l: Leadership, g: Process, endpoint: Endpoint, update: Uint8Array, seq: number, prepared: ReplicaAnswer, early: (a: ReplicaAnswer) => Promise<void>): Promise<ReplicaAnswer> {
     const svc = this.opts.service;
-    const passive = this.opts.mode === 'passive';
-    const quorum = passive ? undefined : Math.max(1, this.opts.quorum ?? 1 + this.targets.filter((t) => t.state === 'synced').length);
+    if (this.opts.mode === 'passive') {
+      const applied = (await svc.apply(update)) ?? prepared;
+      this.seq = seq;
+      await this.ship(l, g, endpoint, update, seq);
+      return applied;
+    }
+    const quorum = Math.max(1, this.opts.quorum ?? 1 + this.targets.filter((t) => t.state === 'synced').length);
     let count = 0;
     let answer: ReplicaAnswer = prepared;
     let sent = false;
     const maybeAnswer = async (): Promise<void> => {
       count++;
-      if (quorum !== undefined && !sent && count >= quorum) {
+      if (!sent && count >= quorum) {
         sent = true;
         await early(answer);
       }
     };
-    let syncedAcks = 0;
-    const acked = async (): Promise<void> => {
-      syncedAcks++;
-      if (quorum !== undefined) await maybeAnswer();
-    };
-    let failed: Error | undefined;
-    const local = svc.apply(update).then(
-      async (a) => {
-        answer = a ?? prepared;
-        this.seq = seq;
-        await maybeAnswer();
-      },
-      (err: unknown) => {
-        failed = err instanceof Error ? err : new Error(String(err));
-      },
-    );
-    await this.ship(l, g, endpoint, update, seq, acked);
+    const local = svc.apply(update).then(async (a) => {
+      answer = a ?? prepared;
+      this.seq = seq;
+      await maybeAnswer();
+    });
+    await this.ship(l, g, endpoint, update, seq, maybeAnswer);
     await local;
-    if (failed !== undefined) {
-      if (syncedAcks > 0) {
-        this.log.error({ seq, err: failed.message }, 'the primary could not apply an update its backups took: it steps down');
-        throw new DvsError('EDVSGRPLEADER', `the primary could not apply update ${seq}: ${failed.message}`, { cause: failed });
-      }
-      // No synchronised member holds it: the caller is told it failed, and a joiner that took it
-      // (its state now ahead of this one's) is dropped, to join again and compare.
-      this.targets = this.targets.filter((t) => t.state !== 'syncing');
-      throw failed;
-    }
-    if (passive) return answer;
     // Fewer members than the quorum are left: the update is applied by all there are.
     if (!sent) await early(answer);
-    return undefined;
+    return answer;
   }
 
   /** Sends one update to every target in order; a target that fails is dropped (fenced) first. */

@@ -31,10 +31,7 @@ export interface ReplicatedService {
    * `ipc`); it changes no state: the update does, at every member.
    */
   prepare(ipc: M3Ipc, m: Message): Promise<Prepared>;
-  /**
-   * Applies an update (every member, in the primary's order); may give the answer for it. It fails
-   * only on a fault of this member (a full disk): the member then leaves the group and rejoins.
-   */
+  /** Applies an update (every member, in the primary's order); may give the answer for it. */
   apply(update: Uint8Array): Promise<ReplicaAnswer | undefined>;
   /** Sends the answer (default: a reply); a service answering some requests by a send does it here. */
   answer?(ipc: M3Ipc, m: Message, answer: ReplicaAnswer): Promise<void>;
