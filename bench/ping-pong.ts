@@ -1,4 +1,5 @@
 /** The floor of any rendezvous built on promises, measured beside ours in the same process. */
+import { performance } from 'node:perf_hooks';
 
 /** Two async functions handing a value back and forth through promises: the baseline. */
 export function promisePingPong(): { call: (v: number) => Promise<number>; stop: () => void } {
@@ -22,4 +23,12 @@ export function promisePingPong(): { call: (v: number) => Promise<number>; stop:
       serve?.(0);
     },
   };
+}
+
+/** µs per call of `n` sequential calls of `op`, after up to 1000 unmeasured ones (the JIT warms). */
+export async function usPerCall(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < Math.min(n, 1000); i++) await op(i);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await op(i);
+  return ((performance.now() - t0) * 1000) / n;
 }

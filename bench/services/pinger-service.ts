@@ -4,18 +4,11 @@
  * sendrecs through a bare kernel of its own, all in its own process, and answers the µs per call
  * of each: server-to-server IPC beside its floors, measured where the server runs.
  */
-import { performance } from 'node:perf_hooks';
 import type { M3Ipc, Payload } from '../../src/ipc/index.js';
 import { isNotification } from '../../src/ipc/index.js';
 import type { Service } from '../../src/services/service.js';
 import { kernelPingPong } from '../kernel-ping.js';
-import { promisePingPong } from '../ping-pong.js';
-
-async function perCall(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) await op(i);
-  return ((performance.now() - t0) * 1000) / n;
-}
+import { promisePingPong, usPerCall } from '../ping-pong.js';
 
 export default function createService(): Service {
   return {
@@ -32,15 +25,12 @@ export default function createService(): Service {
         const msg = { type: 1, payload: 1 };
         let answer: Payload;
         try {
-          await perCall(Math.min(n, 1000), () => ipc.sendrec(peer, msg));
-          const sendrecUs = await perCall(n, () => ipc.sendrec(peer, msg));
+          const sendrecUs = await usPerCall(n, () => ipc.sendrec(peer, msg));
           const pp = promisePingPong();
-          await perCall(Math.min(n, 1000), (i) => pp.call(i));
-          const promiseUs = await perCall(n, (i) => pp.call(i));
+          const promiseUs = await usPerCall(n, (i) => pp.call(i));
           pp.stop();
           const kp = kernelPingPong();
-          await perCall(Math.min(n, 1000), (i) => kp.call(i));
-          const kernelUs = await perCall(n, (i) => kp.call(i));
+          const kernelUs = await usPerCall(n, (i) => kp.call(i));
           kp.stop();
           answer = { sendrecUs, promiseUs, kernelUs };
         } catch (err) {

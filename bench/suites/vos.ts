@@ -30,7 +30,7 @@ import type { VosView } from '../../src/vos/vos-view.js';
 import { removeOnExit } from '../etcd-process.js';
 import { latency, median, round, type BenchResult, type Suite } from '../harness.js';
 import { kernelPingPong } from '../kernel-ping.js';
-import { promisePingPong } from '../ping-pong.js';
+import { promisePingPong, usPerCall } from '../ping-pong.js';
 
 const SUITE = 'vos';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -108,17 +108,11 @@ async function pairFigures(env: Env, dcid: number, view: VosView, n: number, rou
 
 /** The in-process kernel's sendrec and the bare ping-pong in this process, µs per call. */
 async function inProcess(n: number): Promise<{ sendrecUs: number; promiseUs: number }> {
-  const per = async (op: (i: number) => Promise<unknown>): Promise<number> => {
-    for (let i = 0; i < 1000; i++) await op(i);
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) await op(i);
-    return ((performance.now() - t0) * 1000) / n;
-  };
   const kp = kernelPingPong();
-  const sendrecUs = await per((i) => kp.call(i));
+  const sendrecUs = await usPerCall(n, (i) => kp.call(i));
   kp.stop();
   const pp = promisePingPong();
-  const promiseUs = await per((i) => pp.call(i));
+  const promiseUs = await usPerCall(n, (i) => pp.call(i));
   pp.stop();
   return { sendrecUs, promiseUs };
 }
